@@ -1,0 +1,477 @@
+//! The command line: argument parsing and the commands, each returning an exit code.
+//!
+//! Exit codes: 0 everything applied; 1 some objects failed or were held (the rest applied), or
+//! an expression failed; 2 a fatal error (source, state or target unusable) or a command that
+//! is not built yet; 64 invalid configuration or usage (`EX_USAGE`).
+
+use crate::config::{self, Config, TargetConfig};
+use crate::engine::{self, CycleOptions, CycleReport, PlannedCycle};
+use crate::mapping::expr::{Expression, Value};
+use crate::plan::{Change, GroupOp, UserOp};
+use crate::source::{self, Directory};
+use crate::state::Store;
+use clap::{Parser, Subcommand};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_PARTIAL: i32 = 1;
+pub const EXIT_FATAL: i32 = 2;
+pub const EXIT_USAGE: i32 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scimsync",
+    version,
+    about = "Provision users and groups from a directory into SCIM 2.0 applications"
+)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "SCIMSYNC_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log level or filter (`warn`, `info`, `scimsync=debug`); RUST_LOG takes precedence.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one provisioning cycle now.
+    Sync {
+        /// Ignore the snapshot's hashes and re-match every object (initial sync, recovery).
+        #[arg(long)]
+        full: bool,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Show what would be done and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Carry out deprovisions held back by the deletion threshold.
+        #[arg(long)]
+        allow_deletes: bool,
+    },
+    /// Show what the next cycle would do, without a single write.
+    Plan {
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Provision one user now (not implemented yet).
+    Provision {
+        user: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run as a daemon on each target's schedule (not implemented yet).
+    Run,
+    /// Evaluate one mapping expression.
+    Expr {
+        expression: String,
+        /// NAME=VALUE; repeat a name for a multi-valued attribute.
+        #[arg(long = "attr", value_name = "NAME=VALUE")]
+        attrs: Vec<String>,
+        /// Take the attributes of this source user (by objectId).
+        #[arg(long)]
+        user: Option<String>,
+        /// Print exactly one JSON value.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration, the source and each target (not implemented yet).
+    Check,
+    /// Show cycles, quarantine and escrow (not implemented yet).
+    Status,
+    /// Query the provisioning log (not implemented yet).
+    Logs {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Sync {
+            full,
+            target,
+            dry_run,
+            allow_deletes,
+        } => {
+            let opts = CycleOptions {
+                full,
+                dry_run,
+                allow_deletes,
+            };
+            sync(&cli.config, target.as_deref(), opts).await
+        }
+        Command::Plan { target } => {
+            let opts = CycleOptions {
+                dry_run: true,
+                ..Default::default()
+            };
+            sync(&cli.config, target.as_deref(), opts).await
+        }
+        Command::Expr {
+            expression,
+            attrs,
+            user,
+            json,
+        } => expr(&cli.config, &expression, &attrs, user.as_deref(), json).await,
+        Command::Provision { .. } => not_yet("provision"),
+        Command::Run => not_yet("run"),
+        Command::Check => not_yet("check"),
+        Command::Status => not_yet("status"),
+        Command::Logs { .. } => not_yet("logs"),
+    }
+}
+
+fn not_yet(name: &str) -> i32 {
+    eprintln!("scimsync {name}: not implemented yet");
+    EXIT_FATAL
+}
+
+fn load(path: &std::path::Path) -> Result<Config, i32> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        EXIT_USAGE
+    })
+}
+
+async fn read_source(config: &Config) -> Result<Directory, i32> {
+    let source = source::build(&config.source).map_err(|e| {
+        eprintln!("source: {e}");
+        EXIT_FATAL
+    })?;
+    source.read().await.map_err(|e| {
+        eprintln!("source: {e}; no target was changed");
+        EXIT_FATAL
+    })
+}
+
+async fn sync(config_path: &std::path::Path, only: Option<&str>, opts: CycleOptions) -> i32 {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let targets: Vec<&TargetConfig> = match only {
+        Some(name) => match config.target(name) {
+            Some(t) => vec![t],
+            None => {
+                let known: Vec<_> = config.targets.iter().map(|t| t.name.as_str()).collect();
+                eprintln!(
+                    "--target: no target named {name:?} in {} (configured: {known:?})",
+                    config.path.display()
+                );
+                return EXIT_USAGE;
+            }
+        },
+        None => config.targets.iter().collect(),
+    };
+    let store = match Store::open(&config.state.path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FATAL;
+        }
+    };
+    let dir = match read_source(&config).await {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let mut code = EXIT_OK;
+    for target in targets {
+        let result = if opts.dry_run {
+            engine::plan_target(&dir, &config, target, &store, opts).map(|p| {
+                let mut report = CycleReport {
+                    target: target.name.clone(),
+                    dry_run: true,
+                    ..Default::default()
+                };
+                for (id, kind, why) in &p.rejected {
+                    report.problems.push(format!("skipped {kind} {id}: {why}"));
+                }
+                (report, p)
+            })
+        } else {
+            engine::run_target(&dir, &config, target, &store, opts).await
+        };
+        match result {
+            Ok((report, planned)) => {
+                if opts.dry_run {
+                    print_plan(target, &planned);
+                } else {
+                    print_report(&report);
+                }
+                for p in &report.problems {
+                    eprintln!("  {p}");
+                }
+                if !opts.dry_run && report.incomplete() {
+                    code = code.max(EXIT_PARTIAL);
+                }
+            }
+            Err(e) => {
+                eprintln!("target {:?}: {e}", target.name);
+                code = EXIT_FATAL;
+            }
+        }
+    }
+    code
+}
+
+fn print_report(r: &CycleReport) {
+    let c = |c: &engine::Counts| {
+        format!(
+            "created {}, updated {}, deprovisioned {}, unchanged {}, skipped {}, failed {}",
+            c.created, c.updated, c.deprovisioned, c.unchanged, c.skipped, c.failed
+        )
+    };
+    println!("target {:?}: users {}", r.target, c(&r.users));
+    println!("target {:?}: groups {}", r.target, c(&r.groups));
+    if r.held > 0 {
+        println!(
+            "target {:?}: {} deprovisions held (deletion threshold)",
+            r.target, r.held
+        );
+    }
+}
+
+fn show(v: &Option<Json>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "(none)".to_owned(),
+    }
+}
+
+fn show_changes(changes: &[Change], desired: &crate::mapping::Desired) -> String {
+    changes
+        .iter()
+        .map(|c| {
+            if desired.redacted.contains(&c.path) {
+                format!("{}: [Redact] -> [Redact]", c.path)
+            } else {
+                format!("{}: {} -> {}", c.path, show(&c.old), show(&c.new))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn show_attrs(desired: &crate::mapping::Desired) -> String {
+    desired
+        .on_create
+        .iter()
+        .chain(&desired.attrs)
+        .map(|(k, v)| format!("{k} = {}", desired.shown(k, v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
+    println!("target {:?}: plan", target.name);
+    let matching: Vec<String> = target
+        .mappings
+        .user_matching()
+        .iter()
+        .map(|r| r.target.to_string())
+        .collect();
+    for op in &p.users.ops {
+        match op {
+            UserOp::MatchOrCreate { id, desired } => {
+                println!(
+                    "  create user {id} (unless an account matches on {}): {}",
+                    matching.join(", "),
+                    show_attrs(desired)
+                );
+            }
+            UserOp::Update {
+                id,
+                scim_id,
+                changes,
+                desired,
+            } => {
+                println!(
+                    "  update user {id} ({scim_id}): {}",
+                    show_changes(changes, desired)
+                );
+            }
+            UserOp::Deprovision { id, scim_id, mode } => {
+                println!(
+                    "  deprovision user {id} ({scim_id}): {}",
+                    match mode {
+                        config::DeprovisionMode::Deactivate => "active: true -> false",
+                        config::DeprovisionMode::Delete => "DELETE",
+                    }
+                );
+            }
+        }
+    }
+    for op in &p.groups.ops {
+        match op {
+            GroupOp::MatchOrCreate { id, group } => {
+                println!(
+                    "  create group {id}: {}, {} members",
+                    show_attrs(&group.desired),
+                    group.members.len()
+                );
+            }
+            GroupOp::Update {
+                id,
+                scim_id,
+                changes,
+                add,
+                remove,
+                group,
+            } => {
+                let mut parts = Vec::new();
+                if !changes.is_empty() {
+                    parts.push(show_changes(changes, &group.desired));
+                }
+                if !add.is_empty() {
+                    parts.push(format!(
+                        "add members {}",
+                        add.iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if !remove.is_empty() {
+                    parts.push(format!(
+                        "remove members {}",
+                        remove
+                            .iter()
+                            .map(|(m, _)| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                println!("  update group {id} ({scim_id}): {}", parts.join("; "));
+            }
+            GroupOp::Deprovision {
+                id, scim_id, mode, ..
+            } => {
+                println!(
+                    "  deprovision group {id} ({scim_id}): {}",
+                    match mode {
+                        config::DeprovisionMode::Deactivate => "remove managed members",
+                        config::DeprovisionMode::Delete => "DELETE",
+                    }
+                );
+            }
+        }
+    }
+    let held = p.users.held.len() + p.groups.held.len();
+    if held > 0 {
+        println!(
+            "  held: {held} deprovisions exceed deletion_threshold = {}",
+            target.deletion_threshold
+        );
+    }
+    let count = |ops: usize, unchanged: usize| format!("{ops} to change, {unchanged} unchanged");
+    println!(
+        "target {:?}: users {}; groups {}; {} skipped",
+        target.name,
+        count(p.users.ops.len(), p.users.unchanged),
+        count(p.groups.ops.len(), p.groups.unchanged),
+        p.rejected.len()
+    );
+}
+
+async fn expr(
+    config_path: &std::path::Path,
+    text: &str,
+    attrs: &[String],
+    user: Option<&str>,
+    json: bool,
+) -> i32 {
+    let expression = match Expression::parse(text) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("expression: {e}");
+            return EXIT_PARTIAL;
+        }
+    };
+    let mut bag: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(id) = user {
+        let config = match load(config_path) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let dir = match read_source(&config).await {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let Some(u) = dir.users.iter().find(|u| u.id.as_str() == id) else {
+            eprintln!("--user: no user with objectId {id:?} in the source");
+            return EXIT_PARTIAL;
+        };
+        for (name, v) in u.iter() {
+            let value = match v {
+                source::AttrValue::Single(s) => Value::Str(s.clone()),
+                source::AttrValue::Multi(m) => Value::Multi(m.clone()),
+            };
+            bag.insert(name.to_owned(), value);
+        }
+    }
+    let mut given: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for a in attrs {
+        let Some((name, value)) = a.split_once('=') else {
+            eprintln!("--attr {a:?}: expected NAME=VALUE");
+            return EXIT_USAGE;
+        };
+        given
+            .entry(name.to_lowercase())
+            .or_insert_with(|| (name.to_owned(), Vec::new()))
+            .1
+            .push(value.to_owned());
+    }
+    for (_, (name, mut values)) in given {
+        bag.retain(|k, _| !k.eq_ignore_ascii_case(&name));
+        let v = if values.len() == 1 {
+            Value::Str(values.remove(0))
+        } else {
+            Value::Multi(values)
+        };
+        bag.insert(name, v);
+    }
+    match expression.evaluate(&bag) {
+        Ok(ev) => {
+            let shown = |s: &str| {
+                if ev.redacted {
+                    "[Redact]".to_owned()
+                } else {
+                    s.to_owned()
+                }
+            };
+            if json {
+                let j = match &ev.value {
+                    _ if ev.ignore_flow => Json::Null,
+                    Value::Null => Json::Null,
+                    Value::Multi(v) => {
+                        Json::Array(v.iter().map(|s| Json::String(shown(s))).collect())
+                    }
+                    other => Json::String(shown(&other.as_display())),
+                };
+                println!("{j}");
+            } else {
+                match &ev.value {
+                    Value::Multi(v) => v.iter().for_each(|s| println!("{}", shown(s))),
+                    Value::Null => {}
+                    other => println!("{}", shown(&other.as_display())),
+                }
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("expression: {e}");
+            EXIT_PARTIAL
+        }
+    }
+}

@@ -1,0 +1,705 @@
+//! The TOML configuration: what serde reads, validated with every problem reported at once.
+//!
+//! Each problem carries its key path (`target[0].user_mapping[2].expression: …`) so that an
+//! administrator can fix a whole file in one pass. Running parts are built from these plain
+//! values elsewhere (`source::build`, `mapping::Mappings::compile`, `scim::Client::new`).
+
+use crate::mapping::{self, Mappings};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where the configuration is read from when neither `--config` nor `SCIMSYNC_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/scimsync/scimsync.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: TOML syntax error: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// A loaded, validated configuration. Paths in it are absolute (resolved against the file).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub state: StateConfig,
+    pub source: SourceConfig,
+    pub scope: ScopeConfig,
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default = "default_state_path")]
+    pub path: PathBuf,
+}
+
+fn default_state_path() -> PathBuf {
+    PathBuf::from("scimsync-state")
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            path: default_state_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    Json(JsonSourceConfig),
+    Ldap(LdapSourceConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSourceConfig {
+    pub path: PathBuf,
+}
+
+/// LDAP keys are accepted and checked now; the connector itself is its own piece of work.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSourceConfig {
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub tls_insecure: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub bind_password_env: Option<String>,
+    pub base_dn: String,
+    pub users_base_dn: Option<String>,
+    pub groups_base_dn: Option<String>,
+    pub user_filter: Option<String>,
+    pub group_filter: Option<String>,
+    pub page_size: Option<u32>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub group_attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeprovisionMode {
+    #[default]
+    Deactivate,
+    Delete,
+}
+
+/// One SCIM target as written in the file. Mappings are compiled into `mappings`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    pub url: String,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: u32,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub deprovision: DeprovisionMode,
+    #[serde(default = "default_deletion_threshold")]
+    pub deletion_threshold: usize,
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: u64,
+    #[serde(skip)]
+    pub user_mapping: Vec<MappingConfig>,
+    #[serde(skip)]
+    pub group_mapping: Vec<MappingConfig>,
+    #[serde(skip)]
+    pub mappings: Mappings,
+}
+
+fn default_schedule() -> String {
+    // Entra ID's provisioning interval is 40 minutes.
+    "0 */40 * * * *".to_owned()
+}
+fn default_rate_limit() -> u32 {
+    25
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_deletion_threshold() -> usize {
+    500
+}
+fn default_timeout_seconds() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Apply {
+    #[default]
+    Always,
+    OnCreate,
+}
+
+/// One attribute mapping as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    pub target: String,
+    pub source: Option<String>,
+    pub constant: Option<String>,
+    pub expression: Option<String>,
+    pub default: Option<String>,
+    #[serde(default)]
+    pub apply: Apply,
+    pub matching_precedence: Option<u32>,
+}
+
+impl MappingConfig {
+    fn direct(target: &str, source: &str, precedence: Option<u32>) -> Self {
+        Self {
+            target: target.to_owned(),
+            source: Some(source.to_owned()),
+            constant: None,
+            expression: None,
+            default: None,
+            apply: Apply::Always,
+            matching_precedence: precedence,
+        }
+    }
+
+    fn expression(target: &str, expression: &str) -> Self {
+        Self {
+            expression: Some(expression.to_owned()),
+            source: None,
+            ..Self::direct(target, "", None)
+        }
+    }
+}
+
+/// Entra ID's default user mappings, used when a target lists none.
+pub fn default_user_mappings() -> Vec<MappingConfig> {
+    vec![
+        MappingConfig::direct(r#"emails[type eq "work"].value"#, "mail", Some(1)),
+        MappingConfig::direct("userName", "objectId", Some(2)),
+        MappingConfig::expression(
+            "active",
+            r#"Switch([IsSoftDeleted], , "False", "True", "True", "False")"#,
+        ),
+        MappingConfig::expression("name.formatted", r#"Join(" ", [givenName], [surname])"#),
+        MappingConfig::direct("externalId", "objectId", None),
+    ]
+}
+
+/// The default group mappings: match and name by `displayName`.
+pub fn default_group_mappings() -> Vec<MappingConfig> {
+    vec![
+        MappingConfig::direct("displayName", "displayName", Some(1)),
+        MappingConfig::direct("externalId", "objectId", None),
+    ]
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` names the file in messages and anchors
+    /// relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: e.to_string().trim_end().replace('\n', " "),
+                })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut problems = Vec::new();
+        let config = Loader {
+            problems: &mut problems,
+        }
+        .load(table, &base);
+        match config {
+            Some(config) if problems.is_empty() => Ok(Config {
+                path: path.to_owned(),
+                ..config
+            }),
+            _ => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            }),
+        }
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// Collects problems while walking the table, so that one pass reports them all.
+struct Loader<'a> {
+    problems: &'a mut Vec<String>,
+}
+
+impl Loader<'_> {
+    fn problem(&mut self, key: impl std::fmt::Display, why: impl std::fmt::Display) {
+        self.problems.push(format!("{key}: {why}"));
+    }
+
+    /// Deserializes one value, recording a problem under `key` when it does not fit.
+    fn take<T: serde::de::DeserializeOwned>(&mut self, key: &str, value: toml::Value) -> Option<T> {
+        match value.try_into::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let msg = e.to_string();
+                self.problem(key, msg.trim_end().replace('\n', " "));
+                None
+            }
+        }
+    }
+
+    fn load(&mut self, mut table: toml::Table, base: &Path) -> Option<Config> {
+        let state = match table.remove("state") {
+            Some(v) => self.take::<StateConfig>("state", v),
+            None => Some(StateConfig::default()),
+        };
+        let source = match table.remove("source") {
+            Some(v) => self.source(v),
+            None => {
+                self.problem(
+                    "source",
+                    "missing: set [source] with kind = \"json\" or \"ldap\"",
+                );
+                None
+            }
+        };
+        let scope = match table.remove("scope") {
+            Some(v) => self.take::<ScopeConfig>("scope", v),
+            None => Some(ScopeConfig::default()),
+        };
+        let targets = match table.remove("target") {
+            Some(toml::Value::Array(items)) => {
+                let mut targets = Vec::new();
+                for (i, item) in items.into_iter().enumerate() {
+                    if let Some(t) = self.target(i, item) {
+                        targets.push(t);
+                    }
+                }
+                targets
+            }
+            Some(_) => {
+                self.problem("target", "must be an array of tables ([[target]])");
+                Vec::new()
+            }
+            None => {
+                self.problem("target", "missing: configure at least one [[target]]");
+                Vec::new()
+            }
+        };
+        for key in table.keys() {
+            self.problem(
+                key,
+                "unknown key, expected one of `state`, `source`, `scope`, `target`",
+            );
+        }
+
+        let mut state = state?;
+        let mut source = source?;
+        let scope = scope?;
+        state.path = base.join(&state.path);
+        self.check_scope(&scope);
+        self.check_targets(&targets);
+        match &mut source {
+            SourceConfig::Json(json) => json.path = base.join(&json.path),
+            SourceConfig::Ldap(ldap) => {
+                ldap.ca_file = ldap.ca_file.as_ref().map(|p| base.join(p));
+                ldap.bind_password_file = ldap.bind_password_file.as_ref().map(|p| base.join(p));
+            }
+        }
+        let targets = targets
+            .into_iter()
+            .map(|mut t| {
+                t.token_file = t.token_file.as_ref().map(|p| base.join(p));
+                t.ca_file = t.ca_file.as_ref().map(|p| base.join(p));
+                t
+            })
+            .collect();
+        Some(Config {
+            path: PathBuf::new(),
+            state,
+            source,
+            scope,
+            targets,
+        })
+    }
+
+    fn source(&mut self, value: toml::Value) -> Option<SourceConfig> {
+        let kind = value
+            .get("kind")
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned);
+        match kind.as_deref() {
+            Some("json") | Some("ldap") => self.take::<SourceConfig>("source", value),
+            Some(other) => {
+                self.problem(
+                    "source.kind",
+                    format!("unknown kind {other:?}, expected \"json\" or \"ldap\""),
+                );
+                None
+            }
+            None => {
+                self.problem("source.kind", "missing: set kind = \"json\" or \"ldap\"");
+                None
+            }
+        }
+    }
+
+    fn target(&mut self, i: usize, value: toml::Value) -> Option<TargetConfig> {
+        let key = format!("target[{i}]");
+        let toml::Value::Table(mut table) = value else {
+            self.problem(&key, "must be a table");
+            return None;
+        };
+        let user_mapping = self.mappings(&key, "user_mapping", table.remove("user_mapping"));
+        let group_mapping = self.mappings(&key, "group_mapping", table.remove("group_mapping"));
+        let mut target = self.take::<TargetConfig>(&key, toml::Value::Table(table))?;
+        let label = format!("{key} ({:?})", target.name);
+        if target.name.trim().is_empty() {
+            self.problem(format!("{key}.name"), "must not be empty");
+        }
+        match reqwest::Url::parse(&target.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(url) => self.problem(
+                format!("{label}.url"),
+                format!("scheme {:?} is not http or https", url.scheme()),
+            ),
+            Err(e) => self.problem(
+                format!("{label}.url"),
+                format!("{:?} is not a URL: {e}", target.url),
+            ),
+        }
+        match (&target.token_file, &target.token_env) {
+            (Some(_), Some(_)) => self.problem(&label, "set only one of token_file and token_env"),
+            (None, None) => self.problem(
+                &label,
+                "set token_file or token_env (the SCIM bearer token)",
+            ),
+            _ => {}
+        }
+        if let Err(e) = cron::Schedule::from_str(&target.schedule) {
+            self.problem(
+                format!("{label}.schedule"),
+                format!(
+                    "{:?} is not a cron expression with six fields (sec min hour dom mon dow): {e}",
+                    target.schedule
+                ),
+            );
+        }
+        if target.rate_limit == 0 {
+            self.problem(
+                format!("{label}.rate_limit"),
+                "must be at least 1 request per second",
+            );
+        }
+        if target.concurrency == 0 {
+            self.problem(format!("{label}.concurrency"), "must be at least 1");
+        }
+        if target.timeout_seconds == 0 {
+            self.problem(format!("{label}.timeout_seconds"), "must be at least 1");
+        }
+        target.user_mapping = user_mapping.unwrap_or_else(default_user_mappings);
+        target.group_mapping = group_mapping.unwrap_or_else(default_group_mappings);
+        match Mappings::compile(&target.user_mapping, &target.group_mapping) {
+            Ok(m) => target.mappings = m,
+            Err(errors) => {
+                for mapping::CompileError {
+                    list,
+                    index,
+                    field,
+                    message,
+                } in errors
+                {
+                    let at = match index {
+                        Some(n) => format!("{key}.{list}[{n}]"),
+                        None => format!("{key}.{list}"),
+                    };
+                    let at = match field {
+                        Some(f) => format!("{at}.{f}"),
+                        None => at,
+                    };
+                    self.problem(at, message);
+                }
+            }
+        }
+        Some(target)
+    }
+
+    fn mappings(
+        &mut self,
+        key: &str,
+        list: &str,
+        value: Option<toml::Value>,
+    ) -> Option<Vec<MappingConfig>> {
+        let items = match value? {
+            toml::Value::Array(items) => items,
+            _ => {
+                self.problem(
+                    format!("{key}.{list}"),
+                    format!("must be an array of tables ([[target.{list}]])"),
+                );
+                return Some(Vec::new());
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            if let Some(m) = self.take::<MappingConfig>(&format!("{key}.{list}[{i}]"), item) {
+                out.push(m);
+            }
+        }
+        Some(out)
+    }
+
+    fn check_scope(&mut self, scope: &ScopeConfig) {
+        if !scope.all && scope.groups.is_empty() && scope.users.is_empty() {
+            self.problem(
+                "scope",
+                "nothing is assigned: set scope.groups, scope.users or scope.all = true",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, g) in scope.groups.iter().enumerate() {
+            if g.trim().is_empty() {
+                self.problem(format!("scope.groups[{i}]"), "must not be empty");
+            } else if !seen.insert(g.to_lowercase()) {
+                self.problem(
+                    format!("scope.groups[{i}]"),
+                    format!("{g:?} is listed twice"),
+                );
+            }
+        }
+    }
+
+    fn check_targets(&mut self, targets: &[TargetConfig]) {
+        let mut names = BTreeSet::new();
+        for (i, t) in targets.iter().enumerate() {
+            if !names.insert(t.name.as_str()) {
+                self.problem(
+                    format!("target[{i}].name"),
+                    format!("{:?} is used by an earlier target", t.name),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[state]
+path = "state"
+
+[source]
+kind = "json"
+path = "directory.json"
+
+[scope]
+groups = ["Bounty Hunters"]
+
+[[target]]
+name = "qlik"
+url = "https://tenant.example/api/scim/v2"
+token_env = "QLIK_SCIM_TOKEN"
+schedule = "0 */40 * * * *"
+
+[[target.user_mapping]]
+target = 'emails[type eq "work"].value'
+source = "mail"
+matching_precedence = 1
+
+[[target.user_mapping]]
+target = "userName"
+source = "objectId"
+matching_precedence = 2
+
+[[target.user_mapping]]
+target = "active"
+expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
+
+[[target.group_mapping]]
+target = "displayName"
+source = "displayName"
+matching_precedence = 1
+"#;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(Path::new("/etc/scimsync/test.toml"), text) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected invalid configuration, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_config_loads_with_paths_resolved_against_the_file() {
+        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), GOOD).expect("valid");
+        assert_eq!(c.state.path, PathBuf::from("/etc/scimsync/state"));
+        match &c.source {
+            SourceConfig::Json(j) => {
+                assert_eq!(j.path, PathBuf::from("/etc/scimsync/directory.json"))
+            }
+            SourceConfig::Ldap(_) => panic!("expected json"),
+        }
+        assert_eq!(c.targets.len(), 1);
+        assert_eq!(c.targets[0].rate_limit, 25);
+        assert_eq!(c.targets[0].deprovision, DeprovisionMode::Deactivate);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_key_path() {
+        let text = GOOD
+            .replace("schedule = \"0 */40 * * * *\"", "schedule = \"every day\"\ncolour = \"red\"")
+            .replace(
+                "expression = 'Switch([IsSoftDeleted], , \"False\", \"True\", \"True\", \"False\")'",
+                "expression = 'Switch([IsSoftDeleted], \"False\"'",
+            )
+            .replace("[scope]", "[scope]\nbogus = 1");
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("scope: unknown field `bogus`")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("target[0]: unknown field `colour`")),
+            "{p:?}"
+        );
+        // The target failed to deserialize, so its mappings are not compiled: fix one, see next.
+        let text = GOOD.replace(
+            "expression = 'Switch([IsSoftDeleted], , \"False\", \"True\", \"True\", \"False\")'",
+            "expression = 'Switch([IsSoftDeleted], \"False\"'",
+        );
+        let text = text.replace("schedule = \"0 */40 * * * *\"", "schedule = \"every day\"");
+        let p = problems(&text);
+        assert!(
+            p.iter().any(
+                |p| p.starts_with("target[0] (\"qlik\").schedule: \"every day\" is not a cron")
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("target[0].user_mapping[2].expression: column ")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn exactly_one_value_kind_per_mapping() {
+        let text = GOOD.replace(
+            "target = \"userName\"\nsource = \"objectId\"",
+            "target = \"userName\"\nsource = \"objectId\"\nconstant = \"x\"",
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("target[0].user_mapping[1]: set exactly one of")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn missing_token_and_bad_url_and_duplicate_names() {
+        let text = GOOD.replace("token_env = \"QLIK_SCIM_TOKEN\"\n", "")
+            + "\n[[target]]\nname = \"qlik\"\nurl = \"ftp://x\"\ntoken_env = \"X\"\n";
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|p| p.contains("set token_file or token_env")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.contains("scheme \"ftp\" is not http or https")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("target[1].name: \"qlik\" is used by an earlier target")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        match Config::parse(Path::new("x.toml"), "[state\npath = 1") {
+            Err(ConfigError::Syntax { message, .. }) => {
+                assert!(message.contains("line 1"), "{message}")
+            }
+            other => panic!("expected syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_source_kind_and_unknown_source_key() {
+        let p = problems(&GOOD.replace("kind = \"json\"", "kind = \"csv\""));
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("source.kind: unknown kind \"csv\"")),
+            "{p:?}"
+        );
+        let p = problems(&GOOD.replace(
+            "path = \"directory.json\"",
+            "path = \"d.json\"\nfile = \"x\"",
+        ));
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("source: unknown field `file`")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn missing_mappings_fall_back_to_entra_defaults() {
+        let text = "[source]\nkind = \"json\"\npath = \"d.json\"\n[scope]\nall = true\n[[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/v2\"\ntoken_env = \"T\"\n";
+        let c = Config::parse(Path::new("x.toml"), text).expect("valid");
+        assert_eq!(c.targets[0].user_mapping.len(), 5);
+        assert_eq!(c.targets[0].mappings.user_matching().len(), 2);
+    }
+}

@@ -1,0 +1,1108 @@
+//! One provisioning cycle for one target: scope, map, plan, execute, record.
+//!
+//! Users go before groups so that member ids exist. Every snapshot write follows a call the
+//! target confirmed. A failure on one object is counted and reported; it never stops the cycle.
+
+use crate::audit::{self, Action, Kind, Status};
+use crate::config::{Config, DeprovisionMode, ScopeConfig, TargetConfig};
+use crate::ids::{ScimId, SourceId, TargetName};
+use crate::mapping::path::{CORE_GROUP, CORE_USER};
+use crate::mapping::{self, AttrPath, Desired, Rule};
+use crate::plan::{self, Change, DesiredGroup, GroupOp, GroupPlan, PlanOptions, UserOp, UserPlan};
+use crate::scim::{Client, Endpoint, ScimError};
+use crate::scope::{self, ScopeError};
+use crate::source::Directory;
+use crate::state::{self, GroupEntry, MatchedBy, Snapshot, StateError, Store, UserEntry};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+/// At most this many member changes go in one group PATCH.
+pub const MEMBER_BATCH: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Target(String),
+    #[error("source-outage guard: {0}")]
+    Guard(String),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleOptions {
+    pub full: bool,
+    pub dry_run: bool,
+    pub allow_deletes: bool,
+}
+
+/// What happened to the objects of one kind in a cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub created: usize,
+    pub updated: usize,
+    pub deprovisioned: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// The summary of one cycle of one target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CycleReport {
+    pub target: String,
+    pub cycle_id: String,
+    pub started_at: String,
+    pub dry_run: bool,
+    pub users: Counts,
+    pub groups: Counts,
+    /// Deprovisions held back by the deletion threshold.
+    pub held: usize,
+    /// One line per skipped or failed object, for the operator.
+    pub problems: Vec<String>,
+    /// HTTP requests sent to the target.
+    pub requests: usize,
+}
+
+impl CycleReport {
+    /// True when some object was not brought in step (failed, or held deprovisions).
+    pub fn incomplete(&self) -> bool {
+        self.users.failed + self.groups.failed > 0 || self.held > 0
+    }
+}
+
+/// The desired state of one target, computed from one source read.
+#[derive(Debug, Default)]
+pub struct DesiredState {
+    pub users: BTreeMap<SourceId, Desired>,
+    pub groups: BTreeMap<SourceId, DesiredGroup>,
+    /// Objects that could not be mapped, with why; they are skipped, never deprovisioned.
+    pub rejected: Vec<(SourceId, Kind, String)>,
+    pub protected: BTreeSet<SourceId>,
+}
+
+/// Scopes and maps a directory read for one target.
+pub fn desired_state(
+    dir: &Directory,
+    scope: &ScopeConfig,
+    target: &TargetConfig,
+) -> Result<DesiredState, ScopeError> {
+    let scoped = scope::apply(dir, scope)?;
+    let mut out = DesiredState::default();
+    for r in &dir.rejected {
+        if let Some(id) = &r.id {
+            out.protected.insert(id.clone());
+            out.rejected
+                .push((id.clone(), Kind::User, r.reason.clone()));
+        }
+    }
+    for (id, (user, _why)) in &scoped.users {
+        match mapping::map(&target.mappings.users, user).and_then(|d| require(d, "userName")) {
+            Ok(d) => {
+                out.users.insert(id.clone(), d);
+            }
+            Err(e) => {
+                out.protected.insert(id.clone());
+                out.rejected.push((id.clone(), Kind::User, e.to_string()));
+            }
+        }
+    }
+    for g in &scoped.groups {
+        let id = &g.group.object.id;
+        match mapping::map(&target.mappings.groups, &g.group.object)
+            .and_then(|d| require(d, "displayName"))
+        {
+            Ok(desired) => {
+                let members = g
+                    .members
+                    .iter()
+                    .filter(|m| out.users.contains_key(*m))
+                    .cloned()
+                    .collect();
+                out.groups
+                    .insert(id.clone(), DesiredGroup { desired, members });
+            }
+            Err(e) => {
+                out.protected.insert(id.clone());
+                out.rejected.push((id.clone(), Kind::Group, e.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn require(d: Desired, attr: &str) -> Result<Desired, mapping::MappingError> {
+    if d.attrs.contains_key(attr) {
+        Ok(d)
+    } else {
+        Err(mapping::MappingError {
+            target: attr.to_owned(),
+            message: "is empty, and SCIM requires it".to_owned(),
+        })
+    }
+}
+
+/// The plans a cycle would carry out, for `plan` and `--dry-run`.
+#[derive(Debug, Default, Serialize)]
+pub struct PlannedCycle {
+    pub users: UserPlan,
+    pub groups: GroupPlan,
+    pub rejected: Vec<(SourceId, Kind, String)>,
+}
+
+fn plan_options(target: &TargetConfig, opts: CycleOptions) -> PlanOptions {
+    PlanOptions {
+        full: opts.full,
+        mode: target.deprovision,
+        deletion_threshold: target.deletion_threshold,
+        allow_deletes: opts.allow_deletes,
+    }
+}
+
+/// Refuses to plan from a read that looks like an outage rather than a directory.
+fn outage_guard(dir: &Directory, snapshot: &Snapshot) -> Result<(), EngineError> {
+    if !dir.users.is_empty() {
+        return Ok(());
+    }
+    let managed = snapshot.users()?.len();
+    let last: usize = snapshot.meta("last_good_users")?.unwrap_or(0);
+    if managed > 0 || last > 0 {
+        return Err(EngineError::Guard(format!(
+            "the source returned no users, while the last good read had {last} and {managed} accounts are managed; \
+             an empty directory is never taken as everyone having left, so nothing was planned"
+        )));
+    }
+    Ok(())
+}
+
+/// Plans one target without any call to it.
+pub fn plan_target(
+    dir: &Directory,
+    config: &Config,
+    target: &TargetConfig,
+    store: &Store,
+    opts: CycleOptions,
+) -> Result<PlannedCycle, EngineError> {
+    let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
+    outage_guard(dir, &snapshot)?;
+    let want = desired_state(dir, &config.scope, target)?;
+    let popts = plan_options(target, opts);
+    let users_snap = snapshot.users()?;
+    let users = plan::plan_users(&users_snap, &want.users, &want.protected, popts);
+    // In a dry run the users about to be created count as having accounts.
+    let accounts: BTreeSet<SourceId> = users_snap
+        .iter()
+        .filter(|(id, _)| want.users.contains_key(*id))
+        .map(|(id, _)| id.clone())
+        .chain(users.ops.iter().filter_map(|op| match op {
+            UserOp::MatchOrCreate { id, .. } => Some(id.clone()),
+            _ => None,
+        }))
+        .collect();
+    let groups = plan::plan_groups(
+        &snapshot.groups()?,
+        &want.groups,
+        &accounts,
+        &want.protected,
+        popts,
+    );
+    Ok(PlannedCycle {
+        users,
+        groups,
+        rejected: want.rejected,
+    })
+}
+
+/// Runs one cycle of one target against a directory read.
+pub async fn run_target(
+    dir: &Directory,
+    config: &Config,
+    target: &TargetConfig,
+    store: &Store,
+    opts: CycleOptions,
+) -> Result<(CycleReport, PlannedCycle), EngineError> {
+    let name = TargetName(target.name.clone());
+    let snapshot = store.snapshot(&name)?;
+    let mut report = CycleReport {
+        target: target.name.clone(),
+        cycle_id: uuid::Uuid::new_v4().to_string(),
+        started_at: state::now(),
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let planned = plan_target(dir, config, target, store, opts)?;
+    for (id, kind, why) in &planned.rejected {
+        let counts = match kind {
+            Kind::User => &mut report.users,
+            Kind::Group => &mut report.groups,
+        };
+        counts.skipped += 1;
+        report.problems.push(format!("skipped {kind} {id}: {why}"));
+    }
+    report.held = planned.users.held.len() + planned.groups.held.len();
+    if report.held > 0 {
+        report.problems.push(format!(
+            "held {} deprovisions: more than deletion_threshold = {} in one cycle; run `scimsync sync --allow-deletes` to carry them out",
+            report.held, target.deletion_threshold
+        ));
+    }
+    if opts.dry_run {
+        count_planned(&planned, &mut report);
+        return Ok((report, planned));
+    }
+
+    let client = Client::new(target).map_err(EngineError::Target)?;
+    let exec = Executor {
+        client: &client,
+        snapshot: &snapshot,
+        target,
+        cycle_id: &report.cycle_id,
+        claimed: Mutex::new(BTreeMap::new()),
+    };
+    for (id, e) in snapshot.users()? {
+        exec.claim(&e.scim_id, &id);
+    }
+    for (id, e) in snapshot.groups()? {
+        exec.claim_kind(true, &e.scim_id, &id);
+    }
+    let concurrency = target.concurrency.max(1);
+    let outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(planned.users.ops.clone())
+        .map(|op| async {
+            let id = op.id().clone();
+            (id, exec.user(op).await)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    report.users.unchanged += planned.users.unchanged;
+    tally(
+        &mut report.users,
+        &mut report.problems,
+        Kind::User,
+        outcomes,
+    );
+
+    // Groups are planned again now that the users' accounts exist.
+    let want = desired_state(dir, &config.scope, target)?;
+    let users_snap = snapshot.users()?;
+    let accounts: BTreeSet<SourceId> = users_snap.keys().cloned().collect();
+    let groups = plan::plan_groups(
+        &snapshot.groups()?,
+        &want.groups,
+        &accounts,
+        &want.protected,
+        plan_options(target, opts),
+    );
+    let group_outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(groups.ops.clone())
+        .map(|op| async {
+            let id = match &op {
+                GroupOp::MatchOrCreate { id, .. }
+                | GroupOp::Update { id, .. }
+                | GroupOp::Deprovision { id, .. } => id.clone(),
+            };
+            (id, exec.group(op, &users_snap).await)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    report.groups.unchanged += groups.unchanged;
+    tally(
+        &mut report.groups,
+        &mut report.problems,
+        Kind::Group,
+        group_outcomes,
+    );
+
+    if !dir.users.is_empty() {
+        snapshot.set_meta("last_good_users", &dir.users.len())?;
+    }
+    report.requests = client.requests();
+    snapshot.set_meta("last_cycle", &report)?;
+    store.flush().await?;
+    let planned = PlannedCycle { groups, ..planned };
+    Ok((report, planned))
+}
+
+fn count_planned(planned: &PlannedCycle, report: &mut CycleReport) {
+    for op in &planned.users.ops {
+        match op {
+            UserOp::MatchOrCreate { .. } => report.users.created += 1,
+            UserOp::Update { .. } => report.users.updated += 1,
+            UserOp::Deprovision { .. } => report.users.deprovisioned += 1,
+        }
+    }
+    report.users.unchanged += planned.users.unchanged;
+    for op in &planned.groups.ops {
+        match op {
+            GroupOp::MatchOrCreate { .. } => report.groups.created += 1,
+            GroupOp::Update { .. } => report.groups.updated += 1,
+            GroupOp::Deprovision { .. } => report.groups.deprovisioned += 1,
+        }
+    }
+    report.groups.unchanged += planned.groups.unchanged;
+}
+
+fn tally(
+    counts: &mut Counts,
+    problems: &mut Vec<String>,
+    kind: Kind,
+    outcomes: Vec<(SourceId, Outcome)>,
+) {
+    let mut outcomes = outcomes;
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, o) in outcomes {
+        match o {
+            Outcome::Created => counts.created += 1,
+            Outcome::Updated => counts.updated += 1,
+            Outcome::Unchanged => counts.unchanged += 1,
+            Outcome::Deprovisioned => counts.deprovisioned += 1,
+            Outcome::Skipped(why) => {
+                counts.skipped += 1;
+                problems.push(format!("skipped {kind} {id}: {why}"));
+            }
+            Outcome::Failed(why) => {
+                counts.failed += 1;
+                problems.push(format!("failed {kind} {id}: {why}"));
+            }
+        }
+    }
+}
+
+/// What became of one operation.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Deprovisioned,
+    Skipped(String),
+    Failed(String),
+}
+
+impl From<StateError> for Outcome {
+    fn from(e: StateError) -> Self {
+        Outcome::Failed(e.to_string())
+    }
+}
+
+struct Executor<'a> {
+    client: &'a Client,
+    snapshot: &'a Snapshot,
+    target: &'a TargetConfig,
+    cycle_id: &'a str,
+    /// Which source object each managed SCIM id belongs to, so that two objects never share
+    /// one account.
+    claimed: Mutex<BTreeMap<(bool, ScimId), SourceId>>,
+}
+
+/// The result of looking for an existing resource.
+enum Found {
+    One(Json, String),
+    None,
+    Ambiguous(String),
+}
+
+fn value_text(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn same_value(path: &AttrPath, found: Option<Json>, want: &str) -> bool {
+    match found.as_ref().and_then(value_text) {
+        Some(f) if path.case_insensitive() => f.eq_ignore_ascii_case(want),
+        Some(f) => f == want,
+        None => false,
+    }
+}
+
+/// The PATCH operations that carry a list of changes.
+fn change_ops(changes: &[Change]) -> Vec<Json> {
+    changes
+        .iter()
+        .filter_map(|c| {
+            let path = AttrPath::parse(&c.path).ok()?;
+            Some(match &c.new {
+                Some(v) => path.patch_set(v.clone(), c.old.is_some()),
+                None => path.patch_remove(),
+            })
+        })
+        .collect()
+}
+
+fn shown_changes(desired: &Desired, changes: &[Change]) -> Vec<String> {
+    let show = |v: &Option<Json>, p: &str| match v {
+        Some(v) => desired.shown(p, v),
+        None => "(none)".to_owned(),
+    };
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {} -> {}",
+                c.path,
+                show(&c.old, &c.path),
+                show(&c.new, &c.path)
+            )
+        })
+        .collect()
+}
+
+impl Executor<'_> {
+    fn claim(&self, scim_id: &ScimId, id: &SourceId) -> bool {
+        self.claim_kind(false, scim_id, id)
+    }
+
+    /// Claims a SCIM id for a source object; false when another object already holds it.
+    fn claim_kind(&self, group: bool, scim_id: &ScimId, id: &SourceId) -> bool {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        match claimed.get(&(group, scim_id.clone())) {
+            Some(owner) => owner == id,
+            None => {
+                claimed.insert((group, scim_id.clone()), id.clone());
+                true
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: Option<&ScimId>,
+        action: Action,
+        status: Status,
+        detail: &str,
+    ) {
+        audit::emit(&audit::Record {
+            cycle_id: self.cycle_id,
+            target: &self.target.name,
+            kind,
+            source_id: id,
+            scim_id,
+            action,
+            status,
+            detail,
+        });
+    }
+
+    /// Looks for the account of a new object by each matching attribute in precedence order.
+    async fn find(
+        &self,
+        endpoint: Endpoint,
+        rules: &[&Rule],
+        desired: &Desired,
+    ) -> Result<Found, ScimError> {
+        for rule in rules {
+            let key = rule.target.to_string();
+            let Some(value) = desired.attrs.get(&key).and_then(value_text) else {
+                continue;
+            };
+            let filter = rule.target.filter_for(&value);
+            let hits = self.client.search(endpoint, &filter).await?;
+            let (real, other): (Vec<Json>, Vec<Json>) = hits
+                .into_iter()
+                .partition(|h| same_value(&rule.target, rule.target.read(h), &value));
+            if !other.is_empty() {
+                // A server that ignores filters would make every account look like a match.
+                return Ok(Found::Ambiguous(format!(
+                    "the target answered the filter {filter} with {} resources that do not carry that value; refusing to match on it",
+                    other.len()
+                )));
+            }
+            match real.len() {
+                0 => continue,
+                1 => return Ok(Found::One(real.into_iter().next().unwrap_or_default(), key)),
+                n => {
+                    return Ok(Found::Ambiguous(format!(
+                        "ambiguous: {n} accounts match {filter}"
+                    )))
+                }
+            }
+        }
+        Ok(Found::None)
+    }
+
+    async fn user(&self, op: UserOp) -> Outcome {
+        match op {
+            UserOp::MatchOrCreate { id, desired } => self.match_or_create_user(&id, &desired).await,
+            UserOp::Update {
+                id,
+                scim_id,
+                changes,
+                desired,
+            } => {
+                match self
+                    .client
+                    .patch(Endpoint::Users, &scim_id, change_ops(&changes))
+                    .await
+                {
+                    Ok(()) => {
+                        self.record(
+                            Kind::User,
+                            &id,
+                            Some(&scim_id),
+                            Action::Update,
+                            Status::Success,
+                            &shown_changes(&desired, &changes).join("; "),
+                        );
+                        let old = self.snapshot.user(&id).ok().flatten();
+                        let matched_by = old.map(|e| e.matched_by).unwrap_or(MatchedBy::Created);
+                        match self
+                            .snapshot
+                            .put_user(&id, &user_entry(scim_id, &desired, matched_by))
+                        {
+                            Ok(()) => Outcome::Updated,
+                            Err(e) => e.into(),
+                        }
+                    }
+                    Err(e) if e.is_not_found() => {
+                        // The account was deleted behind our back: forget it and match afresh.
+                        self.record(
+                            Kind::User,
+                            &id,
+                            Some(&scim_id),
+                            Action::Other,
+                            Status::Warning,
+                            "account gone from the target (404); matching again",
+                        );
+                        if let Err(e) = self.snapshot.remove_user(&id) {
+                            return e.into();
+                        }
+                        self.match_or_create_user(&id, &desired).await
+                    }
+                    Err(e) => self.failed(Kind::User, &id, Some(&scim_id), Action::Update, e),
+                }
+            }
+            UserOp::Deprovision { id, scim_id, mode } => {
+                self.deprovision_user(&id, scim_id, mode).await
+            }
+        }
+    }
+
+    fn failed(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: Option<&ScimId>,
+        action: Action,
+        e: ScimError,
+    ) -> Outcome {
+        let why = e.to_string();
+        self.record(kind, id, scim_id, action, Status::Failure, &why);
+        Outcome::Failed(why)
+    }
+
+    async fn match_or_create_user(&self, id: &SourceId, desired: &Desired) -> Outcome {
+        let rules = self.target.mappings.user_matching();
+        let mut retried = false;
+        loop {
+            match self.find(Endpoint::Users, &rules, desired).await {
+                Err(e) => return self.failed(Kind::User, id, None, Action::Other, e),
+                Ok(Found::Ambiguous(why)) => {
+                    self.record(Kind::User, id, None, Action::Skip, Status::Skipped, &why);
+                    return Outcome::Skipped(why);
+                }
+                Ok(Found::One(resource, by)) => {
+                    return self.adopt_user(id, desired, &resource, by).await
+                }
+                Ok(Found::None) => {}
+            }
+            let body = desired.to_resource(CORE_USER);
+            match self.client.create(Endpoint::Users, &body).await {
+                Ok((scim_id, _)) => {
+                    self.claim(&scim_id, id);
+                    self.record(
+                        Kind::User,
+                        id,
+                        Some(&scim_id),
+                        Action::Create,
+                        Status::Success,
+                        "created",
+                    );
+                    return match self
+                        .snapshot
+                        .put_user(id, &user_entry(scim_id, desired, MatchedBy::Created))
+                    {
+                        Ok(()) => Outcome::Created,
+                        Err(e) => e.into(),
+                    };
+                }
+                // Someone created the account between our query and our POST: match again.
+                Err(e) if e.is_conflict() && !retried => retried = true,
+                Err(e) => return self.failed(Kind::User, id, None, Action::Create, e),
+            }
+        }
+    }
+
+    async fn adopt_user(
+        &self,
+        id: &SourceId,
+        desired: &Desired,
+        resource: &Json,
+        by: String,
+    ) -> Outcome {
+        let Some(scim_id) = resource.get("id").and_then(Json::as_str).map(ScimId::from) else {
+            return Outcome::Failed("the matched resource has no id".into());
+        };
+        if !self.claim(&scim_id, id) {
+            let why = format!(
+                "account {scim_id} matched by {by} is already managed for another directory object"
+            );
+            self.record(
+                Kind::User,
+                id,
+                Some(&scim_id),
+                Action::Skip,
+                Status::Skipped,
+                &why,
+            );
+            return Outcome::Skipped(why);
+        }
+        let current: BTreeMap<String, Json> = self
+            .target
+            .mappings
+            .users
+            .iter()
+            .filter(|r| r.apply == crate::config::Apply::Always)
+            .filter_map(|r| r.target.read(resource).map(|v| (r.target.to_string(), v)))
+            .collect();
+        let changes = plan::diff(&current, &desired.attrs);
+        if !changes.is_empty() {
+            if let Err(e) = self
+                .client
+                .patch(Endpoint::Users, &scim_id, change_ops(&changes))
+                .await
+            {
+                return self.failed(Kind::User, id, Some(&scim_id), Action::Update, e);
+            }
+        }
+        let detail = format!(
+            "adopted existing account matched by {by}; {}",
+            shown_changes(desired, &changes).join("; ")
+        );
+        self.record(
+            Kind::User,
+            id,
+            Some(&scim_id),
+            Action::Update,
+            Status::Success,
+            &detail,
+        );
+        match self
+            .snapshot
+            .put_user(id, &user_entry(scim_id, desired, MatchedBy::Adopted(by)))
+        {
+            Ok(()) if changes.is_empty() => Outcome::Unchanged,
+            Ok(()) => Outcome::Updated,
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn deprovision_user(
+        &self,
+        id: &SourceId,
+        scim_id: ScimId,
+        mode: DeprovisionMode,
+    ) -> Outcome {
+        let result = match mode {
+            DeprovisionMode::Delete => self.client.delete(Endpoint::Users, &scim_id).await,
+            DeprovisionMode::Deactivate => {
+                self.client
+                    .patch(
+                        Endpoint::Users,
+                        &scim_id,
+                        vec![json!({"op": "replace", "path": "active", "value": false})],
+                    )
+                    .await
+            }
+        };
+        let action = match mode {
+            DeprovisionMode::Delete => Action::Delete,
+            DeprovisionMode::Deactivate => Action::Disable,
+        };
+        match result {
+            Ok(())
+            | Err(ScimError {
+                status: Some(404), ..
+            }) => {
+                let gone = result.is_err();
+                self.record(
+                    Kind::User,
+                    id,
+                    Some(&scim_id),
+                    action,
+                    Status::Success,
+                    if gone {
+                        "already gone from the target"
+                    } else {
+                        "left scope"
+                    },
+                );
+                let stored = match (mode, gone, self.snapshot.user(id)) {
+                    (DeprovisionMode::Deactivate, false, Ok(Some(mut e))) => {
+                        e.attrs.insert("active".into(), Json::Bool(false));
+                        e.hash = plan::hash(&e.attrs);
+                        e.active = false;
+                        e.deprovisioned = true;
+                        e.changed_at = state::now();
+                        self.snapshot.put_user(id, &e)
+                    }
+                    _ => self.snapshot.remove_user(id),
+                };
+                match stored {
+                    Ok(()) => Outcome::Deprovisioned,
+                    Err(e) => e.into(),
+                }
+            }
+            Err(e) => self.failed(Kind::User, id, Some(&scim_id), action, e),
+        }
+    }
+
+    async fn group(&self, op: GroupOp, users: &BTreeMap<SourceId, UserEntry>) -> Outcome {
+        let resolve = |ids: &[SourceId]| -> Vec<(SourceId, ScimId)> {
+            ids.iter()
+                .filter_map(|m| users.get(m).map(|e| (m.clone(), e.scim_id.clone())))
+                .collect()
+        };
+        match op {
+            GroupOp::MatchOrCreate { id, group } => {
+                self.match_or_create_group(&id, &group, users).await
+            }
+            GroupOp::Update {
+                id,
+                scim_id,
+                changes,
+                add,
+                remove,
+                group,
+            } => {
+                let Ok(Some(entry)) = self.snapshot_group(&id) else {
+                    return Outcome::Failed("snapshot entry vanished".into());
+                };
+                let add = resolve(&add);
+                match self
+                    .patch_group(&id, entry, &group.desired, &changes, &add, &remove)
+                    .await
+                {
+                    Err(e) if e.is_not_found() => {
+                        // The group was deleted behind our back: forget it and match afresh.
+                        if let Err(e) = self.snapshot.remove_group(&id) {
+                            return e.into();
+                        }
+                        self.match_or_create_group(&id, &group, users).await
+                    }
+                    Err(e) => self.failed(Kind::Group, &id, Some(&scim_id), Action::Update, e),
+                    Ok(()) => Outcome::Updated,
+                }
+            }
+            GroupOp::Deprovision {
+                id,
+                scim_id,
+                mode,
+                members,
+            } => {
+                let result = match mode {
+                    DeprovisionMode::Delete => self.client.delete(Endpoint::Groups, &scim_id).await,
+                    DeprovisionMode::Deactivate => {
+                        let mut r = Ok(());
+                        for chunk in members.chunks(MEMBER_BATCH) {
+                            let ops = chunk.iter().map(|m| member_remove(m)).collect();
+                            r = self.client.patch(Endpoint::Groups, &scim_id, ops).await;
+                            if r.is_err() {
+                                break;
+                            }
+                        }
+                        r
+                    }
+                };
+                match result {
+                    Ok(())
+                    | Err(ScimError {
+                        status: Some(404), ..
+                    }) => {
+                        let detail = match mode {
+                            DeprovisionMode::Delete => "group left scope: deleted",
+                            DeprovisionMode::Deactivate => {
+                                "group left scope: managed members removed, group no longer managed"
+                            }
+                        };
+                        self.record(
+                            Kind::Group,
+                            &id,
+                            Some(&scim_id),
+                            Action::Delete,
+                            Status::Success,
+                            detail,
+                        );
+                        match self.snapshot.remove_group(&id) {
+                            Ok(()) => Outcome::Deprovisioned,
+                            Err(e) => e.into(),
+                        }
+                    }
+                    Err(e) => self.failed(Kind::Group, &id, Some(&scim_id), Action::Delete, e),
+                }
+            }
+        }
+    }
+
+    fn snapshot_group(&self, id: &SourceId) -> Result<Option<GroupEntry>, StateError> {
+        Ok(self.snapshot.groups()?.remove(id))
+    }
+
+    /// Sends attribute changes and member additions/removals in PATCHes of at most
+    /// [`MEMBER_BATCH`] member changes, recording each confirmed batch in the snapshot.
+    async fn patch_group(
+        &self,
+        id: &SourceId,
+        mut entry: GroupEntry,
+        desired: &Desired,
+        changes: &[Change],
+        add: &[(SourceId, ScimId)],
+        remove: &[(SourceId, ScimId)],
+    ) -> Result<(), ScimError> {
+        let mut attr_ops = change_ops(changes);
+        let mut units: Vec<(bool, &(SourceId, ScimId))> = add.iter().map(|m| (true, m)).collect();
+        units.extend(remove.iter().map(|m| (false, m)));
+        let mut chunks: Vec<&[(bool, &(SourceId, ScimId))]> = units.chunks(MEMBER_BATCH).collect();
+        if chunks.is_empty() && !attr_ops.is_empty() {
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
+            let mut ops = std::mem::take(&mut attr_ops);
+            let added: Vec<Json> = chunk
+                .iter()
+                .filter(|(a, _)| *a)
+                .map(|(_, (_, s))| json!({"value": s.as_str()}))
+                .collect();
+            if !added.is_empty() {
+                ops.push(json!({"op": "add", "path": "members", "value": added}));
+            }
+            ops.extend(
+                chunk
+                    .iter()
+                    .filter(|(a, _)| !*a)
+                    .map(|(_, (_, s))| member_remove(s)),
+            );
+            self.client
+                .patch(Endpoint::Groups, &entry.scim_id, ops)
+                .await?;
+            if !changes.is_empty() {
+                entry.attrs = desired.attrs.clone();
+            }
+            for (is_add, (m, s)) in chunk {
+                if *is_add {
+                    entry.members.insert(m.clone(), s.clone());
+                } else {
+                    entry.members.remove(m);
+                }
+            }
+            entry.changed_at = state::now();
+            if let Err(e) = self.snapshot.put_group(id, &entry) {
+                tracing::error!(object_id = %id, error = %e, "Could not record a confirmed group change.");
+            }
+        }
+        let mut detail = shown_changes(desired, changes);
+        if !add.is_empty() {
+            detail.push(format!("members added: {}", add.len()));
+        }
+        if !remove.is_empty() {
+            detail.push(format!("members removed: {}", remove.len()));
+        }
+        self.record(
+            Kind::Group,
+            id,
+            Some(&entry.scim_id),
+            Action::Update,
+            Status::Success,
+            &detail.join("; "),
+        );
+        Ok(())
+    }
+
+    async fn match_or_create_group(
+        &self,
+        id: &SourceId,
+        group: &DesiredGroup,
+        users: &BTreeMap<SourceId, UserEntry>,
+    ) -> Outcome {
+        let want: Vec<(SourceId, ScimId)> = group
+            .members
+            .iter()
+            .filter_map(|m| users.get(m).map(|e| (m.clone(), e.scim_id.clone())))
+            .collect();
+        let rules = self.target.mappings.group_matching();
+        match self.find(Endpoint::Groups, &rules, &group.desired).await {
+            Err(e) => return self.failed(Kind::Group, id, None, Action::Other, e),
+            Ok(Found::Ambiguous(why)) => {
+                self.record(Kind::Group, id, None, Action::Skip, Status::Skipped, &why);
+                return Outcome::Skipped(why);
+            }
+            Ok(Found::One(resource, by)) => {
+                return self
+                    .adopt_group(id, group, &resource, by, &want, users)
+                    .await
+            }
+            Ok(Found::None) => {}
+        }
+        let (first, rest) = want.split_at(want.len().min(MEMBER_BATCH));
+        let mut body = group.desired.to_resource(CORE_GROUP);
+        if !first.is_empty() {
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert(
+                    "members".into(),
+                    Json::Array(
+                        first
+                            .iter()
+                            .map(|(_, s)| json!({"value": s.as_str()}))
+                            .collect(),
+                    ),
+                );
+            }
+        }
+        let scim_id = match self.client.create(Endpoint::Groups, &body).await {
+            Ok((scim_id, _)) => scim_id,
+            Err(e) => return self.failed(Kind::Group, id, None, Action::Create, e),
+        };
+        self.claim_kind(true, &scim_id, id);
+        let entry = GroupEntry {
+            scim_id: scim_id.clone(),
+            attrs: group.desired.attrs.clone(),
+            members: first.iter().cloned().collect(),
+            matched_by: MatchedBy::Created,
+            changed_at: state::now(),
+        };
+        if let Err(e) = self.snapshot.put_group(id, &entry) {
+            return e.into();
+        }
+        self.record(
+            Kind::Group,
+            id,
+            Some(&scim_id),
+            Action::Create,
+            Status::Success,
+            &format!("created with {} members", first.len()),
+        );
+        if !rest.is_empty() {
+            if let Err(e) = self
+                .patch_group(id, entry, &group.desired, &[], rest, &[])
+                .await
+            {
+                return self.failed(Kind::Group, id, Some(&scim_id), Action::Update, e);
+            }
+        }
+        Outcome::Created
+    }
+
+    async fn adopt_group(
+        &self,
+        id: &SourceId,
+        group: &DesiredGroup,
+        resource: &Json,
+        by: String,
+        want: &[(SourceId, ScimId)],
+        users: &BTreeMap<SourceId, UserEntry>,
+    ) -> Outcome {
+        let Some(scim_id) = resource.get("id").and_then(Json::as_str).map(ScimId::from) else {
+            return Outcome::Failed("the matched group has no id".into());
+        };
+        if !self.claim_kind(true, &scim_id, id) {
+            let why = format!(
+                "group {scim_id} matched by {by} is already managed for another directory group"
+            );
+            self.record(
+                Kind::Group,
+                id,
+                Some(&scim_id),
+                Action::Skip,
+                Status::Skipped,
+                &why,
+            );
+            return Outcome::Skipped(why);
+        }
+        let current: BTreeMap<String, Json> = self
+            .target
+            .mappings
+            .groups
+            .iter()
+            .filter(|r| r.apply == crate::config::Apply::Always)
+            .filter_map(|r| r.target.read(resource).map(|v| (r.target.to_string(), v)))
+            .collect();
+        let changes = plan::diff(&current, &group.desired.attrs);
+        let present: BTreeSet<&str> = resource
+            .get("members")
+            .and_then(Json::as_array)
+            .map(|ms| {
+                ms.iter()
+                    .filter_map(|m| m.get("value").and_then(Json::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let add: Vec<(SourceId, ScimId)> = want
+            .iter()
+            .filter(|(_, s)| !present.contains(s.as_str()))
+            .cloned()
+            .collect();
+        // Only members scimsync manages are removed; accounts it never matched stay.
+        let remove: Vec<(SourceId, ScimId)> = users
+            .iter()
+            .filter(|(m, e)| present.contains(e.scim_id.as_str()) && !group.members.contains(*m))
+            .map(|(m, e)| (m.clone(), e.scim_id.clone()))
+            .collect();
+        let entry = GroupEntry {
+            scim_id: scim_id.clone(),
+            attrs: current,
+            members: want
+                .iter()
+                .filter(|(_, s)| present.contains(s.as_str()))
+                .cloned()
+                .collect(),
+            matched_by: MatchedBy::Adopted(by.clone()),
+            changed_at: state::now(),
+        };
+        if let Err(e) = self.snapshot.put_group(id, &entry) {
+            return e.into();
+        }
+        self.record(
+            Kind::Group,
+            id,
+            Some(&scim_id),
+            Action::Other,
+            Status::Success,
+            &format!("adopted existing group matched by {by}"),
+        );
+        if changes.is_empty() && add.is_empty() && remove.is_empty() {
+            return Outcome::Unchanged;
+        }
+        match self
+            .patch_group(id, entry, &group.desired, &changes, &add, &remove)
+            .await
+        {
+            Ok(()) => Outcome::Updated,
+            Err(e) => self.failed(Kind::Group, id, Some(&scim_id), Action::Update, e),
+        }
+    }
+}
+
+fn member_remove(scim_id: &ScimId) -> Json {
+    json!({"op": "remove", "path": format!("members[value eq {}]", crate::mapping::path::quote(scim_id.as_str()))})
+}
+
+fn user_entry(scim_id: ScimId, desired: &Desired, matched_by: MatchedBy) -> UserEntry {
+    UserEntry {
+        scim_id,
+        attrs: desired.attrs.clone(),
+        hash: plan::hash(&desired.attrs),
+        active: desired.attrs.get("active") != Some(&Json::Bool(false)),
+        deprovisioned: false,
+        matched_by,
+        changed_at: state::now(),
+    }
+}

@@ -1,0 +1,31 @@
+//! scimsync keeps SaaS applications in step with a company directory over SCIM 2.0.
+//!
+//! A cycle flows one way through these modules, in pipeline order:
+//!
+//! - [`config`]: the TOML file, validated with every problem reported at once.
+//! - [`source`]: reads the directory (JSON export, later LDAP) into attribute bags.
+//! - [`scope`]: keeps the assigned groups, their direct members and directly assigned users.
+//! - [`mapping`]: turns a source object into the SCIM resource a target should hold.
+//! - [`plan`]: diffs the desired resources against the snapshot into operations.
+//! - [`scim`]: the HTTP client that carries operations to a target.
+//! - [`state`]: the sled snapshot of what each target was last confirmed to hold.
+//! - [`audit`]: one record per decision and call.
+//! - [`engine`]: one cycle end to end for one target.
+//! - [`daemon`]: the long-running service (schedules, signals).
+//! - [`cli`]: the command line.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod ids;
+pub mod mapping;
+pub mod plan;
+pub mod scim;
+pub mod scope;
+pub mod secret;
+pub mod source;
+pub mod state;

@@ -1,0 +1,27 @@
+//! The `scimsync` binary: parses the command line, starts logging, runs the command.
+
+use clap::Parser;
+use scimsync::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    let default = cli.log_level.clone().unwrap_or_else(|| "warn".to_owned());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scimsync: cannot start the async runtime: {e}");
+            std::process::exit(cli::EXIT_FATAL);
+        }
+    };
+    let code = runtime.block_on(cli::run(cli));
+    std::process::exit(code);
+}

@@ -1,0 +1,469 @@
+//! Attribute mappings: from a source object to the SCIM resource a target should hold.
+//!
+//! Rules are compiled once from the configuration (a bad expression is a configuration error)
+//! and evaluated per object as pure functions. A rule that fails on one object rejects that
+//! object with a reason; it never stops a cycle.
+
+pub mod expr;
+pub mod path;
+
+use crate::config::{Apply, MappingConfig};
+use crate::source::SourceObject;
+use expr::{Attributes, Expression, Value};
+pub use path::{AttrPath, ScimType};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a rule's value comes from.
+#[derive(Debug, Clone)]
+pub enum RuleValue {
+    Source(String),
+    Constant(String),
+    Expression(Box<Expression>),
+}
+
+/// One compiled mapping rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub target: AttrPath,
+    pub value: RuleValue,
+    pub default: Option<String>,
+    pub apply: Apply,
+    pub matching_precedence: Option<u32>,
+}
+
+/// The compiled user and group rules of one target.
+#[derive(Debug, Clone, Default)]
+pub struct Mappings {
+    pub users: Vec<Rule>,
+    pub groups: Vec<Rule>,
+}
+
+/// A problem with one mapping, located for the configuration's message.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    pub list: &'static str,
+    pub index: Option<usize>,
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+/// Why one object could not be mapped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{target}: {message}")]
+pub struct MappingError {
+    pub target: String,
+    pub message: String,
+}
+
+/// The resource a target should hold for one object, keyed by canonical attribute path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    /// Attributes kept in step on every cycle.
+    pub attrs: BTreeMap<String, Json>,
+    /// Attributes sent only when the resource is created (`apply = "on_create"`).
+    pub on_create: BTreeMap<String, Json>,
+    /// Paths whose value came through `Redact()`: sent, but never shown.
+    pub redacted: BTreeSet<String>,
+}
+
+impl Desired {
+    /// The JSON body of a POST for this resource.
+    pub fn to_resource(&self, core_schema: &str) -> Json {
+        let mut r = Map::new();
+        r.insert(
+            "schemas".into(),
+            Json::Array(vec![Json::String(core_schema.into())]),
+        );
+        for (p, v) in self.on_create.iter().chain(&self.attrs) {
+            if let Ok(path) = AttrPath::parse(p) {
+                path.write(&mut r, v.clone());
+            }
+        }
+        Json::Object(r)
+    }
+
+    /// A value as it may be shown in a plan or log.
+    pub fn shown(&self, path: &str, value: &Json) -> String {
+        if self.redacted.contains(path) {
+            "[Redact]".to_owned()
+        } else {
+            value.to_string()
+        }
+    }
+}
+
+impl Mappings {
+    pub fn compile(
+        users: &[MappingConfig],
+        groups: &[MappingConfig],
+    ) -> Result<Mappings, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        let users = compile_list("user_mapping", users, &["userName"], &mut errors);
+        let groups = compile_list("group_mapping", groups, &["displayName"], &mut errors);
+        if errors.is_empty() {
+            Ok(Mappings { users, groups })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The user rules used for matching, in precedence order.
+    pub fn user_matching(&self) -> Vec<&Rule> {
+        matching(&self.users)
+    }
+
+    pub fn group_matching(&self) -> Vec<&Rule> {
+        matching(&self.groups)
+    }
+}
+
+fn matching(rules: &[Rule]) -> Vec<&Rule> {
+    let mut m: Vec<&Rule> = rules
+        .iter()
+        .filter(|r| r.matching_precedence.is_some())
+        .collect();
+    m.sort_by_key(|r| r.matching_precedence);
+    m
+}
+
+fn compile_list(
+    list: &'static str,
+    configs: &[MappingConfig],
+    required: &[&str],
+    errors: &mut Vec<CompileError>,
+) -> Vec<Rule> {
+    let mut err = |index: Option<usize>, field: Option<&'static str>, message: String| {
+        errors.push(CompileError {
+            list,
+            index,
+            field,
+            message,
+        });
+    };
+    let mut rules = Vec::new();
+    let mut targets = BTreeSet::new();
+    let mut precedences = BTreeSet::new();
+    for (i, c) in configs.iter().enumerate() {
+        let target = match AttrPath::parse(&c.target) {
+            Ok(p) => p,
+            Err(e) => {
+                err(Some(i), Some("target"), e);
+                continue;
+            }
+        };
+        if !targets.insert(target.to_string().to_lowercase()) {
+            err(
+                Some(i),
+                Some("target"),
+                format!("{target} is mapped by an earlier rule"),
+            );
+        }
+        let value = match (&c.source, &c.constant, &c.expression) {
+            (Some(s), None, None) if !s.trim().is_empty() => RuleValue::Source(s.trim().to_owned()),
+            (None, Some(k), None) => RuleValue::Constant(k.clone()),
+            (None, None, Some(e)) => match Expression::parse(e) {
+                Ok(x) => RuleValue::Expression(Box::new(x)),
+                Err(e) => {
+                    err(
+                        Some(i),
+                        Some("expression"),
+                        format!("{e} (mapping to {target})"),
+                    );
+                    continue;
+                }
+            },
+            (Some(_), None, None) => {
+                err(
+                    Some(i),
+                    Some("source"),
+                    "must name a source attribute".into(),
+                );
+                continue;
+            }
+            _ => {
+                err(
+                    Some(i),
+                    None,
+                    format!(
+                        "set exactly one of source, constant and expression (mapping to {target})"
+                    ),
+                );
+                continue;
+            }
+        };
+        if let Some(p) = c.matching_precedence {
+            if p == 0 {
+                err(
+                    Some(i),
+                    Some("matching_precedence"),
+                    "must be 1 or more (1 is tried first)".into(),
+                );
+            } else if !precedences.insert(p) {
+                err(
+                    Some(i),
+                    Some("matching_precedence"),
+                    format!("{p} is used by an earlier rule"),
+                );
+            }
+            if c.apply == Apply::OnCreate {
+                err(
+                    Some(i),
+                    Some("apply"),
+                    "a matching attribute must apply always".into(),
+                );
+            }
+        }
+        if target.scim_type() == ScimType::Boolean {
+            if let Some(d) = &c.default {
+                if parse_bool(d).is_none() {
+                    err(
+                        Some(i),
+                        Some("default"),
+                        format!("{d:?} is not a boolean for {target}"),
+                    );
+                }
+            }
+            if let RuleValue::Constant(k) = &value {
+                if parse_bool(k).is_none() {
+                    err(
+                        Some(i),
+                        Some("constant"),
+                        format!("{k:?} is not a boolean for {target}"),
+                    );
+                }
+            }
+        }
+        rules.push(Rule {
+            target,
+            value,
+            default: c.default.clone(),
+            apply: c.apply,
+            matching_precedence: c.matching_precedence,
+        });
+    }
+    if !configs.is_empty() && matching(&rules).is_empty() && !rules.is_empty() {
+        err(
+            None,
+            None,
+            "no rule has a matching_precedence; at least one is needed to find existing accounts"
+                .into(),
+        );
+    }
+    for req in required {
+        if !rules.iter().any(|r| {
+            r.target.urn.is_none()
+                && r.target.attr.eq_ignore_ascii_case(req)
+                && r.target.sub.is_none()
+        }) {
+            err(
+                None,
+                None,
+                format!("no rule maps {req}, which SCIM requires"),
+            );
+        }
+    }
+    rules
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    if s.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Evaluates every rule for one object.
+pub fn map(rules: &[Rule], object: &SourceObject) -> Result<Desired, MappingError> {
+    let mut out = Desired::default();
+    for rule in rules {
+        let fail = |message: String| MappingError {
+            target: rule.target.to_string(),
+            message,
+        };
+        let (value, redacted) = match &rule.value {
+            RuleValue::Source(name) => {
+                (Attributes::get(object, name).unwrap_or(Value::Null), false)
+            }
+            RuleValue::Constant(k) => (Value::Str(k.clone()), false),
+            RuleValue::Expression(e) => {
+                let ev = e.evaluate(object).map_err(|e| fail(e.to_string()))?;
+                if ev.ignore_flow {
+                    continue;
+                }
+                (ev.value, ev.redacted)
+            }
+        };
+        let value = match (value.is_null_or_empty(), &rule.default) {
+            (true, Some(d)) => Value::Str(d.clone()),
+            (true, None) => continue,
+            (false, _) => value,
+        };
+        let json = coerce(&rule.target, value).map_err(fail)?;
+        let key = rule.target.to_string();
+        if redacted {
+            out.redacted.insert(key.clone());
+        }
+        match rule.apply {
+            Apply::Always => out.attrs.insert(key, json),
+            Apply::OnCreate => out.on_create.insert(key, json),
+        };
+    }
+    Ok(out)
+}
+
+/// Converts an expression value to the JSON type the SCIM schema gives the attribute.
+fn coerce(target: &AttrPath, value: Value) -> Result<Json, String> {
+    let text = match value {
+        Value::Str(s) => s,
+        Value::Multi(mut v) if v.len() == 1 => v.remove(0),
+        Value::Multi(v) => {
+            return Err(format!(
+                "{} values for a single-valued attribute: {v:?}",
+                v.len()
+            ));
+        }
+        other @ Value::DateTime(_) => other.as_display(),
+        Value::Null => return Ok(Json::Null),
+    };
+    match target.scim_type() {
+        ScimType::String => Ok(Json::String(text)),
+        ScimType::Boolean => parse_bool(&text)
+            .map(Json::Bool)
+            .ok_or_else(|| format!("{text:?} is not a boolean (expected \"True\" or \"False\")")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{default_group_mappings, default_user_mappings};
+    use crate::ids::SourceId;
+    use crate::source::AttrValue;
+    use serde_json::json;
+
+    fn user(attrs: &[(&str, &str)]) -> SourceObject {
+        let mut o = SourceObject::new(SourceId::from("7d1c"));
+        for (k, v) in attrs {
+            o.set(k, AttrValue::Single((*v).to_owned()));
+        }
+        o
+    }
+
+    fn cfg(target: &str) -> MappingConfig {
+        MappingConfig {
+            target: target.into(),
+            source: None,
+            constant: None,
+            expression: None,
+            default: None,
+            apply: Apply::Always,
+            matching_precedence: None,
+        }
+    }
+
+    #[test]
+    fn direct_constant_default_and_on_create() {
+        let configs = vec![
+            MappingConfig {
+                source: Some("objectId".into()),
+                matching_precedence: Some(1),
+                ..cfg("userName")
+            },
+            MappingConfig {
+                source: Some("department".into()),
+                default: Some("None".into()),
+                ..cfg("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department")
+            },
+            MappingConfig {
+                constant: Some("True".into()),
+                ..cfg("active")
+            },
+            MappingConfig {
+                source: Some("mail".into()),
+                apply: Apply::OnCreate,
+                ..cfg("nickName")
+            },
+            MappingConfig {
+                source: Some("missing".into()),
+                ..cfg("title")
+            },
+        ];
+        let m = Mappings::compile(&configs, &default_group_mappings()).expect("compiles");
+        let d = map(&m.users, &user(&[("mail", "a@x")])).expect("maps");
+        assert_eq!(d.attrs.get("userName"), Some(&json!("7d1c")));
+        assert_eq!(d.attrs.get("active"), Some(&json!(true)));
+        assert_eq!(
+            d.attrs
+                .get("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+            Some(&json!("None"))
+        );
+        assert_eq!(d.on_create.get("nickName"), Some(&json!("a@x")));
+        assert!(!d.attrs.contains_key("title"), "a null value is not sent");
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_boolean_rejects_the_object() {
+        let configs = vec![
+            MappingConfig {
+                source: Some("objectId".into()),
+                matching_precedence: Some(1),
+                ..cfg("userName")
+            },
+            MappingConfig {
+                source: Some("enabled".into()),
+                ..cfg("active")
+            },
+        ];
+        let m = Mappings::compile(&configs, &default_group_mappings()).expect("compiles");
+        let e = map(&m.users, &user(&[("enabled", "yes")])).expect_err("not a boolean");
+        assert_eq!(
+            e.to_string(),
+            "active: \"yes\" is not a boolean (expected \"True\" or \"False\")"
+        );
+    }
+
+    #[test]
+    fn compile_errors_are_located() {
+        let configs = vec![
+            MappingConfig {
+                source: Some("objectId".into()),
+                constant: Some("x".into()),
+                ..cfg("userName")
+            },
+            MappingConfig {
+                source: Some("mail".into()),
+                ..cfg("emails[type]")
+            },
+            MappingConfig {
+                source: Some("a".into()),
+                matching_precedence: Some(0),
+                ..cfg("title")
+            },
+        ];
+        let errors = Mappings::compile(&configs, &default_group_mappings()).expect_err("invalid");
+        let got: Vec<_> = errors.iter().map(|e| (e.index, e.field)).collect();
+        assert!(got.contains(&(Some(0), None)), "{errors:?}");
+        assert!(got.contains(&(Some(1), Some("target"))), "{errors:?}");
+        assert!(
+            got.contains(&(Some(2), Some("matching_precedence"))),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn defaults_compile_with_two_matching_rules_in_order() {
+        let m = Mappings::compile(&default_user_mappings(), &default_group_mappings())
+            .expect("compiles");
+        let order: Vec<_> = m
+            .user_matching()
+            .iter()
+            .map(|r| r.target.to_string())
+            .collect();
+        assert_eq!(order, [r#"emails[type eq "work"].value"#, "userName"]);
+    }
+}

@@ -1,0 +1,409 @@
+//! SCIM attribute paths as mappings name them: `userName`, `name.formatted`,
+//! `emails[type eq "work"].value`, and extension paths such as
+//! `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`.
+//!
+//! A path knows how to read its value out of a SCIM resource, write it into a new one, and name
+//! itself in a PATCH operation or a filter.
+
+use serde_json::{Map, Value as Json};
+use std::fmt;
+
+pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AttrPath {
+    /// The extension schema URN, or `None` for the core schema.
+    pub urn: Option<String>,
+    pub attr: String,
+    /// A value filter of a multi-valued attribute: `[type eq "work"]` is `("type", "work")`.
+    pub filter: Option<(String, String)>,
+    pub sub: Option<String>,
+}
+
+/// The type a value is sent as, from the SCIM schemas of RFC 7643.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimType {
+    String,
+    Boolean,
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+}
+
+impl AttrPath {
+    pub fn parse(text: &str) -> Result<AttrPath, String> {
+        let text = text.trim();
+        let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+            let Some(i) = text.rfind(':') else {
+                return Err(format!("{text:?}: an extension path needs URN:attribute"));
+            };
+            (Some(text[..i].to_owned()), &text[i + 1..])
+        } else {
+            (None, text)
+        };
+        let (head, sub) = match rest.find(['[', '.']) {
+            None => (rest, None),
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+        };
+        if !is_name(head) {
+            return Err(format!("{text:?}: {head:?} is not an attribute name"));
+        }
+        let mut path = AttrPath {
+            urn,
+            attr: head.to_owned(),
+            filter: None,
+            sub: None,
+        };
+        let mut rest = sub.unwrap_or("");
+        if let Some(inner) = rest.strip_prefix('[') {
+            let Some(end) = inner.find(']') else {
+                return Err(format!("{text:?}: missing ']'"));
+            };
+            let filter = &inner[..end];
+            rest = &inner[end + 1..];
+            let parts: Vec<&str> = filter.splitn(3, ' ').collect();
+            match parts.as_slice() {
+                [name, op, value]
+                    if is_name(name)
+                        && op.eq_ignore_ascii_case("eq")
+                        && value.len() >= 2
+                        && value.starts_with('"')
+                        && value.ends_with('"') =>
+                {
+                    path.filter = Some(((*name).to_owned(), value[1..value.len() - 1].to_owned()));
+                }
+                _ => {
+                    return Err(format!(
+                        "{text:?}: only a filter of the form [attribute eq \"value\"] is supported"
+                    ))
+                }
+            }
+        }
+        if let Some(sub) = rest.strip_prefix('.') {
+            if !is_name(sub) {
+                return Err(format!("{text:?}: {sub:?} is not a sub-attribute name"));
+            }
+            path.sub = Some(sub.to_owned());
+        } else if !rest.is_empty() {
+            return Err(format!("{text:?}: unexpected {rest:?}"));
+        }
+        if path.filter.is_some() && path.sub.is_none() {
+            return Err(format!(
+                "{text:?}: a filtered path needs a sub-attribute, e.g. .value"
+            ));
+        }
+        Ok(path)
+    }
+
+    /// The type this attribute is sent as. Everything not boolean in RFC 7643 is sent as a
+    /// string (complex and multi-valued attributes are reached through their sub-attributes).
+    pub fn scim_type(&self) -> ScimType {
+        let leaf = self.sub.as_deref().unwrap_or(&self.attr);
+        if leaf.eq_ignore_ascii_case("active") || leaf.eq_ignore_ascii_case("primary") {
+            ScimType::Boolean
+        } else {
+            ScimType::String
+        }
+    }
+
+    /// Whether values compare without regard to case (RFC 7643 `caseExact: false`), which is
+    /// every string attribute of the core schemas except ids.
+    pub fn case_insensitive(&self) -> bool {
+        self.urn.is_none()
+            && !matches!(self.attr.to_ascii_lowercase().as_str(), "externalid" | "id")
+    }
+
+    /// The filter expression that finds resources carrying `value` here (RFC 7644 §3.4.2.2).
+    pub fn filter_for(&self, value: &str) -> String {
+        let v = quote(value);
+        let attr = match &self.urn {
+            Some(urn) => format!("{urn}:{}", self.attr),
+            None => self.attr.clone(),
+        };
+        match (&self.filter, &self.sub) {
+            (Some((fa, fv)), Some(sub)) => {
+                format!("{attr}[{fa} eq {} and {sub} eq {v}]", quote(fv))
+            }
+            (None, Some(sub)) => format!("{attr}.{sub} eq {v}"),
+            _ => format!("{attr} eq {v}"),
+        }
+    }
+
+    /// The object that holds this attribute in a resource: the resource or its extension.
+    fn container<'a>(&self, resource: &'a Json) -> Option<&'a Map<String, Json>> {
+        let obj = resource.as_object()?;
+        match &self.urn {
+            None => Some(obj),
+            Some(urn) => get_ci(obj, urn)?.as_object(),
+        }
+    }
+
+    /// Reads this path's value from a SCIM resource.
+    pub fn read(&self, resource: &Json) -> Option<Json> {
+        let top = get_ci(self.container(resource)?, &self.attr)?;
+        let v = match (&self.filter, &self.sub) {
+            (Some((fa, fv)), Some(sub)) => {
+                let item = top.as_array()?.iter().find(|item| {
+                    item.as_object()
+                        .and_then(|o| get_ci(o, fa))
+                        .and_then(Json::as_str)
+                        .is_some_and(|s| s.eq_ignore_ascii_case(fv))
+                })?;
+                get_ci(item.as_object()?, sub)?
+            }
+            (None, Some(sub)) => get_ci(top.as_object()?, sub)?,
+            _ => top,
+        };
+        (!v.is_null()).then(|| v.clone())
+    }
+
+    /// Writes this path's value into a resource being built for a POST.
+    pub fn write(&self, resource: &mut Map<String, Json>, value: Json) {
+        let container = match &self.urn {
+            None => resource,
+            Some(urn) => {
+                add_schema(resource, urn);
+                let ext = resource
+                    .entry(urn.clone())
+                    .or_insert_with(|| Json::Object(Map::new()));
+                if !ext.is_object() {
+                    *ext = Json::Object(Map::new());
+                }
+                match ext.as_object_mut() {
+                    Some(m) => m,
+                    None => return,
+                }
+            }
+        };
+        match (&self.filter, &self.sub) {
+            (Some((fa, fv)), Some(sub)) => {
+                let list = container
+                    .entry(self.attr.clone())
+                    .or_insert_with(|| Json::Array(Vec::new()));
+                if !list.is_array() {
+                    *list = Json::Array(Vec::new());
+                }
+                let Some(items) = list.as_array_mut() else {
+                    return;
+                };
+                let pos = items
+                    .iter()
+                    .position(|i| i.get(fa.as_str()).and_then(Json::as_str) == Some(fv.as_str()));
+                let pos = pos.unwrap_or_else(|| {
+                    let mut item = Map::new();
+                    item.insert(fa.clone(), Json::String(fv.clone()));
+                    items.push(Json::Object(item));
+                    items.len() - 1
+                });
+                if let Some(item) = items[pos].as_object_mut() {
+                    item.insert(sub.clone(), value);
+                }
+            }
+            (None, Some(sub)) => {
+                let obj = container
+                    .entry(self.attr.clone())
+                    .or_insert_with(|| Json::Object(Map::new()));
+                if !obj.is_object() {
+                    *obj = Json::Object(Map::new());
+                }
+                if let Some(o) = obj.as_object_mut() {
+                    o.insert(sub.clone(), value);
+                }
+            }
+            _ => {
+                container.insert(self.attr.clone(), value);
+            }
+        }
+    }
+
+    /// The PATCH operations that set this path to `value`, given whether the target holds a
+    /// value there now. A filtered path that matches nothing cannot be replaced (servers answer
+    /// `noTarget`), so the whole multi-valued item is added instead.
+    pub fn patch_set(&self, value: Json, exists: bool) -> Json {
+        match (&self.filter, &self.sub, exists) {
+            (Some((fa, fv)), Some(sub), false) => {
+                let mut item = Map::new();
+                item.insert(fa.clone(), Json::String(fv.clone()));
+                item.insert(sub.clone(), value);
+                serde_json::json!({"op": "add", "path": self.base_path(), "value": [item]})
+            }
+            _ => serde_json::json!({"op": "replace", "path": self.to_string(), "value": value}),
+        }
+    }
+
+    /// The PATCH operation that clears this path.
+    pub fn patch_remove(&self) -> Json {
+        let path = match &self.filter {
+            // Clearing the value of a typed item removes the item (an e-mail without value is
+            // meaningless).
+            Some((fa, fv)) => format!("{}[{fa} eq {}]", self.base_path(), quote(fv)),
+            None => self.to_string(),
+        };
+        serde_json::json!({"op": "remove", "path": path})
+    }
+
+    fn base_path(&self) -> String {
+        match &self.urn {
+            Some(urn) => format!("{urn}:{}", self.attr),
+            None => self.attr.clone(),
+        }
+    }
+}
+
+impl fmt::Display for AttrPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base_path())?;
+        if let Some((fa, fv)) = &self.filter {
+            write!(f, "[{fa} eq {}]", quote(fv))?;
+        }
+        if let Some(sub) = &self.sub {
+            write!(f, ".{sub}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A SCIM filter string literal (RFC 7644 §3.4.2.2 uses JSON string syntax).
+pub fn quote(value: &str) -> String {
+    Json::String(value.to_owned()).to_string()
+}
+
+fn get_ci<'a>(obj: &'a Map<String, Json>, key: &str) -> Option<&'a Json> {
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn add_schema(resource: &mut Map<String, Json>, urn: &str) {
+    let schemas = resource
+        .entry("schemas")
+        .or_insert_with(|| Json::Array(Vec::new()));
+    if let Some(list) = schemas.as_array_mut() {
+        if !list.iter().any(|s| s.as_str() == Some(urn)) {
+            list.push(Json::String(urn.to_owned()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DEPT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department";
+
+    #[test]
+    fn parse_and_print_round_trip() {
+        for p in [
+            "userName",
+            "name.formatted",
+            r#"emails[type eq "work"].value"#,
+            DEPT,
+        ] {
+            assert_eq!(AttrPath::parse(p).expect(p).to_string(), p);
+        }
+        let d = AttrPath::parse(DEPT).expect("dept");
+        assert_eq!(
+            d.urn.as_deref(),
+            Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+        );
+        assert_eq!(d.attr, "department");
+        for bad in [
+            "",
+            "1x",
+            "emails[type]",
+            "emails[type eq \"work\"]",
+            "name.",
+            "a b",
+        ] {
+            assert!(AttrPath::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn write_then_read_back() {
+        let mut r = Map::new();
+        r.insert("schemas".into(), json!([CORE_USER]));
+        let paths = [
+            "userName",
+            "name.formatted",
+            r#"emails[type eq "work"].value"#,
+            DEPT,
+            "active",
+        ];
+        let values = [
+            json!("ada"),
+            json!("Ada L"),
+            json!("ada@x"),
+            json!("R&D"),
+            json!(true),
+        ];
+        for (p, v) in paths.iter().zip(&values) {
+            AttrPath::parse(p).expect(p).write(&mut r, v.clone());
+        }
+        let r = Json::Object(r);
+        assert_eq!(
+            r,
+            json!({"schemas": [CORE_USER, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+                   "userName": "ada", "name": {"formatted": "Ada L"},
+                   "emails": [{"type": "work", "value": "ada@x"}],
+                   "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D"},
+                   "active": true})
+        );
+        for (p, v) in paths.iter().zip(&values) {
+            assert_eq!(
+                AttrPath::parse(p).expect(p).read(&r).as_ref(),
+                Some(v),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            AttrPath::parse(r#"emails[type eq "home"].value"#)
+                .expect("p")
+                .read(&r),
+            None
+        );
+    }
+
+    #[test]
+    fn filters_are_rfc_7644_with_escaped_values() {
+        let p = AttrPath::parse(r#"emails[type eq "work"].value"#).expect("p");
+        assert_eq!(
+            p.filter_for("a\"b@x"),
+            r#"emails[type eq "work" and value eq "a\"b@x"]"#
+        );
+        assert_eq!(
+            AttrPath::parse("userName").expect("p").filter_for("o'b\\"),
+            r#"userName eq "o'b\\""#
+        );
+        assert_eq!(
+            AttrPath::parse("name.givenName")
+                .expect("p")
+                .filter_for("A"),
+            r#"name.givenName eq "A""#
+        );
+    }
+
+    #[test]
+    fn patch_of_a_filtered_path_adds_the_item_when_absent() {
+        let p = AttrPath::parse(r#"emails[type eq "work"].value"#).expect("p");
+        assert_eq!(
+            p.patch_set(json!("a@x"), false),
+            json!({"op": "add", "path": "emails", "value": [{"type": "work", "value": "a@x"}]})
+        );
+        assert_eq!(
+            p.patch_set(json!("a@x"), true),
+            json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "a@x"})
+        );
+        assert_eq!(
+            p.patch_remove(),
+            json!({"op": "remove", "path": "emails[type eq \"work\"]"})
+        );
+    }
+}

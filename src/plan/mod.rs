@@ -1,0 +1,395 @@
+//! The plan: desired resources diffed against the snapshot, as the fewest operations.
+//!
+//! Pure functions over plain values, so a dry run prints exactly what a real cycle would do
+//! and the planner is tested without any server.
+
+use crate::config::DeprovisionMode;
+use crate::ids::{ScimId, SourceId};
+use crate::mapping::Desired;
+use crate::state::{GroupEntry, UserEntry};
+use serde::Serialize;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One attribute that changes: `None` is absent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub path: String,
+    pub old: Option<Json>,
+    pub new: Option<Json>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum UserOp {
+    /// Not in the snapshot (or a full sync): find the account by the matching attributes,
+    /// adopt it, or create it.
+    MatchOrCreate { id: SourceId, desired: Desired },
+    /// In the snapshot, changed: PATCH these attributes.
+    Update {
+        id: SourceId,
+        scim_id: ScimId,
+        changes: Vec<Change>,
+        desired: Desired,
+    },
+    /// In the snapshot, no longer in scope.
+    Deprovision {
+        id: SourceId,
+        scim_id: ScimId,
+        mode: DeprovisionMode,
+    },
+}
+
+impl UserOp {
+    pub fn id(&self) -> &SourceId {
+        match self {
+            UserOp::MatchOrCreate { id, .. }
+            | UserOp::Update { id, .. }
+            | UserOp::Deprovision { id, .. } => id,
+        }
+    }
+}
+
+/// A group as the target should hold it: attributes and in-scope direct user members.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredGroup {
+    pub desired: Desired,
+    pub members: BTreeSet<SourceId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum GroupOp {
+    MatchOrCreate {
+        id: SourceId,
+        group: DesiredGroup,
+    },
+    Update {
+        id: SourceId,
+        scim_id: ScimId,
+        changes: Vec<Change>,
+        add: Vec<SourceId>,
+        remove: Vec<(SourceId, ScimId)>,
+        group: DesiredGroup,
+    },
+    /// Left scope: deleted, or (deactivate mode) emptied of the members scimsync manages.
+    Deprovision {
+        id: SourceId,
+        scim_id: ScimId,
+        mode: DeprovisionMode,
+        members: Vec<ScimId>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Ignore the snapshot's hashes and re-match every object.
+    pub full: bool,
+    pub mode: DeprovisionMode,
+    pub deletion_threshold: usize,
+    pub allow_deletes: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UserPlan {
+    pub ops: Vec<UserOp>,
+    pub unchanged: usize,
+    /// Deprovisions held back because they exceed the deletion threshold.
+    pub held: Vec<UserOp>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupPlan {
+    pub ops: Vec<GroupOp>,
+    pub unchanged: usize,
+    pub held: Vec<GroupOp>,
+}
+
+/// The hash of the attributes kept in step; equal hashes mean nothing to send.
+pub fn hash(attrs: &BTreeMap<String, Json>) -> String {
+    // A BTreeMap serialises in key order, so equal maps give equal bytes.
+    let bytes = serde_json::to_vec(attrs).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The attribute changes that turn `old` into `desired` (attributes kept in step only).
+pub fn diff(old: &BTreeMap<String, Json>, desired: &BTreeMap<String, Json>) -> Vec<Change> {
+    let paths: BTreeSet<&String> = old.keys().chain(desired.keys()).collect();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let (o, n) = (old.get(p), desired.get(p));
+            (o != n).then(|| Change {
+                path: p.clone(),
+                old: o.cloned(),
+                new: n.cloned(),
+            })
+        })
+        .collect()
+}
+
+/// Plans the users of one target. `protected` ids (objects the source could not read this
+/// time) are never deprovisioned.
+pub fn plan_users(
+    snapshot: &BTreeMap<SourceId, UserEntry>,
+    desired: &BTreeMap<SourceId, Desired>,
+    protected: &BTreeSet<SourceId>,
+    opts: PlanOptions,
+) -> UserPlan {
+    let mut plan = UserPlan::default();
+    for (id, want) in desired {
+        match snapshot.get(id) {
+            Some(entry) if !opts.full => {
+                if entry.hash == hash(&want.attrs) {
+                    plan.unchanged += 1;
+                    continue;
+                }
+                let changes = diff(&entry.attrs, &want.attrs);
+                if changes.is_empty() {
+                    plan.unchanged += 1;
+                } else {
+                    plan.ops.push(UserOp::Update {
+                        id: id.clone(),
+                        scim_id: entry.scim_id.clone(),
+                        changes,
+                        desired: want.clone(),
+                    });
+                }
+            }
+            _ => plan.ops.push(UserOp::MatchOrCreate {
+                id: id.clone(),
+                desired: want.clone(),
+            }),
+        }
+    }
+    let mut deprovisions = Vec::new();
+    for (id, entry) in snapshot {
+        if desired.contains_key(id) || protected.contains(id) {
+            continue;
+        }
+        if entry.deprovisioned && opts.mode == DeprovisionMode::Deactivate {
+            continue;
+        }
+        deprovisions.push(UserOp::Deprovision {
+            id: id.clone(),
+            scim_id: entry.scim_id.clone(),
+            mode: opts.mode,
+        });
+    }
+    if deprovisions.len() > opts.deletion_threshold && !opts.allow_deletes {
+        plan.held = deprovisions;
+    } else {
+        plan.ops.extend(deprovisions);
+    }
+    plan
+}
+
+/// Plans the groups of one target. `accounts` are the users that have (or, in a dry run, are
+/// about to get) an account on the target: only they can be added as members.
+pub fn plan_groups(
+    snapshot: &BTreeMap<SourceId, GroupEntry>,
+    desired: &BTreeMap<SourceId, DesiredGroup>,
+    accounts: &BTreeSet<SourceId>,
+    protected: &BTreeSet<SourceId>,
+    opts: PlanOptions,
+) -> GroupPlan {
+    let mut plan = GroupPlan::default();
+    for (id, want) in desired {
+        match snapshot.get(id) {
+            Some(entry) if !opts.full => {
+                let changes = diff(&entry.attrs, &want.desired.attrs);
+                // A member whose user has no account (its mapping failed, say) cannot be added
+                // yet; it is left out so that an idle cycle stays idle.
+                let add: Vec<SourceId> = want
+                    .members
+                    .iter()
+                    .filter(|m| !entry.members.contains_key(*m) && accounts.contains(*m))
+                    .cloned()
+                    .collect();
+                let remove: Vec<(SourceId, ScimId)> = entry
+                    .members
+                    .iter()
+                    .filter(|(m, _)| !want.members.contains(*m))
+                    .map(|(m, s)| (m.clone(), s.clone()))
+                    .collect();
+                if changes.is_empty() && remove.is_empty() && add.is_empty() {
+                    plan.unchanged += 1;
+                } else {
+                    plan.ops.push(GroupOp::Update {
+                        id: id.clone(),
+                        scim_id: entry.scim_id.clone(),
+                        changes,
+                        add,
+                        remove,
+                        group: want.clone(),
+                    });
+                }
+            }
+            _ => plan.ops.push(GroupOp::MatchOrCreate {
+                id: id.clone(),
+                group: want.clone(),
+            }),
+        }
+    }
+    let mut deprovisions = Vec::new();
+    for (id, entry) in snapshot {
+        if desired.contains_key(id) || protected.contains(id) {
+            continue;
+        }
+        deprovisions.push(GroupOp::Deprovision {
+            id: id.clone(),
+            scim_id: entry.scim_id.clone(),
+            mode: opts.mode,
+            members: entry.members.values().cloned().collect(),
+        });
+    }
+    if deprovisions.len() > opts.deletion_threshold && !opts.allow_deletes {
+        plan.held = deprovisions;
+    } else {
+        plan.ops.extend(deprovisions);
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MatchedBy;
+    use serde_json::json;
+
+    fn desired(pairs: &[(&str, Json)]) -> Desired {
+        Desired {
+            attrs: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn entry(d: &Desired, scim: &str) -> UserEntry {
+        UserEntry {
+            scim_id: ScimId::from(scim),
+            attrs: d.attrs.clone(),
+            hash: hash(&d.attrs),
+            active: true,
+            deprovisioned: false,
+            matched_by: MatchedBy::Created,
+            changed_at: String::new(),
+        }
+    }
+
+    fn opts() -> PlanOptions {
+        PlanOptions {
+            deletion_threshold: 10,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_changed_same_and_gone() {
+        let a = desired(&[("userName", json!("a")), ("active", json!(true))]);
+        let b = desired(&[("userName", json!("b")), ("name.formatted", json!("B"))]);
+        let b2 = desired(&[("userName", json!("b")), ("name.formatted", json!("B2"))]);
+        let c = desired(&[("userName", json!("c"))]);
+        let snapshot: BTreeMap<_, _> = [
+            (SourceId::from("b"), entry(&b, "sb")),
+            (SourceId::from("c"), entry(&c, "sc")),
+            (SourceId::from("gone"), entry(&c, "sg")),
+        ]
+        .into();
+        let want: BTreeMap<_, _> = [
+            (SourceId::from("a"), a.clone()),
+            (SourceId::from("b"), b2.clone()),
+            (SourceId::from("c"), c),
+        ]
+        .into();
+        let plan = plan_users(&snapshot, &want, &BTreeSet::new(), opts());
+        assert_eq!(plan.unchanged, 1);
+        assert_eq!(
+            plan.ops,
+            vec![
+                UserOp::MatchOrCreate {
+                    id: "a".into(),
+                    desired: a
+                },
+                UserOp::Update {
+                    id: "b".into(),
+                    scim_id: "sb".into(),
+                    changes: vec![Change {
+                        path: "name.formatted".into(),
+                        old: Some(json!("B")),
+                        new: Some(json!("B2"))
+                    }],
+                    desired: b2,
+                },
+                UserOp::Deprovision {
+                    id: "gone".into(),
+                    scim_id: "sg".into(),
+                    mode: DeprovisionMode::Deactivate
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn protected_and_already_deprovisioned_are_left_alone() {
+        let c = desired(&[("userName", json!("c"))]);
+        let mut done = entry(&c, "s2");
+        done.deprovisioned = true;
+        let snapshot: BTreeMap<_, _> = [
+            (SourceId::from("p"), entry(&c, "s1")),
+            (SourceId::from("d"), done),
+        ]
+        .into();
+        let protected: BTreeSet<_> = [SourceId::from("p")].into();
+        let plan = plan_users(&snapshot, &BTreeMap::new(), &protected, opts());
+        assert!(plan.ops.is_empty(), "{:?}", plan.ops);
+    }
+
+    #[test]
+    fn deprovisions_over_the_threshold_are_held() {
+        let c = desired(&[("userName", json!("c"))]);
+        let snapshot: BTreeMap<_, _> = (0..3)
+            .map(|i| (SourceId(format!("u{i}")), entry(&c, "s")))
+            .collect();
+        let o = PlanOptions {
+            deletion_threshold: 2,
+            ..opts()
+        };
+        let plan = plan_users(&snapshot, &BTreeMap::new(), &BTreeSet::new(), o);
+        assert!(plan.ops.is_empty());
+        assert_eq!(plan.held.len(), 3);
+        let plan = plan_users(
+            &snapshot,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            PlanOptions {
+                allow_deletes: true,
+                ..o
+            },
+        );
+        assert_eq!(plan.ops.len(), 3);
+    }
+
+    #[test]
+    fn full_sync_rematches_everything() {
+        let c = desired(&[("userName", json!("c"))]);
+        let snapshot: BTreeMap<_, _> = [(SourceId::from("c"), entry(&c, "s"))].into();
+        let want: BTreeMap<_, _> = [(SourceId::from("c"), c)].into();
+        let plan = plan_users(
+            &snapshot,
+            &want,
+            &BTreeSet::new(),
+            PlanOptions {
+                full: true,
+                ..opts()
+            },
+        );
+        assert!(matches!(
+            plan.ops.as_slice(),
+            [UserOp::MatchOrCreate { .. }]
+        ));
+    }
+}

@@ -1,0 +1,383 @@
+//! The SCIM 2.0 client of one target: authentication, rate limit, concurrency cap, retries and
+//! error parsing (RFC 7644).
+//!
+//! `backoff` and `governor` are used only here, so they can be replaced in one place.
+
+use crate::config::TargetConfig;
+use crate::ids::{ScimId, TargetName};
+use crate::secret::{self, Secret};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value as Json};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+const SCIM_JSON: &str = "application/scim+json";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// How long one operation may keep retrying before it counts as failed.
+const MAX_RETRY_ELAPSED: Duration = Duration::from_secs(60);
+
+/// The two resource endpoints scimsync writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Users,
+    Groups,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Users => "/Users",
+            Endpoint::Groups => "/Groups",
+        }
+    }
+}
+
+/// A failed SCIM call, with what the server said.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{method} {path}: {}{}", .status.map(|s| format!("{s} ")).unwrap_or_default(), .detail)]
+pub struct ScimError {
+    pub method: String,
+    pub path: String,
+    pub status: Option<u16>,
+    pub scim_type: Option<String>,
+    pub detail: String,
+    pub retryable: bool,
+}
+
+impl ScimError {
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404)
+    }
+    pub fn is_conflict(&self) -> bool {
+        self.status == Some(409)
+    }
+}
+
+pub struct Client {
+    target: TargetName,
+    base: String,
+    http: reqwest::Client,
+    token: Secret,
+    limiter: DefaultDirectRateLimiter,
+    slots: Semaphore,
+    requests: AtomicUsize,
+}
+
+impl Client {
+    /// Builds the client of one target; reads its token (the error names the file or variable).
+    pub fn new(target: &TargetConfig) -> Result<Client, String> {
+        let token = secret::read(target.token_file.as_deref(), target.token_env.as_deref())
+            .map_err(|e| format!("target {:?}: token: {e}", target.name))?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(target.timeout_seconds))
+            .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &target.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("target {:?}: ca_file {}: {e}", target.name, ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("target {:?}: ca_file {}: {e}", target.name, ca.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| {
+            format!(
+                "target {:?}: cannot build the HTTP client: {e}",
+                target.name
+            )
+        })?;
+        let rate = NonZeroU32::new(target.rate_limit).unwrap_or(NonZeroU32::MIN);
+        Ok(Client {
+            target: TargetName(target.name.clone()),
+            base: target.url.trim_end_matches('/').to_owned(),
+            http,
+            token,
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            slots: Semaphore::new(target.concurrency.max(1)),
+            requests: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many HTTP requests this client has sent.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// `GET /Users?filter=…`: every resource the server returns for the filter.
+    pub async fn search(&self, endpoint: Endpoint, filter: &str) -> Result<Vec<Json>, ScimError> {
+        let path = format!("{}?filter={}", endpoint.path(), urlencoding::encode(filter));
+        let body = self.call(Method::GET, &path, None).await?;
+        let list = body.as_ref().and_then(|b| b.get("Resources"));
+        match list {
+            None => Ok(Vec::new()),
+            Some(Json::Array(items)) => Ok(items.clone()),
+            Some(_) => Err(self.invalid(Method::GET, &path, "Resources is not a list")),
+        }
+    }
+
+    pub async fn get(&self, endpoint: Endpoint, id: &ScimId) -> Result<Json, ScimError> {
+        let path = format!("{}/{}", endpoint.path(), urlencoding::encode(id.as_str()));
+        self.call(Method::GET, &path, None)
+            .await?
+            .ok_or_else(|| self.invalid(Method::GET, &path, "empty response"))
+    }
+
+    /// `POST`: creates a resource and returns it as the server stored it.
+    pub async fn create(
+        &self,
+        endpoint: Endpoint,
+        resource: &Json,
+    ) -> Result<(ScimId, Json), ScimError> {
+        let path = endpoint.path();
+        let body = self.call(Method::POST, path, Some(resource)).await?;
+        let id = body
+            .as_ref()
+            .and_then(|b| b.get("id"))
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+            .map(ScimId::from);
+        match (id, body) {
+            (Some(id), Some(body)) => Ok((id, body)),
+            _ => Err(self.invalid(Method::POST, path, "the created resource has no id")),
+        }
+    }
+
+    /// `PATCH` with RFC 7644 operations.
+    pub async fn patch(
+        &self,
+        endpoint: Endpoint,
+        id: &ScimId,
+        ops: Vec<Json>,
+    ) -> Result<(), ScimError> {
+        let path = format!("{}/{}", endpoint.path(), urlencoding::encode(id.as_str()));
+        let body = json!({"schemas": [PATCH_SCHEMA], "Operations": ops});
+        self.call(Method::PATCH, &path, Some(&body))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn delete(&self, endpoint: Endpoint, id: &ScimId) -> Result<(), ScimError> {
+        let path = format!("{}/{}", endpoint.path(), urlencoding::encode(id.as_str()));
+        self.call(Method::DELETE, &path, None).await.map(|_| ())
+    }
+
+    fn invalid(&self, method: Method, path: &str, why: &str) -> ScimError {
+        ScimError {
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: None,
+            scim_type: None,
+            detail: format!("target {:?} sent an invalid response: {why}", self.target.0),
+            retryable: false,
+        }
+    }
+
+    /// One call with rate limit, concurrency cap and retries on transient failures.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Result<Option<Json>, ScimError> {
+        let policy = backoff::ExponentialBackoffBuilder::new()
+            .with_initial_interval(Duration::from_millis(200))
+            .with_max_interval(Duration::from_secs(10))
+            .with_max_elapsed_time(Some(MAX_RETRY_ELAPSED))
+            .build();
+        backoff::future::retry(policy, || async {
+            match self.attempt(method.clone(), path, body).await {
+                Ok(v) => Ok(v),
+                Err((e, retry_after)) if e.retryable => {
+                    tracing::debug!(target_name = %self.target, error = %e, "Retrying a SCIM call.");
+                    Err(backoff::Error::Transient { err: e, retry_after })
+                }
+                Err((e, _)) => Err(backoff::Error::Permanent(e)),
+            }
+        })
+        .await
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Result<Option<Json>, (ScimError, Option<Duration>)> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| (self.invalid(method.clone(), path, "client closed"), None))?;
+        self.limiter.until_ready().await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let url = format!("{}{}", self.base, path);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(self.token.expose())
+            .header(
+                reqwest::header::ACCEPT,
+                "application/scim+json, application/json",
+            );
+        if let Some(b) = body {
+            // Serialising a serde_json::Value cannot fail.
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
+                .body(serde_json::to_vec(b).unwrap_or_default());
+        }
+        let err = |status: Option<u16>,
+                   scim_type: Option<String>,
+                   detail: String,
+                   retryable: bool| ScimError {
+            method: method.to_string(),
+            path: path.to_owned(),
+            status,
+            scim_type,
+            detail,
+            retryable,
+        };
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "cannot connect"
+                } else {
+                    "request failed"
+                };
+                // Strip the URL's query from reqwest's message; the path is already named.
+                return Err((
+                    err(None, None, format!("{what}: {}", e.without_url()), true),
+                    None,
+                ));
+            }
+        };
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = resp.bytes().await.map_err(|e| {
+            (
+                err(
+                    Some(status.as_u16()),
+                    None,
+                    format!("reading the body: {}", e.without_url()),
+                    true,
+                ),
+                None,
+            )
+        })?;
+        let parsed: Option<Json> = if bytes.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => Some(v),
+                Err(_) if status.is_success() => {
+                    return Err((
+                        err(
+                            Some(status.as_u16()),
+                            None,
+                            format!("target {:?} answered with a body that is not JSON ({content_type:?}): {}", self.target.0, excerpt(&bytes)),
+                            false,
+                        ),
+                        None,
+                    ))
+                }
+                Err(_) => None,
+            }
+        };
+        let is_error_body = parsed
+            .as_ref()
+            .and_then(|b| b.get("schemas"))
+            .and_then(Json::as_array)
+            .is_some_and(|s| s.iter().any(|x| x.as_str() == Some(ERROR_SCHEMA)));
+        if status.is_success() && !is_error_body {
+            return Ok(parsed);
+        }
+        let (scim_type, detail) = match &parsed {
+            Some(b) => (
+                b.get("scimType").and_then(Json::as_str).map(str::to_owned),
+                b.get("detail")
+                    .and_then(Json::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| excerpt(&bytes)),
+            ),
+            None => (None, excerpt(&bytes)),
+        };
+        // A 200 carrying an error body reports its status inside.
+        let code = parsed
+            .as_ref()
+            .and_then(|b| b.get("status"))
+            .and_then(|s| {
+                s.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .or_else(|| s.as_u64().and_then(|n| u16::try_from(n).ok()))
+            })
+            .filter(|_| status.is_success())
+            .unwrap_or(status.as_u16());
+        let detail = match (&scim_type, code) {
+            (Some(t), _) => format!("{t}: {detail}"),
+            (None, 401 | 403) => format!("authentication rejected: {detail}"),
+            _ => detail,
+        };
+        let retryable = code == StatusCode::TOO_MANY_REQUESTS.as_u16() || code >= 500;
+        Err((err(Some(code), scim_type, detail, retryable), retry_after))
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    wait.to_std().ok()
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None if text.is_empty() => "(empty body)".to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_http_date() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        h.insert(reqwest::header::RETRY_AFTER, later.parse().expect("header"));
+        let d = retry_after(&h).expect("date");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn excerpts_are_bounded() {
+        assert_eq!(excerpt(b"  "), "(empty body)");
+        assert_eq!(excerpt("é".repeat(300).as_bytes()).chars().count(), 201);
+    }
+}

@@ -1,0 +1,80 @@
+//! Secrets (tokens, passwords) in a type that never prints its value.
+
+use std::fmt;
+use std::path::Path;
+
+/// A secret string. `Debug` and `Display` print `[redacted]`, so a secret that reaches a log
+/// line or an error message by accident shows nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the one place that sends it (an Authorization header, a bind).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Reads a secret from a file (a systemd credential is a file under `$CREDENTIALS_DIRECTORY`)
+/// or an environment variable. The error names where it looked, never what it found.
+pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
+    let value = match (file, env) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("environment variable {var} is not set or not valid UTF-8"))?,
+        (None, None) => return Err("no secret configured".to_owned()),
+    };
+    let value = value.trim_end_matches(['\r', '\n']).to_owned();
+    if value.is_empty() {
+        let at = match (file, env) {
+            (Some(p), _) => format!("secret file {}", p.display()),
+            (None, Some(v)) => format!("environment variable {v}"),
+            (None, None) => String::new(),
+        };
+        return Err(format!("{at} is empty"));
+    }
+    Ok(Secret(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_prints_its_value() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
+        assert_eq!(format!("{:?}", Some(&s)), "Some([redacted])");
+    }
+
+    #[test]
+    fn reads_a_file_without_its_newline_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("token");
+        std::fs::write(&p, "abc\n").expect("write");
+        assert_eq!(read(Some(&p), None).expect("read").expose(), "abc");
+        let e = read(Some(&dir.path().join("nope")), None).expect_err("missing");
+        assert!(e.starts_with("cannot read secret file "), "{e}");
+        std::fs::write(&p, "\n").expect("write");
+        assert!(read(Some(&p), None)
+            .expect_err("empty")
+            .ends_with("is empty"));
+    }
+}

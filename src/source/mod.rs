@@ -1,0 +1,143 @@
+//! Directory sources: each connector reads users and groups into case-insensitive attribute bags.
+//!
+//! The same mapping rules serve every connector, so connectors rename their native attributes
+//! to the Entra names (`objectId`, `mail`, `givenName`, …) before anything else sees them.
+
+pub mod json;
+
+use crate::config::SourceConfig;
+use crate::ids::SourceId;
+use crate::mapping::expr::{Attributes, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: cannot read the directory: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One attribute value as a source delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrValue {
+    Single(String),
+    Multi(Vec<String>),
+}
+
+/// A user or group from the directory: its immutable id and its attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceObject {
+    pub id: SourceId,
+    /// Keyed by lower-cased name; the value keeps the name as the source spelled it.
+    attrs: BTreeMap<String, (String, AttrValue)>,
+}
+
+impl SourceObject {
+    pub fn new(id: SourceId) -> Self {
+        let mut o = Self {
+            id: id.clone(),
+            attrs: BTreeMap::new(),
+        };
+        o.set("objectId", AttrValue::Single(id.0));
+        o
+    }
+
+    pub fn set(&mut self, name: &str, value: AttrValue) {
+        self.attrs
+            .insert(name.to_lowercase(), (name.to_owned(), value));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&AttrValue> {
+        self.attrs.get(&name.to_lowercase()).map(|(_, v)| v)
+    }
+
+    /// A single-valued attribute as a string (the first value of a multi-valued one).
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        match self.get(name)? {
+            AttrValue::Single(s) => Some(s),
+            AttrValue::Multi(v) => v.first().map(String::as_str),
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.attrs.contains_key(&name.to_lowercase())
+    }
+
+    /// The attributes with their source spelling, in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
+        self.attrs.values().map(|(n, v)| (n.as_str(), v))
+    }
+}
+
+impl Attributes for SourceObject {
+    fn get(&self, name: &str) -> Option<Value> {
+        SourceObject::get(self, name).map(|v| match v {
+            AttrValue::Single(s) => Value::Str(s.clone()),
+            AttrValue::Multi(m) => Value::Multi(m.clone()),
+        })
+    }
+}
+
+/// A group: its attributes and the ids of its direct members (users or groups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceGroup {
+    pub object: SourceObject,
+    pub members: Vec<SourceId>,
+}
+
+/// One object the source could not use; its id (when known) is protected from deprovisioning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub id: Option<SourceId>,
+    pub reason: String,
+}
+
+/// Everything one read of the source returned.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub users: Vec<SourceObject>,
+    pub groups: Vec<SourceGroup>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A directory connector.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    /// Reads the whole directory. An error means nothing may be planned from this read.
+    async fn read(&self) -> Result<Directory, SourceError>;
+    /// A short description for messages (`json file /etc/…`).
+    fn describe(&self) -> String;
+}
+
+/// Builds the running connector from its configuration.
+pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
+    match config {
+        SourceConfig::Json(c) => Ok(Box::new(json::JsonSource::new(c.path.clone()))),
+        SourceConfig::Ldap(c) => Err(SourceError::Unsupported(format!(
+            "source kind \"ldap\" ({}) is not implemented yet",
+            c.url
+        ))),
+    }
+}
+
+/// Computes `IsSoftDeleted` where the source did not give it: a disabled or deleted account.
+pub(crate) fn compute_soft_deleted(o: &mut SourceObject) {
+    if o.has("IsSoftDeleted") {
+        return;
+    }
+    let disabled = o
+        .get_str("accountEnabled")
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+    let deleted = o.get_str("deletedDateTime").is_some_and(|v| !v.is_empty());
+    let value = if disabled || deleted { "True" } else { "False" };
+    o.set("IsSoftDeleted", AttrValue::Single(value.to_owned()));
+}

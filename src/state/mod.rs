@@ -1,0 +1,369 @@
+//! The snapshot: what each target was last confirmed to hold, per source object.
+//!
+//! An entry is written only after the target confirmed the call, so after a crash at any point
+//! the snapshot is a true subset of the target's state. sled lives behind the [`KvTree`] trait
+//! so that tests (and later a shared store) can stand in for it.
+
+use crate::ids::{ScimId, SourceId, TargetName};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Bumped when the stored layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state {path}: another scimsync process holds the lock (is the daemon running?)")]
+    Locked { path: PathBuf },
+    #[error("state {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("state: {0}")]
+    Storage(String),
+    #[error("state: entry {key:?} in {tree} is unreadable: {message}")]
+    Corrupt {
+        tree: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// A byte-keyed tree: the operations the snapshot needs from a store.
+pub trait KvTree: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError>;
+    fn remove(&self, key: &[u8]) -> Result<(), StateError>;
+    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn name(&self) -> String;
+}
+
+impl KvTree for sled::Tree {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        sled::Tree::get(self, key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(storage)
+    }
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError> {
+        sled::Tree::insert(self, key, value)
+            .map(|_| ())
+            .map_err(storage)
+    }
+    fn remove(&self, key: &[u8]) -> Result<(), StateError> {
+        sled::Tree::remove(self, key).map(|_| ()).map_err(storage)
+    }
+    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        self.iter()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
+            .collect()
+    }
+    fn name(&self) -> String {
+        String::from_utf8_lossy(&sled::Tree::name(self)).into_owned()
+    }
+}
+
+fn storage(e: sled::Error) -> StateError {
+    StateError::Storage(e.to_string())
+}
+
+/// An in-memory tree for tests.
+#[derive(Default)]
+pub struct MemTree(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>, String);
+
+impl MemTree {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        // A poisoned lock only means another test thread panicked; the map itself is fine.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl KvTree for MemTree {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.map().get(key).cloned())
+    }
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError> {
+        self.map().insert(key.to_vec(), value);
+        Ok(())
+    }
+    fn remove(&self, key: &[u8]) -> Result<(), StateError> {
+        self.map().remove(key);
+        Ok(())
+    }
+    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        Ok(self
+            .map()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    fn name(&self) -> String {
+        self.1.clone()
+    }
+}
+
+/// How an account came under scimsync's management.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    Created,
+    /// Adopted an existing account found by this matching attribute.
+    Adopted(String),
+}
+
+/// A user as last confirmed by the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserEntry {
+    pub scim_id: ScimId,
+    /// The attributes last pushed (or found, when adopted), by canonical path.
+    pub attrs: BTreeMap<String, Json>,
+    /// Hash of `attrs` as mapped: equal hashes mean nothing to send.
+    pub hash: String,
+    pub active: bool,
+    /// True once scimsync deactivated the account because it left scope.
+    #[serde(default)]
+    pub deprovisioned: bool,
+    pub matched_by: MatchedBy,
+    pub changed_at: String,
+}
+
+/// A group as last confirmed by the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub scim_id: ScimId,
+    pub attrs: BTreeMap<String, Json>,
+    /// Members scimsync added (or found managed), by source id.
+    pub members: BTreeMap<SourceId, ScimId>,
+    pub matched_by: MatchedBy,
+    pub changed_at: String,
+}
+
+/// The state directory: one sled database holding every target's snapshot.
+pub struct Store {
+    db: Option<sled::Db>,
+    mem: Mutex<BTreeMap<String, Arc<MemTree>>>,
+}
+
+impl Store {
+    /// Opens (or creates) the sled database, holding its exclusive lock until dropped.
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StateError::Locked {
+                        path: path.to_owned(),
+                    }
+                }
+                _ => StateError::Open {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                },
+            })?;
+        let store = Store {
+            db: Some(db),
+            mem: Mutex::default(),
+        };
+        let meta = store.tree("meta")?;
+        match meta.get(b"schema_version")? {
+            None => meta.insert(b"schema_version", SCHEMA_VERSION.to_string().into_bytes())?,
+            Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => {}
+            Some(v) => {
+                return Err(StateError::Open {
+                    path: path.to_owned(),
+                    message: format!(
+                        "snapshot schema version {} is not {SCHEMA_VERSION}; this scimsync cannot read it",
+                        String::from_utf8_lossy(&v)
+                    ),
+                })
+            }
+        }
+        Ok(store)
+    }
+
+    /// A store that lives in memory only.
+    pub fn in_memory() -> Store {
+        Store {
+            db: None,
+            mem: Mutex::default(),
+        }
+    }
+
+    fn tree(&self, name: &str) -> Result<Arc<dyn KvTree>, StateError> {
+        match &self.db {
+            Some(db) => Ok(Arc::new(db.open_tree(name).map_err(storage)?)),
+            None => {
+                let mut mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+                let t = mem
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Arc::new(MemTree(Mutex::default(), name.to_owned())));
+                Ok(t.clone())
+            }
+        }
+    }
+
+    /// The snapshot of one target.
+    pub fn snapshot(&self, target: &TargetName) -> Result<Snapshot, StateError> {
+        Ok(Snapshot {
+            users: self.tree(&format!("users/{target}"))?,
+            groups: self.tree(&format!("groups/{target}"))?,
+            meta: self.tree(&format!("meta/{target}"))?,
+        })
+    }
+
+    /// Writes everything to disk; called at the end of a cycle and at shutdown.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        if let Some(db) = &self.db {
+            db.flush_async().await.map_err(storage)?;
+        }
+        Ok(())
+    }
+}
+
+/// One target's snapshot: users, groups and a few facts about past cycles.
+#[derive(Clone)]
+pub struct Snapshot {
+    users: Arc<dyn KvTree>,
+    groups: Arc<dyn KvTree>,
+    meta: Arc<dyn KvTree>,
+}
+
+fn decode<T: DeserializeOwned>(tree: &dyn KvTree, k: &[u8], v: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(v).map_err(|e| StateError::Corrupt {
+        tree: tree.name(),
+        key: String::from_utf8_lossy(k).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(value).map_err(|e| StateError::Storage(e.to_string()))
+}
+
+fn all<T: DeserializeOwned>(tree: &dyn KvTree) -> Result<BTreeMap<SourceId, T>, StateError> {
+    tree.scan()?
+        .into_iter()
+        .map(|(k, v)| {
+            let value = decode(tree, &k, &v)?;
+            Ok((SourceId(String::from_utf8_lossy(&k).into_owned()), value))
+        })
+        .collect()
+}
+
+impl Snapshot {
+    pub fn users(&self) -> Result<BTreeMap<SourceId, UserEntry>, StateError> {
+        all(self.users.as_ref())
+    }
+    pub fn user(&self, id: &SourceId) -> Result<Option<UserEntry>, StateError> {
+        self.users
+            .get(id.as_str().as_bytes())?
+            .map(|v| decode(self.users.as_ref(), id.as_str().as_bytes(), &v))
+            .transpose()
+    }
+    pub fn put_user(&self, id: &SourceId, entry: &UserEntry) -> Result<(), StateError> {
+        self.users.insert(id.as_str().as_bytes(), encode(entry)?)
+    }
+    pub fn remove_user(&self, id: &SourceId) -> Result<(), StateError> {
+        self.users.remove(id.as_str().as_bytes())
+    }
+    pub fn groups(&self) -> Result<BTreeMap<SourceId, GroupEntry>, StateError> {
+        all(self.groups.as_ref())
+    }
+    pub fn put_group(&self, id: &SourceId, entry: &GroupEntry) -> Result<(), StateError> {
+        self.groups.insert(id.as_str().as_bytes(), encode(entry)?)
+    }
+    pub fn remove_group(&self, id: &SourceId) -> Result<(), StateError> {
+        self.groups.remove(id.as_str().as_bytes())
+    }
+    pub fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StateError> {
+        self.meta
+            .get(key.as_bytes())?
+            .map(|v| decode(self.meta.as_ref(), key.as_bytes(), &v))
+            .transpose()
+    }
+    pub fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
+        self.meta.insert(key.as_bytes(), encode(value)?)
+    }
+}
+
+/// The current time as RFC 3339, for `changed_at`.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> UserEntry {
+        UserEntry {
+            scim_id: ScimId::from(id),
+            attrs: BTreeMap::new(),
+            hash: String::new(),
+            active: true,
+            deprovisioned: false,
+            matched_by: MatchedBy::Adopted("userName".into()),
+            changed_at: now(),
+        }
+    }
+
+    #[test]
+    fn sled_round_trip_survives_reopen_and_is_exclusive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TargetName::from("qlik");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let snap = store.snapshot(&t).expect("snapshot");
+            snap.put_user(&SourceId::from("u1"), &entry("s1"))
+                .expect("put");
+            assert!(matches!(
+                Store::open(dir.path()),
+                Err(StateError::Locked { .. })
+            ));
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let users = store
+            .snapshot(&t)
+            .expect("snapshot")
+            .users()
+            .expect("users");
+        assert_eq!(
+            users.get(&SourceId::from("u1")),
+            Some(&entry("s1"))
+                .map(|e| UserEntry {
+                    changed_at: users[&SourceId::from("u1")].changed_at.clone(),
+                    ..e.clone()
+                })
+                .as_ref()
+        );
+        assert!(store
+            .snapshot(&TargetName::from("other"))
+            .expect("s")
+            .users()
+            .expect("u")
+            .is_empty());
+    }
+
+    #[test]
+    fn in_memory_store_behaves_alike() {
+        let store = Store::in_memory();
+        let snap = store.snapshot(&TargetName::from("a")).expect("snapshot");
+        snap.put_user(&SourceId::from("u1"), &entry("s1"))
+            .expect("put");
+        assert_eq!(
+            store
+                .snapshot(&TargetName::from("a"))
+                .expect("s")
+                .users()
+                .expect("u")
+                .len(),
+            1
+        );
+        snap.remove_user(&SourceId::from("u1")).expect("remove");
+        assert!(snap.users().expect("u").is_empty());
+    }
+}
