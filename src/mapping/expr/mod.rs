@@ -1,92 +1,168 @@
-//! PLACEHOLDER until the expression language lands: attribute references and literals only.
-use std::collections::BTreeMap;
+//! Microsoft Entra ID attribute-mapping expressions (`Join(".", [givenName], [surname])`),
+//! parsed once when configuration loads and evaluated for each user.
+//!
+//! The language and its functions follow Microsoft's "Reference for writing expressions for
+//! attribute mappings in Microsoft Entra ID"; `docs/expressions.md` is the administrator's
+//! reference, and its examples run as tests. Stages, in order:
+//!
+//! - `lexer`: text to tokens with 1-based columns;
+//! - `parser`: tokens to the tree, rejecting unknown functions and wrong argument counts;
+//! - `eval` and `functions`: the tree and one user's attributes to a [`Value`];
+//! - `datetime` and `text`: .NET date formats and the string rules functions rely on.
+
+mod datetime;
+mod eval;
+mod functions;
+mod lexer;
+mod parser;
+mod text;
+mod value;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod doc_examples;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests;
+
 use std::fmt;
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    Null,
-    Str(String),
-    Multi(Vec<String>),
-    DateTime(chrono::DateTime<chrono::Utc>),
+use chrono::{DateTime, Utc};
+
+pub use value::{Attributes, Value};
+
+/// Names of every supported function, in the reference's (alphabetical) order.
+pub fn function_names() -> &'static [&'static str] {
+    functions::NAMES
 }
-impl Value {
-    pub fn is_null_or_empty(&self) -> bool {
-        match self {
-            Value::Null => true,
-            Value::Str(s) => s.is_empty(),
-            Value::Multi(v) => v.is_empty(),
-            Value::DateTime(_) => false,
-        }
-    }
-    pub fn as_display(&self) -> String {
-        match self {
-            Value::Null => String::new(),
-            Value::Str(s) => s.clone(),
-            Value::Multi(v) => v.join(", "),
-            Value::DateTime(d) => d.format("%-m/%-d/%Y %-I:%M:%S %p").to_string(),
-        }
-    }
-}
-pub trait Attributes {
-    fn get(&self, name: &str) -> Option<Value>;
-}
-impl Attributes for BTreeMap<String, Value> {
-    fn get(&self, name: &str) -> Option<Value> {
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-}
+
+/// A parsed expression: its tree and the text it was parsed from.
 #[derive(Clone, Debug)]
-pub struct Expression(String);
+pub struct Expression {
+    text: String,
+    root: parser::Expr,
+}
+
+/// Two expressions are equal when their trees are, however they were written.
+impl PartialEq for Expression {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root
+    }
+}
+
+/// The result of evaluating an expression for one user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluated {
     pub value: Value,
+    /// A `Redact()` call was evaluated: the value still flows to the target, but logs and
+    /// plans must show `[Redact]` instead of it.
     pub redacted: bool,
+    /// `IgnoreFlowIfNullOrEmpty()` saw a null or empty value: the target attribute must be
+    /// left out of the flow entirely.
     pub ignore_flow: bool,
 }
-#[derive(Debug, thiserror::Error)]
+
+/// Why an expression could not be parsed; `column` is 1-based and counts characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("column {column}: {message}")]
 pub struct ParseError {
     pub column: usize,
     pub message: String,
 }
-#[derive(Debug, thiserror::Error)]
+
+/// Why an expression could not be evaluated for one user (the caller skips that user).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EvalError {
-    #[error("{0}")]
-    Other(String),
+    #[error("{function}: cannot parse \"{input}\" as a date")]
+    BadDate {
+        function: &'static str,
+        input: String,
+    },
+    #[error("{function}: \"{input}\" does not match the date format \"{format}\"")]
+    DateFormatMismatch {
+        function: &'static str,
+        input: String,
+        format: String,
+    },
+    #[error("{function}: \"{input}\" is not a whole number")]
+    BadNumber {
+        function: &'static str,
+        input: String,
+    },
+    #[error("{function}: \"{input}\" is not True, False or a number")]
+    BadBoolean {
+        function: &'static str,
+        input: String,
+    },
+    #[error("{function}: invalid regular expression \"{pattern}\": {reason}")]
+    BadRegex {
+        function: &'static str,
+        pattern: String,
+        reason: String,
+    },
+    #[error("{function}: the result would be larger than {limit} bytes")]
+    TooLarge {
+        function: &'static str,
+        limit: usize,
+    },
+    #[error("{function}: {reason}")]
+    Invalid {
+        function: &'static str,
+        reason: String,
+    },
 }
+
 impl Expression {
+    /// Parses and validates `text`: syntax, function names and argument counts.
     pub fn parse(text: &str) -> Result<Expression, ParseError> {
-        let t = text.trim();
-        if (t.starts_with('[') && t.ends_with(']')) || (t.starts_with('"') && t.ends_with('"')) {
-            Ok(Expression(t.to_owned()))
-        } else {
-            Err(ParseError {
-                column: 1,
-                message: "placeholder parser".into(),
-            })
-        }
-    }
-    pub fn evaluate(&self, attrs: &dyn Attributes) -> Result<Evaluated, EvalError> {
-        let t = &self.0;
-        let value = if t.starts_with('[') {
-            attrs.get(&t[1..t.len() - 1]).unwrap_or(Value::Null)
-        } else {
-            Value::Str(t[1..t.len() - 1].to_owned())
-        };
-        Ok(Evaluated {
-            value,
-            redacted: false,
-            ignore_flow: false,
+        Ok(Expression {
+            text: text.to_string(),
+            root: parser::parse(text)?,
         })
     }
+
+    /// The text the expression was parsed from.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Evaluates the expression against one user's attributes.
+    pub fn evaluate(&self, attrs: &dyn Attributes) -> Result<Evaluated, EvalError> {
+        self.evaluate_at(attrs, Utc::now())
+    }
+
+    /// Evaluates with a fixed `Now()`, for tests and reproducible plans.
+    pub(crate) fn evaluate_at(
+        &self,
+        attrs: &dyn Attributes,
+        now: DateTime<Utc>,
+    ) -> Result<Evaluated, EvalError> {
+        let mut ctx = eval::Ctx {
+            attrs,
+            now,
+            redacted: false,
+            ignore_flow: false,
+        };
+        let value = ctx.eval(&self.root)?;
+        Ok(Evaluated {
+            value,
+            redacted: ctx.redacted,
+            ignore_flow: ctx.ignore_flow,
+        })
+    }
+
+    /// Names of the `[attribute]` references, in order of first use, without repeats
+    /// (compared case-insensitively).
     pub fn referenced_attributes(&self) -> Vec<String> {
-        Vec::new()
+        let mut out = Vec::new();
+        self.root.collect_attributes(&mut out);
+        out
     }
 }
+
+/// Canonical form, which parses back to the same tree.
 impl fmt::Display for Expression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        self.root.fmt(f)
     }
 }
