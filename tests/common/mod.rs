@@ -1,0 +1,163 @@
+//! Shared harness for the integration tests: real peers, a recording proxy and a workspace.
+//!
+//! Each test file does `mod common;` and uses what it needs from here, from plain `#[test]`
+//! functions: every helper is blocking, and works inside an async test too.
+//!
+//! - [`ScimServer`]: a real `scim2-server` (PEERS.md) on a free loopback port, with a token.
+//! - [`RecordingProxy`]: forwards to a server unchanged and records every call; the place
+//!   where faults get injected ([`Fault`]).
+//! - [`Workspace`]: a temporary directory to write configuration into and run `scimsync` in.
+#![allow(dead_code, unused_imports)]
+
+mod proxy;
+mod scim_server;
+mod workspace;
+
+pub use proxy::{Fault, Recorded, RecordingProxy};
+pub use scim_server::ScimServer;
+pub use workspace::{RunOutput, Running, Workspace};
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The root of the repository (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `scimsync` binary that Cargo built for this test run.
+pub fn scimsync_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_scimsync"))
+}
+
+/// Where `scripts/install-peers` puts the peers: `$SCIMSYNC_PEERS_DIR`, or `<repo>/.peers`.
+pub fn peers_dir() -> PathBuf {
+    match std::env::var_os("SCIMSYNC_PEERS_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => repo_root().join(".peers"),
+    }
+}
+
+/// The `scim2-server` executable inside the peers' venv.
+pub fn scim2_server_bin() -> PathBuf {
+    peers_dir().join("venv/bin/scim2-server")
+}
+
+/// Makes sure the peers are installed, running `scripts/install-peers` at most once per test
+/// process, and only when something is missing (`scripts/test` has usually done it already).
+pub fn ensure_peers() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if scim2_server_bin().exists() {
+            return;
+        }
+        let script = repo_root().join("scripts/install-peers");
+        let output = Command::new(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "{} failed ({}); the integration tests need the real peers.\n\
+             --- stdout\n{}\n--- stderr\n{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(
+            scim2_server_bin().exists(),
+            "{} succeeded but {} is still missing",
+            script.display(),
+            scim2_server_bin().display()
+        );
+    });
+}
+
+/// A port that was free on 127.0.0.1 a moment ago. Another process may take it before the
+/// caller binds it, so callers that hand it to a child process retry on a bind failure.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A random hex string of `bytes` bytes, good enough for a test token (not for a real secret).
+pub fn random_hex(bytes: usize) -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(bytes * 2 + 16);
+    while out.len() < bytes * 2 {
+        // Each RandomState carries fresh random keys.
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_usize(out.len());
+        out.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// Runs a future to completion from synchronous code. Inside a tokio runtime (an async
+/// test), it runs on a scoped thread of its own, since a runtime cannot block on another.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let run = move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a tokio runtime")
+            .block_on(future)
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(run)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    } else {
+        run()
+    }
+}
+
+/// An HTTP client for the harness's own calls. It keeps no idle connection, so it can be
+/// shared between the short-lived runtimes of [`block_on`], and never goes through a proxy
+/// from the environment.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build an HTTP client")
+}
+
+/// The last `max` bytes of a file, for failure messages.
+pub(crate) fn tail_of(path: &Path, max: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[…]{}", &text[start..])
+}
+
+/// Sends SIGINT to a process, as Ctrl-C would.
+pub(crate) fn interrupt(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -INT {pid} failed: {status}");
+}
