@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the commands, each returning an exit code.
 //!
-//! Exit codes: 0 everything applied; 1 some objects failed or were held (the rest applied), or
+//! Exit codes: 0 everything applied; 1 some objects failed, were skipped or were held (the rest
+//! applied), or
 //! an expression failed; 2 a fatal error (source, state or target unusable) or a command that
 //! is not built yet; 64 invalid configuration or usage (`EX_USAGE`).
 
@@ -14,6 +15,14 @@ use clap::{Parser, Subcommand};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// Prints a line to stdout; a closed pipe (`scimsync plan | head`) is not an error worth a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_PARTIAL: i32 = 1;
@@ -232,12 +241,14 @@ fn print_report(r: &CycleReport) {
             c.created, c.updated, c.deprovisioned, c.unchanged, c.skipped, c.failed
         )
     };
-    println!("target {:?}: users {}", r.target, c(&r.users));
-    println!("target {:?}: groups {}", r.target, c(&r.groups));
+    out!("target {:?}: users {}", r.target, c(&r.users));
+    out!("target {:?}: groups {}", r.target, c(&r.groups));
+    out!("target {:?}: {} requests sent", r.target, r.requests);
     if r.held > 0 {
-        println!(
+        out!(
             "target {:?}: {} deprovisions held (deletion threshold)",
-            r.target, r.held
+            r.target,
+            r.held
         );
     }
 }
@@ -273,8 +284,23 @@ fn show_attrs(desired: &crate::mapping::Desired) -> String {
         .join(", ")
 }
 
+/// A readable name for a planned object: its first matching value.
+fn label(desired: &crate::mapping::Desired) -> String {
+    ["emails[type eq \"work\"].value", "userName", "displayName"]
+        .iter()
+        .find_map(|k| {
+            let v = desired.attrs.get(*k)?.as_str()?;
+            Some(if desired.redacted.contains(*k) {
+                " <[Redact]>".to_owned()
+            } else {
+                format!(" <{v}>")
+            })
+        })
+        .unwrap_or_default()
+}
+
 fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
-    println!("target {:?}: plan", target.name);
+    out!("target {:?}: plan", target.name);
     let matching: Vec<String> = target
         .mappings
         .user_matching()
@@ -284,8 +310,9 @@ fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
     for op in &p.users.ops {
         match op {
             UserOp::MatchOrCreate { id, desired } => {
-                println!(
-                    "  create user {id} (unless an account matches on {}): {}",
+                out!(
+                    "  create user {id}{} (unless an account matches on {}): {}",
+                    label(desired),
                     matching.join(", "),
                     show_attrs(desired)
                 );
@@ -296,13 +323,14 @@ fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
                 changes,
                 desired,
             } => {
-                println!(
-                    "  update user {id} ({scim_id}): {}",
+                out!(
+                    "  update user {id}{} ({scim_id}): {}",
+                    label(desired),
                     show_changes(changes, desired)
                 );
             }
             UserOp::Deprovision { id, scim_id, mode } => {
-                println!(
+                out!(
                     "  deprovision user {id} ({scim_id}): {}",
                     match mode {
                         config::DeprovisionMode::Deactivate => "active: true -> false",
@@ -315,7 +343,7 @@ fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
     for op in &p.groups.ops {
         match op {
             GroupOp::MatchOrCreate { id, group } => {
-                println!(
+                out!(
                     "  create group {id}: {}, {} members",
                     show_attrs(&group.desired),
                     group.members.len()
@@ -352,12 +380,12 @@ fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
                             .join(", ")
                     ));
                 }
-                println!("  update group {id} ({scim_id}): {}", parts.join("; "));
+                out!("  update group {id} ({scim_id}): {}", parts.join("; "));
             }
             GroupOp::Deprovision {
                 id, scim_id, mode, ..
             } => {
-                println!(
+                out!(
                     "  deprovision group {id} ({scim_id}): {}",
                     match mode {
                         config::DeprovisionMode::Deactivate => "remove managed members",
@@ -369,13 +397,13 @@ fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
     }
     let held = p.users.held.len() + p.groups.held.len();
     if held > 0 {
-        println!(
+        out!(
             "  held: {held} deprovisions exceed deletion_threshold = {}",
             target.deletion_threshold
         );
     }
     let count = |ops: usize, unchanged: usize| format!("{ops} to change, {unchanged} unchanged");
-    println!(
+    out!(
         "target {:?}: users {}; groups {}; {} skipped",
         target.name,
         count(p.users.ops.len(), p.users.unchanged),
@@ -459,12 +487,12 @@ async fn expr(
                     }
                     other => Json::String(shown(&other.as_display())),
                 };
-                println!("{j}");
+                out!("{j}");
             } else {
                 match &ev.value {
-                    Value::Multi(v) => v.iter().for_each(|s| println!("{}", shown(s))),
+                    Value::Multi(v) => v.iter().for_each(|s| out!("{}", shown(s))),
                     Value::Null => {}
-                    other => println!("{}", shown(&other.as_display())),
+                    other => out!("{}", shown(&other.as_display())),
                 }
             }
             EXIT_OK

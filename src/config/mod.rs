@@ -62,7 +62,7 @@ impl Default for StateConfig {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceConfig {
     Json(JsonSourceConfig),
-    Ldap(LdapSourceConfig),
+    Ldap(Box<LdapSourceConfig>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -701,5 +701,14 @@ matching_precedence = 1
         let c = Config::parse(Path::new("x.toml"), text).expect("valid");
         assert_eq!(c.targets[0].user_mapping.len(), 5);
         assert_eq!(c.targets[0].mappings.user_matching().len(), 2);
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let text = include_str!("../../config/scimsync.example.toml");
+        let c = Config::parse(Path::new("/etc/scimsync/scimsync.toml"), text)
+            .expect("the example is valid");
+        assert_eq!(c.targets[0].user_mapping.len(), 6);
+        assert_eq!(c.scope.groups, ["Bounty Hunters", "Rebel Alliance"]);
     }
 }

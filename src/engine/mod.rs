@@ -70,9 +70,11 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    /// True when some object was not brought in step (failed, or held deprovisions).
+    /// True when some object was not brought in step: failed, skipped (bad data, ambiguous
+    /// match) or a held deprovision.
     pub fn incomplete(&self) -> bool {
-        self.users.failed + self.groups.failed > 0 || self.held > 0
+        self.users.failed + self.groups.failed + self.users.skipped + self.groups.skipped > 0
+            || self.held > 0
     }
 }
 
@@ -814,7 +816,7 @@ impl Executor<'_> {
                     DeprovisionMode::Deactivate => {
                         let mut r = Ok(());
                         for chunk in members.chunks(MEMBER_BATCH) {
-                            let ops = chunk.iter().map(|m| member_remove(m)).collect();
+                            let ops = chunk.iter().map(member_remove).collect();
                             r = self.client.patch(Endpoint::Groups, &scim_id, ops).await;
                             if r.is_err() {
                                 break;

@@ -255,7 +255,7 @@ pub fn plan_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::MatchedBy;
+    use crate::state::{GroupEntry, MatchedBy};
     use serde_json::json;
 
     fn desired(pairs: &[(&str, Json)]) -> Desired {
@@ -391,5 +391,103 @@ mod tests {
             plan.ops.as_slice(),
             [UserOp::MatchOrCreate { .. }]
         ));
+    }
+
+    fn group_entry(attrs: &Desired, members: &[(&str, &str)]) -> GroupEntry {
+        GroupEntry {
+            scim_id: ScimId::from("sg"),
+            attrs: attrs.attrs.clone(),
+            members: members
+                .iter()
+                .map(|(m, s)| (SourceId::from(*m), ScimId::from(*s)))
+                .collect(),
+            matched_by: MatchedBy::Created,
+            changed_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn group_rename_and_member_changes_only_for_members_with_accounts() {
+        let old = desired(&[("displayName", json!("Staff"))]);
+        let new = desired(&[("displayName", json!("Crew"))]);
+        let snapshot: BTreeMap<_, _> = [(
+            SourceId::from("g"),
+            group_entry(&old, &[("a", "sa"), ("b", "sb")]),
+        )]
+        .into();
+        let members: BTreeSet<SourceId> = ["a", "c", "no-account"]
+            .iter()
+            .map(|s| SourceId::from(*s))
+            .collect();
+        let want: BTreeMap<_, _> = [(
+            SourceId::from("g"),
+            DesiredGroup {
+                desired: new.clone(),
+                members,
+            },
+        )]
+        .into();
+        let accounts: BTreeSet<SourceId> =
+            ["a", "b", "c"].iter().map(|s| SourceId::from(*s)).collect();
+        let plan = plan_groups(&snapshot, &want, &accounts, &BTreeSet::new(), opts());
+        match plan.ops.as_slice() {
+            [GroupOp::Update {
+                changes,
+                add,
+                remove,
+                ..
+            }] => {
+                assert_eq!(
+                    changes,
+                    &vec![Change {
+                        path: "displayName".into(),
+                        old: Some(json!("Staff")),
+                        new: Some(json!("Crew"))
+                    }]
+                );
+                assert_eq!(add, &vec![SourceId::from("c")]);
+                assert_eq!(remove, &vec![(SourceId::from("b"), ScimId::from("sb"))]);
+            }
+            other => panic!("expected one update, got {other:?}"),
+        }
+        // Same attributes, and the only missing member has no account: nothing to do.
+        let members: BTreeSet<SourceId> = ["a", "b", "no-account"]
+            .iter()
+            .map(|s| SourceId::from(*s))
+            .collect();
+        let want: BTreeMap<_, _> = [(
+            SourceId::from("g"),
+            DesiredGroup {
+                desired: old,
+                members,
+            },
+        )]
+        .into();
+        let plan = plan_groups(&snapshot, &want, &accounts, &BTreeSet::new(), opts());
+        assert!(plan.ops.is_empty());
+        assert_eq!(plan.unchanged, 1);
+    }
+
+    #[test]
+    fn a_group_leaving_scope_is_deprovisioned_with_its_managed_members() {
+        let old = desired(&[("displayName", json!("Staff"))]);
+        let snapshot: BTreeMap<_, _> =
+            [(SourceId::from("g"), group_entry(&old, &[("a", "sa")]))].into();
+        let plan = plan_groups(
+            &snapshot,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            opts(),
+        );
+        assert_eq!(
+            plan.ops,
+            vec![GroupOp::Deprovision {
+                id: "g".into(),
+                scim_id: "sg".into(),
+                mode: DeprovisionMode::Deactivate,
+                members: vec!["sa".into()]
+            }]
+        );
     }
 }

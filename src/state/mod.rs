@@ -30,12 +30,15 @@ pub enum StateError {
     },
 }
 
+/// Every key and value of a tree, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A byte-keyed tree: the operations the snapshot needs from a store.
 pub trait KvTree: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError>;
     fn remove(&self, key: &[u8]) -> Result<(), StateError>;
-    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan(&self) -> Result<Entries, StateError>;
     fn name(&self) -> String;
 }
 
@@ -53,7 +56,7 @@ impl KvTree for sled::Tree {
     fn remove(&self, key: &[u8]) -> Result<(), StateError> {
         sled::Tree::remove(self, key).map(|_| ()).map_err(storage)
     }
-    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan(&self) -> Result<Entries, StateError> {
         self.iter()
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
             .collect()
@@ -90,7 +93,7 @@ impl KvTree for MemTree {
         self.map().remove(key);
         Ok(())
     }
-    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan(&self) -> Result<Entries, StateError> {
         Ok(self
             .map()
             .iter()
