@@ -938,3 +938,23 @@ fn a_rejected_token_fails_the_objects_and_says_why() {
     assert!(!out.stderr.contains(&env.server.token) && !out.stdout.contains(&env.server.token));
     assert!(env.server.list_users().is_empty());
 }
+
+#[test]
+fn an_expression_that_fails_for_one_user_skips_only_that_user() {
+    let extra = "\n[[target.user_mapping]]\ntarget = \"title\"\nexpression = 'FormatDateTime([hired], , \"yyyyMMdd\", \"yyyy-MM-dd\")'\n";
+    let env = Env::start(r#"groups = ["Staff"]"#, extra);
+    let mut users = three_users();
+    users[0]["hired"] = json!("20240131");
+    users[1]["hired"] = json!("last tuesday");
+    env.directory(&users, &[group("g1", "Staff", &["u-ada", "u-bob"])]);
+    let out = env.sync(&[]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("skipped user u-bob: title: "),
+        "{}",
+        out.stderr
+    );
+    let got = env.users();
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["u-ada"]);
+    assert_eq!(got["u-ada"]["title"], "2024-01-31");
+}

@@ -84,7 +84,7 @@ pub enum Command {
         /// NAME=VALUE; repeat a name for a multi-valued attribute.
         #[arg(long = "attr", value_name = "NAME=VALUE")]
         attrs: Vec<String>,
-        /// Take the attributes of this source user (by objectId).
+        /// Take the attributes of this source user (objectId, mail, userPrincipalName or mailNickname).
         #[arg(long)]
         user: Option<String>,
         /// Print exactly one JSON value.
@@ -432,13 +432,23 @@ async fn expr(
             Ok(c) => c,
             Err(code) => return code,
         };
-        let dir = match read_source(&config).await {
-            Ok(d) => d,
-            Err(code) => return code,
+        let source = match source::build(&config.source) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("source: {e}");
+                return EXIT_FATAL;
+            }
         };
-        let Some(u) = dir.users.iter().find(|u| u.id.as_str() == id) else {
-            eprintln!("--user: no user with objectId {id:?} in the source");
-            return EXIT_PARTIAL;
+        let u = match source.find_user(id).await {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                eprintln!("--user: no user {id:?} (objectId, mail, userPrincipalName or mailNickname) in {}", source.describe());
+                return EXIT_PARTIAL;
+            }
+            Err(e) => {
+                eprintln!("source: {e}");
+                return EXIT_FATAL;
+            }
         };
         for (name, v) in u.iter() {
             let value = match v {

@@ -116,6 +116,26 @@ pub trait Source: Send + Sync {
     async fn read(&self) -> Result<Directory, SourceError>;
     /// A short description for messages (`json file /etc/…`).
     fn describe(&self) -> String;
+
+    /// One user by objectId, mail, userPrincipalName or mailNickname (case-insensitive except
+    /// the objectId), for on-demand provisioning and `scimsync expr --user`. Connectors that
+    /// can query one entry override this; the default reads the whole directory.
+    async fn find_user(&self, key: &str) -> Result<Option<SourceObject>, SourceError> {
+        let dir = self.read().await?;
+        Ok(find_in(&dir, key).cloned())
+    }
+}
+
+/// Looks a user up in a directory read: by objectId first, then by mail, userPrincipalName or
+/// mailNickname.
+pub fn find_in<'a>(dir: &'a Directory, key: &str) -> Option<&'a SourceObject> {
+    dir.users.iter().find(|u| u.id.as_str() == key).or_else(|| {
+        dir.users.iter().find(|u| {
+            ["mail", "userPrincipalName", "mailNickname"]
+                .iter()
+                .any(|a| u.get_str(a).is_some_and(|v| v.eq_ignore_ascii_case(key)))
+        })
+    })
 }
 
 /// Builds the running connector from its configuration.
