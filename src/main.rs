@@ -1,17 +1,20 @@
 //! The `scimsync` binary: parses the command line, starts logging, runs the command.
 
 use clap::Parser;
-use scimsync::cli::{self, Cli};
+use scimsync::cli::{self, Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
     let default = cli.log_level.clone().unwrap_or_else(|| "warn".to_owned());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

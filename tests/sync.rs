@@ -3,200 +3,10 @@
 
 mod common;
 
-use common::{RecordingProxy, RunOutput, ScimServer, Workspace};
+use common::env::{group, set, three_users, user, work_mail, Env, ENTERPRISE};
+use common::{RecordingProxy, ScimServer, Workspace};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-
-const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-/// A real server, a recording proxy in front of it, and a workspace holding the configuration.
-struct Env {
-    server: ScimServer,
-    proxy: RecordingProxy,
-    ws: Workspace,
-}
-
-impl Env {
-    /// Starts the peers and writes a configuration whose target goes through the proxy.
-    /// `extra` is appended to the `[[target]]` table (before the mappings, which are the
-    /// Entra defaults plus the department extension).
-    fn start(scope: &str, extra: &str) -> Env {
-        common::ensure_peers();
-        let server = ScimServer::start();
-        let proxy = RecordingProxy::start(&server.url);
-        let ws = Workspace::new();
-        ws.write("token", format!("{}\n", server.token));
-        ws.write(
-            "scimsync.toml",
-            format!(
-                r#"[state]
-path = "state"
-
-[source]
-kind = "json"
-path = "directory.json"
-
-[scope]
-{scope}
-
-[[target]]
-name = "app"
-url = "{url}"
-token_file = "token"
-rate_limit = 1000
-{extra}
-
-[[target.user_mapping]]
-target = 'emails[type eq "work"].value'
-source = "mail"
-matching_precedence = 1
-
-[[target.user_mapping]]
-target = "userName"
-source = "objectId"
-matching_precedence = 2
-
-[[target.user_mapping]]
-target = "active"
-expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
-
-[[target.user_mapping]]
-target = "name.formatted"
-expression = 'Join(" ", [givenName], [surname])'
-
-[[target.user_mapping]]
-target = "externalId"
-source = "objectId"
-
-[[target.user_mapping]]
-target = "{ENTERPRISE}:department"
-source = "department"
-
-[[target.group_mapping]]
-target = "displayName"
-source = "displayName"
-matching_precedence = 1
-
-[[target.group_mapping]]
-target = "externalId"
-source = "objectId"
-"#,
-                url = proxy.url
-            ),
-        );
-        Env { server, proxy, ws }
-    }
-
-    fn directory(&self, users: &[Value], groups: &[Value]) {
-        self.ws.write(
-            "directory.json",
-            serde_json::to_vec_pretty(&json!({"users": users, "groups": groups})).expect("json"),
-        );
-    }
-
-    fn scimsync(&self, args: &[&str]) -> RunOutput {
-        let mut all = vec!["--config", "scimsync.toml"];
-        all.extend_from_slice(args);
-        self.ws.run(&all)
-    }
-
-    /// Runs `sync` and clears the proxy's record first, so `calls()` shows this cycle only.
-    fn sync(&self, args: &[&str]) -> RunOutput {
-        self.proxy.clear();
-        let mut all = vec!["sync"];
-        all.extend_from_slice(args);
-        self.scimsync(&all)
-    }
-
-    /// The target's users by userName.
-    fn users(&self) -> BTreeMap<String, Value> {
-        self.server
-            .list_users()
-            .into_iter()
-            .map(|u| (u["userName"].as_str().expect("userName").to_owned(), u))
-            .collect()
-    }
-
-    /// The target's groups by displayName, with members as userNames.
-    fn groups(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let names: BTreeMap<String, String> = self
-            .server
-            .list_users()
-            .into_iter()
-            .map(|u| {
-                (
-                    u["id"].as_str().expect("id").to_owned(),
-                    u["userName"].as_str().expect("userName").to_owned(),
-                )
-            })
-            .collect();
-        self.server
-            .list_groups()
-            .into_iter()
-            .map(|g| {
-                let members = g["members"]
-                    .as_array()
-                    .map(|ms| {
-                        ms.iter()
-                            .map(|m| {
-                                let id = m["value"].as_str().expect("member value");
-                                names.get(id).cloned().unwrap_or_else(|| format!("?{id}"))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (
-                    g["displayName"].as_str().expect("displayName").to_owned(),
-                    members,
-                )
-            })
-            .collect()
-    }
-
-    /// Calls other than the matching queries, as "METHOD /path STATUS".
-    fn writes(&self) -> Vec<String> {
-        self.proxy
-            .calls()
-            .into_iter()
-            .filter(|c| !c.starts_with("GET "))
-            .collect()
-    }
-}
-
-fn user(id: &str, given: &str, surname: &str) -> Value {
-    json!({
-        "objectId": id,
-        "mail": format!("{}.{}@example.org", given.to_lowercase(), surname.to_lowercase()),
-        "givenName": given,
-        "surname": surname,
-        "accountEnabled": true,
-        "department": "Engineering"
-    })
-}
-
-fn group(id: &str, name: &str, members: &[&str]) -> Value {
-    json!({"objectId": id, "displayName": name, "members": members})
-}
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
-}
-
-fn work_mail(u: &Value) -> Option<&str> {
-    u["emails"]
-        .as_array()?
-        .iter()
-        .find(|e| e["type"] == "work")?["value"]
-        .as_str()
-}
-
-fn three_users() -> Vec<Value> {
-    vec![
-        user("u-ada", "Ada", "Lovelace"),
-        user("u-bob", "Bob", "Babbage"),
-        user("u-cy", "Cy", "Young"),
-    ]
-}
 
 #[test]
 fn initial_sync_of_the_sample_directory_with_the_example_config() {
@@ -957,4 +767,36 @@ fn an_expression_that_fails_for_one_user_skips_only_that_user() {
     let got = env.users();
     assert_eq!(got.keys().collect::<Vec<_>>(), ["u-ada"]);
     assert_eq!(got["u-ada"]["title"], "2024-01-31");
+}
+
+#[test]
+fn a_snapshot_is_not_reused_against_another_url_without_full() {
+    let env = Env::start(r#"groups = ["Staff"]"#, "");
+    env.directory(&three_users(), &[group("g1", "Staff", &["u-ada"])]);
+    env.sync(&[]).assert_success();
+    // The same target name, now pointed at a new, empty server.
+    let other = ScimServer::start();
+    let other_proxy = RecordingProxy::start(&other.url);
+    let config = env
+        .ws
+        .read("scimsync.toml")
+        .replace(&env.proxy.url, &other_proxy.url);
+    env.ws.write("scimsync.toml", config);
+    env.ws.write("token", &other.token);
+    let out = env.sync(&[]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("the snapshot was taken against"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("sync --full --target app"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(other_proxy.count(), 0);
+    env.sync(&["--full"]).assert_success();
+    assert_eq!(other.list_users().len(), 1);
+    env.sync(&[]).assert_success();
 }

@@ -12,6 +12,9 @@ use crate::plan::{Change, GroupOp, UserOp};
 use crate::source::{self, Directory};
 use crate::state::Store;
 use clap::{Parser, Subcommand};
+
+mod check;
+mod plan_json;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,8 +45,17 @@ pub struct Cli {
     /// Log level or filter (`warn`, `info`, `scimsync=debug`); RUST_LOG takes precedence.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+    /// `text` for a terminal, `json` (one object per line) for journald and log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +79,9 @@ pub enum Command {
     Plan {
         #[arg(long)]
         target: Option<String>,
+        /// Print one JSON document (format in docs/plan-json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Provision one user now (not implemented yet).
     Provision {
@@ -91,7 +106,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the configuration, the source and each target (not implemented yet).
+    /// Check the configuration, the source and each target's connection, token and schema.
     Check,
     /// Show cycles, quarantine and escrow (not implemented yet).
     Status,
@@ -118,14 +133,14 @@ pub async fn run(cli: Cli) -> i32 {
                 dry_run,
                 allow_deletes,
             };
-            sync(&cli.config, target.as_deref(), opts).await
+            sync(&cli.config, target.as_deref(), opts, false).await
         }
-        Command::Plan { target } => {
+        Command::Plan { target, json } => {
             let opts = CycleOptions {
                 dry_run: true,
                 ..Default::default()
             };
-            sync(&cli.config, target.as_deref(), opts).await
+            sync(&cli.config, target.as_deref(), opts, json).await
         }
         Command::Expr {
             expression,
@@ -135,7 +150,7 @@ pub async fn run(cli: Cli) -> i32 {
         } => expr(&cli.config, &expression, &attrs, user.as_deref(), json).await,
         Command::Provision { .. } => not_yet("provision"),
         Command::Run => not_yet("run"),
-        Command::Check => not_yet("check"),
+        Command::Check => check::check(&cli.config).await,
         Command::Status => not_yet("status"),
         Command::Logs { .. } => not_yet("logs"),
     }
@@ -164,7 +179,12 @@ async fn read_source(config: &Config) -> Result<Directory, i32> {
     })
 }
 
-async fn sync(config_path: &std::path::Path, only: Option<&str>, opts: CycleOptions) -> i32 {
+async fn sync(
+    config_path: &std::path::Path,
+    only: Option<&str>,
+    opts: CycleOptions,
+    json: bool,
+) -> i32 {
     let config = match load(config_path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -195,6 +215,10 @@ async fn sync(config_path: &std::path::Path, only: Option<&str>, opts: CycleOpti
         Err(code) => return code,
     };
     let mut code = EXIT_OK;
+    let mut document = plan_json::PlanDocument {
+        format_version: plan_json::FORMAT_VERSION,
+        targets: Vec::new(),
+    };
     for target in targets {
         let result = if opts.dry_run {
             engine::plan_target(&dir, &config, target, &store, opts).map(|p| {
@@ -212,6 +236,11 @@ async fn sync(config_path: &std::path::Path, only: Option<&str>, opts: CycleOpti
             engine::run_target(&dir, &config, target, &store, opts).await
         };
         match result {
+            Ok((_, planned)) if json => {
+                document
+                    .targets
+                    .push(plan_json::target_plan(&target.name, &planned));
+            }
             Ok((report, planned)) => {
                 if opts.dry_run {
                     print_plan(target, &planned);
@@ -228,6 +257,15 @@ async fn sync(config_path: &std::path::Path, only: Option<&str>, opts: CycleOpti
             Err(e) => {
                 eprintln!("target {:?}: {e}", target.name);
                 code = EXIT_FATAL;
+            }
+        }
+    }
+    if json {
+        match serde_json::to_string_pretty(&document) {
+            Ok(text) => out!("{text}"),
+            Err(e) => {
+                eprintln!("cannot serialise the plan: {e}");
+                return EXIT_FATAL;
             }
         }
     }

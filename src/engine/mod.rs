@@ -182,6 +182,25 @@ fn outage_guard(dir: &Directory, snapshot: &Snapshot) -> Result<(), EngineError>
     Ok(())
 }
 
+/// The snapshot says what one server holds: pointed at another URL, it would make scimsync
+/// believe accounts exist that do not (or miss ones that do). Only a full sync, which matches
+/// every object again, may move a snapshot to a new URL.
+fn url_guard(
+    target: &TargetConfig,
+    snapshot: &Snapshot,
+    opts: CycleOptions,
+) -> Result<(), EngineError> {
+    let url = target.url.trim_end_matches('/');
+    match snapshot.meta::<String>("target_url")? {
+        Some(old) if old != url && !opts.full => Err(EngineError::Target(format!(
+            "the snapshot was taken against {old}, but the target's url is now {url}; \
+             run `scimsync sync --full --target {}` to match every account against the new url",
+            target.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Plans one target without any call to it.
 pub fn plan_target(
     dir: &Directory,
@@ -192,6 +211,7 @@ pub fn plan_target(
 ) -> Result<PlannedCycle, EngineError> {
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
     outage_guard(dir, &snapshot)?;
+    url_guard(target, &snapshot, opts)?;
     let want = desired_state(dir, &config.scope, target)?;
     let popts = plan_options(target, opts);
     let users_snap = snapshot.users()?;
@@ -323,6 +343,7 @@ pub async fn run_target(
     if !dir.users.is_empty() {
         snapshot.set_meta("last_good_users", &dir.users.len())?;
     }
+    snapshot.set_meta("target_url", &target.url.trim_end_matches('/'))?;
     report.requests = client.requests();
     snapshot.set_meta("last_cycle", &report)?;
     store.flush().await?;

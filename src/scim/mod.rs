@@ -164,6 +164,14 @@ impl Client {
         self.call(Method::DELETE, &path, None).await.map(|_| ())
     }
 
+    /// One `GET` without retries, for `scimsync check`: a check reports at once.
+    pub async fn probe(&self, path: &str) -> Result<Json, ScimError> {
+        self.attempt(Method::GET, path, None)
+            .await
+            .map_err(|(e, _)| e)?
+            .ok_or_else(|| self.invalid(Method::GET, path, "empty response"))
+    }
+
     fn invalid(&self, method: Method, path: &str, why: &str) -> ScimError {
         ScimError {
             method: method.to_string(),

@@ -9,6 +9,7 @@
 //! - [`Workspace`]: a temporary directory to write configuration into and run `scimsync` in.
 #![allow(dead_code, unused_imports)]
 
+pub mod env;
 mod proxy;
 mod scim_server;
 mod workspace;

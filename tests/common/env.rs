@@ -1,0 +1,197 @@
+//! A ready sync environment: a real scim2-server, a recording proxy in front of it, and a
+//! workspace whose configuration sends the target's calls through the proxy.
+
+use super::{RecordingProxy, RunOutput, ScimServer, Workspace};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// A real server, a recording proxy in front of it, and a workspace holding the configuration.
+pub struct Env {
+    pub server: ScimServer,
+    pub proxy: RecordingProxy,
+    pub ws: Workspace,
+}
+
+impl Env {
+    /// Starts the peers and writes a configuration whose target goes through the proxy.
+    /// `extra` is appended to the `[[target]]` table (before the mappings, which are the
+    /// Entra defaults plus the department extension).
+    pub fn start(scope: &str, extra: &str) -> Env {
+        super::ensure_peers();
+        let server = ScimServer::start();
+        let proxy = RecordingProxy::start(&server.url);
+        let ws = Workspace::new();
+        ws.write("token", format!("{}\n", server.token));
+        ws.write(
+            "scimsync.toml",
+            format!(
+                r#"[state]
+path = "state"
+
+[source]
+kind = "json"
+path = "directory.json"
+
+[scope]
+{scope}
+
+[[target]]
+name = "app"
+url = "{url}"
+token_file = "token"
+rate_limit = 1000
+{extra}
+
+[[target.user_mapping]]
+target = 'emails[type eq "work"].value'
+source = "mail"
+matching_precedence = 1
+
+[[target.user_mapping]]
+target = "userName"
+source = "objectId"
+matching_precedence = 2
+
+[[target.user_mapping]]
+target = "active"
+expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
+
+[[target.user_mapping]]
+target = "name.formatted"
+expression = 'Join(" ", [givenName], [surname])'
+
+[[target.user_mapping]]
+target = "externalId"
+source = "objectId"
+
+[[target.user_mapping]]
+target = "{ENTERPRISE}:department"
+source = "department"
+
+[[target.group_mapping]]
+target = "displayName"
+source = "displayName"
+matching_precedence = 1
+
+[[target.group_mapping]]
+target = "externalId"
+source = "objectId"
+"#,
+                url = proxy.url
+            ),
+        );
+        Env { server, proxy, ws }
+    }
+
+    pub fn directory(&self, users: &[Value], groups: &[Value]) {
+        self.ws.write(
+            "directory.json",
+            serde_json::to_vec_pretty(&json!({"users": users, "groups": groups})).expect("json"),
+        );
+    }
+
+    pub fn scimsync(&self, args: &[&str]) -> RunOutput {
+        let mut all = vec!["--config", "scimsync.toml"];
+        all.extend_from_slice(args);
+        self.ws.run(&all)
+    }
+
+    /// Runs `sync` and clears the proxy's record first, so `calls()` shows this cycle only.
+    pub fn sync(&self, args: &[&str]) -> RunOutput {
+        self.proxy.clear();
+        let mut all = vec!["sync"];
+        all.extend_from_slice(args);
+        self.scimsync(&all)
+    }
+
+    /// The target's users by userName.
+    pub fn users(&self) -> BTreeMap<String, Value> {
+        self.server
+            .list_users()
+            .into_iter()
+            .map(|u| (u["userName"].as_str().expect("userName").to_owned(), u))
+            .collect()
+    }
+
+    /// The target's groups by displayName, with members as userNames.
+    pub fn groups(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let names: BTreeMap<String, String> = self
+            .server
+            .list_users()
+            .into_iter()
+            .map(|u| {
+                (
+                    u["id"].as_str().expect("id").to_owned(),
+                    u["userName"].as_str().expect("userName").to_owned(),
+                )
+            })
+            .collect();
+        self.server
+            .list_groups()
+            .into_iter()
+            .map(|g| {
+                let members = g["members"]
+                    .as_array()
+                    .map(|ms| {
+                        ms.iter()
+                            .map(|m| {
+                                let id = m["value"].as_str().expect("member value");
+                                names.get(id).cloned().unwrap_or_else(|| format!("?{id}"))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    g["displayName"].as_str().expect("displayName").to_owned(),
+                    members,
+                )
+            })
+            .collect()
+    }
+
+    /// Calls other than the matching queries, as "METHOD /path STATUS".
+    pub fn writes(&self) -> Vec<String> {
+        self.proxy
+            .calls()
+            .into_iter()
+            .filter(|c| !c.starts_with("GET "))
+            .collect()
+    }
+}
+
+pub fn user(id: &str, given: &str, surname: &str) -> Value {
+    json!({
+        "objectId": id,
+        "mail": format!("{}.{}@example.org", given.to_lowercase(), surname.to_lowercase()),
+        "givenName": given,
+        "surname": surname,
+        "accountEnabled": true,
+        "department": "Engineering"
+    })
+}
+
+pub fn group(id: &str, name: &str, members: &[&str]) -> Value {
+    json!({"objectId": id, "displayName": name, "members": members})
+}
+
+pub fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+pub fn work_mail(u: &Value) -> Option<&str> {
+    u["emails"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"] == "work")?["value"]
+        .as_str()
+}
+
+pub fn three_users() -> Vec<Value> {
+    vec![
+        user("u-ada", "Ada", "Lovelace"),
+        user("u-bob", "Bob", "Babbage"),
+        user("u-cy", "Cy", "Young"),
+    ]
+}
