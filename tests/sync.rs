@@ -800,3 +800,57 @@ fn a_snapshot_is_not_reused_against_another_url_without_full() {
     assert_eq!(other.list_users().len(), 1);
     env.sync(&[]).assert_success();
 }
+
+#[test]
+fn an_initial_sync_lists_the_target_once_instead_of_querying_per_user() {
+    let env = Env::start(r#"groups = ["Everyone"]"#, "concurrency = 4");
+    let users: Vec<Value> = (0..150)
+        .map(|i| user(&format!("u{i:03}"), &format!("N{i}"), "Person"))
+        .collect();
+    let ids: Vec<String> = (0..150).map(|i| format!("u{i:03}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // One existing account to adopt by mail (in another case), two that share a mail, one stranger.
+    let existing = env.server.create_user(json!({"userName": "legacy-7", "emails": [{"type": "work", "value": "N7.Person@example.org"}]}));
+    for name in ["twin-a", "twin-b"] {
+        env.server.create_user(json!({"userName": name, "emails": [{"type": "work", "value": "n8.person@example.org"}]}));
+    }
+    env.server.create_user(json!({"userName": "stranger"}));
+    env.directory(&users, &[group("g", "Everyone", &refs)]);
+    let out = env.sync(&[]);
+    out.assert_code(1);
+    assert!(
+        out.stdout
+            .contains("users created 148, updated 1, deprovisioned 0, unchanged 0, skipped 1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("skipped user u008: ambiguous: 2 accounts match"),
+        "{}",
+        out.stderr
+    );
+    let user_gets: Vec<String> = env
+        .proxy
+        .records()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.route() == "/v2/Users")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        user_gets,
+        [
+            "/v2/Users?startIndex=1&count=1",
+            "/v2/Users?startIndex=1&count=1000"
+        ],
+        "no per-user filter query"
+    );
+    let got = env.users();
+    // 148 created, 1 adopted; the twins and the stranger are still there, untouched.
+    assert_eq!(got.len(), 148 + 1 + 3);
+    assert!(
+        got["twin-a"].get("externalId").is_none() && got["stranger"].get("externalId").is_none()
+    );
+    assert_eq!(got["u007"]["id"], existing["id"]);
+    assert_eq!(work_mail(&got["u007"]), Some("n7.person@example.org"));
+}

@@ -14,10 +14,13 @@ use crate::scope::{self, ScopeError};
 use crate::source::Directory;
 use crate::state::{self, GroupEntry, MatchedBy, Snapshot, StateError, Store, UserEntry};
 use futures::StreamExt;
+use index::TargetIndex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+
+mod index;
 
 /// At most this many member changes go in one group PATCH.
 pub const MEMBER_BATCH: usize = 100;
@@ -279,12 +282,33 @@ pub async fn run_target(
     }
 
     let client = Client::new(target).map_err(EngineError::Target)?;
+    let unmatched = planned
+        .users
+        .ops
+        .iter()
+        .filter(|op| matches!(op, UserOp::MatchOrCreate { .. }))
+        .count();
+    let matching = target.mappings.user_matching();
+    let mapped: Vec<&Rule> = target.mappings.users.iter().collect();
+    let index = match TargetIndex::build(&client, Endpoint::Users, &matching, &mapped, unmatched)
+        .await
+    {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::warn!(target_name = %target.name, error = %e, "Cannot list the target; matching by queries.");
+            None
+        }
+    };
+    if let Some(ix) = &index {
+        tracing::info!(target_name = %target.name, accounts = ix.len(), unmatched, "Listed the target's users to match locally.");
+    }
     let exec = Executor {
         client: &client,
         snapshot: &snapshot,
         target,
         cycle_id: &report.cycle_id,
         claimed: Mutex::new(BTreeMap::new()),
+        index,
     };
     for (id, e) in snapshot.users()? {
         exec.claim(&e.scim_id, &id);
@@ -421,6 +445,8 @@ struct Executor<'a> {
     /// Which source object each managed SCIM id belongs to, so that two objects never share
     /// one account.
     claimed: Mutex<BTreeMap<(bool, ScimId), SourceId>>,
+    /// The target's users, listed once when that is cheaper than a query per new user.
+    index: Option<TargetIndex>,
 }
 
 /// The result of looking for an existing resource.
@@ -517,11 +543,14 @@ impl Executor<'_> {
     }
 
     /// Looks for the account of a new object by each matching attribute in precedence order.
+    /// With `listed`, the users' listing answers instead of a query (when there is one); a
+    /// second look after a 409 must ask the target itself.
     async fn find(
         &self,
         endpoint: Endpoint,
         rules: &[&Rule],
         desired: &Desired,
+        listed: bool,
     ) -> Result<Found, ScimError> {
         for rule in rules {
             let key = rule.target.to_string();
@@ -529,7 +558,10 @@ impl Executor<'_> {
                 continue;
             };
             let filter = rule.target.filter_for(&value);
-            let hits = self.client.search(endpoint, &filter).await?;
+            let hits = match (&self.index, endpoint, listed) {
+                (Some(ix), Endpoint::Users, true) => ix.find(rule, &value),
+                _ => self.client.search(endpoint, &filter).await?,
+            };
             let (real, other): (Vec<Json>, Vec<Json>) = hits
                 .into_iter()
                 .partition(|h| same_value(&rule.target, rule.target.read(h), &value));
@@ -627,7 +659,7 @@ impl Executor<'_> {
         let rules = self.target.mappings.user_matching();
         let mut retried = false;
         loop {
-            match self.find(Endpoint::Users, &rules, desired).await {
+            match self.find(Endpoint::Users, &rules, desired, !retried).await {
                 Err(e) => return self.failed(Kind::User, id, None, Action::Other, e),
                 Ok(Found::Ambiguous(why)) => {
                     self.record(Kind::User, id, None, Action::Skip, Status::Skipped, &why);
@@ -962,7 +994,10 @@ impl Executor<'_> {
             .filter_map(|m| users.get(m).map(|e| (m.clone(), e.scim_id.clone())))
             .collect();
         let rules = self.target.mappings.group_matching();
-        match self.find(Endpoint::Groups, &rules, &group.desired).await {
+        match self
+            .find(Endpoint::Groups, &rules, &group.desired, true)
+            .await
+        {
             Err(e) => return self.failed(Kind::Group, id, None, Action::Other, e),
             Ok(Found::Ambiguous(why)) => {
                 self.record(Kind::Group, id, None, Action::Skip, Status::Skipped, &why);

@@ -118,6 +118,32 @@ impl Client {
         }
     }
 
+    /// One page of a listing (`GET /Users?startIndex=…&count=…`): the resources and the
+    /// server's `totalResults`.
+    pub async fn list_page(
+        &self,
+        endpoint: Endpoint,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<Json>, usize), ScimError> {
+        let path = format!("{}?startIndex={start}&count={count}", endpoint.path());
+        let body = self.call(Method::GET, &path, None).await?;
+        let resources = match body.as_ref().and_then(|b| b.get("Resources")) {
+            None => Vec::new(),
+            Some(Json::Array(items)) => items.clone(),
+            Some(_) => return Err(self.invalid(Method::GET, &path, "Resources is not a list")),
+        };
+        let total = body
+            .as_ref()
+            .and_then(|b| b.get("totalResults"))
+            .and_then(Json::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                self.invalid(Method::GET, &path, "a ListResponse without totalResults")
+            })?;
+        Ok((resources, total))
+    }
+
     pub async fn get(&self, endpoint: Endpoint, id: &ScimId) -> Result<Json, ScimError> {
         let path = format!("{}/{}", endpoint.path(), urlencoding::encode(id.as_str()));
         self.call(Method::GET, &path, None)
