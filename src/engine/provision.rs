@@ -201,6 +201,8 @@ pub async fn provision(
                         .await;
                     finish(&mut r, o, &e.scim_id);
                 }
+                r.groups
+                    .push("removal from provisioned groups is left to the next cycle".into());
             }
             Some(e) => {
                 r.action = "skip".into();
