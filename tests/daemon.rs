@@ -454,3 +454,23 @@ fn provision_reports_each_step_and_dry_run_writes_nothing() {
 
     daemon.stop().assert_success();
 }
+
+#[test]
+fn a_locked_state_with_no_daemon_answering_is_reported_clearly() {
+    let env = Env::start(NEVER_SOON, 1000);
+    env.directory(&users(1), &["u000"]);
+    let daemon = env.daemon(&[]);
+    wait_for("the control socket", Duration::from_secs(20), || {
+        env.ws.path("state/control.sock").exists()
+    });
+    // The daemon holds the lock, but its socket is gone (deleted by hand, say).
+    std::fs::remove_file(env.ws.path("state/control.sock")).expect("remove the socket");
+    let out = env.scimsync(&["status"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("another scimsync process holds the lock (is the daemon running?); no scimsync daemon answered on state/control.sock"),
+        "{out}"
+    );
+    daemon.stop().assert_success();
+}
