@@ -11,7 +11,7 @@
 //! - [`state`]: the sled snapshot of what each target was last confirmed to hold.
 //! - [`audit`]: one record per decision and call.
 //! - [`engine`]: one cycle end to end for one target.
-//! - [`daemon`]: the long-running service (schedules, signals).
+//! - [`daemon`]: the long-running service (cron schedules, signals, systemd, control socket).
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]

@@ -1,20 +1,13 @@
 //! `scimsync check`: the configuration, the source, and each target's service provider
 //! configuration, authentication and schema, as Entra's "Test connection" does.
 
-use super::{load, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
+use super::{load, out, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
 use crate::config::{Config, TargetConfig};
 use crate::mapping::path::{CORE_GROUP, CORE_USER};
 use crate::mapping::AttrPath;
 use crate::scim::Client;
 use crate::{scope, source};
 use serde_json::Value as Json;
-
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
 
 pub(super) async fn check(config_path: &std::path::Path) -> i32 {
     let config = match load(config_path) {

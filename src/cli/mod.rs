@@ -1,31 +1,46 @@
 //! The command line: argument parsing and the commands, each returning an exit code.
 //!
 //! Exit codes: 0 everything applied; 1 some objects failed, were skipped or were held (the rest
-//! applied), or
-//! an expression failed; 2 a fatal error (source, state or target unusable) or a command that
-//! is not built yet; 64 invalid configuration or usage (`EX_USAGE`).
+//! applied), a target check failed, or an expression failed; 2 a fatal error (source, state or
+//! target unusable) or a command that is not built yet; 64 invalid configuration or usage
+//! (`EX_USAGE`).
+//!
+//! Commands that need the state (`sync`, `plan`, `provision`, `status`, `logs`) go through
+//! [`control::dispatch`]: to the daemon over its control socket when it runs, else locally.
+
+mod check;
+pub mod control;
+pub mod output;
+mod plan_json;
+mod provision;
+mod status;
 
 use crate::config::{self, Config, TargetConfig};
 use crate::engine::{self, CycleOptions, CycleReport, PlannedCycle};
 use crate::mapping::expr::{Expression, Value};
 use crate::plan::{Change, GroupOp, UserOp};
 use crate::source::{self, Directory};
-use crate::state::Store;
 use clap::{Parser, Subcommand};
-
-mod check;
-mod plan_json;
+use control::Request;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Prints a line to stdout; a closed pipe (`scimsync plan | head`) is not an error worth a panic.
+/// Prints a line to stdout (or to the client of the control socket); a closed pipe
+/// (`scimsync plan | head`) is not an error worth a panic.
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::cli::output::out_line(format_args!($($arg)*))
+    };
 }
+
+/// Prints a line to stderr (or to the client of the control socket).
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::cli::output::err_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use {err, out};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_PARTIAL: i32 = 1;
@@ -83,15 +98,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Provision one user now (not implemented yet).
+    /// Provision one user now (objectId, mail, userPrincipalName, mailNickname or userName),
+    /// showing each step: import, scope, match, action.
     Provision {
         user: String,
+        /// Only this target.
         #[arg(long)]
         target: Option<String>,
+        /// Show the same report and write nothing (matching queries are still sent).
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run as a daemon on each target's schedule (not implemented yet).
+    /// Run as a daemon: each target on its schedule, systemd notification, control socket.
     Run,
     /// Evaluate one mapping expression.
     Expr {
@@ -108,8 +126,12 @@ pub enum Command {
     },
     /// Check the configuration, the source and each target's connection, token and schema.
     Check,
-    /// Show cycles, quarantine and escrow (not implemented yet).
-    Status,
+    /// Show each target's last cycle and next run.
+    Status {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Query the provisioning log (not implemented yet).
     Logs {
         #[arg(long)]
@@ -128,19 +150,16 @@ pub async fn run(cli: Cli) -> i32 {
             dry_run,
             allow_deletes,
         } => {
-            let opts = CycleOptions {
+            let request = Request::Sync {
                 full,
+                target,
                 dry_run,
                 allow_deletes,
             };
-            sync(&cli.config, target.as_deref(), opts, false).await
+            control::dispatch(&cli.config, request).await
         }
         Command::Plan { target, json } => {
-            let opts = CycleOptions {
-                dry_run: true,
-                ..Default::default()
-            };
-            sync(&cli.config, target.as_deref(), opts, json).await
+            control::dispatch(&cli.config, Request::Plan { target, json }).await
         }
         Command::Expr {
             expression,
@@ -148,53 +167,61 @@ pub async fn run(cli: Cli) -> i32 {
             user,
             json,
         } => expr(&cli.config, &expression, &attrs, user.as_deref(), json).await,
-        Command::Provision { .. } => not_yet("provision"),
-        Command::Run => not_yet("run"),
+        Command::Provision {
+            user,
+            target,
+            dry_run,
+        } => {
+            let request = Request::Provision {
+                user,
+                target,
+                dry_run,
+            };
+            control::dispatch(&cli.config, request).await
+        }
+        Command::Run => crate::daemon::run(&cli.config).await,
         Command::Check => check::check(&cli.config).await,
-        Command::Status => not_yet("status"),
-        Command::Logs { .. } => not_yet("logs"),
+        Command::Status { json } => control::dispatch(&cli.config, Request::Status { json }).await,
+        Command::Logs { user, since } => {
+            control::dispatch(&cli.config, Request::Logs { user, since }).await
+        }
     }
 }
 
 fn not_yet(name: &str) -> i32 {
-    eprintln!("scimsync {name}: not implemented yet");
+    err!("scimsync {name}: not implemented yet");
     EXIT_FATAL
 }
 
 fn load(path: &std::path::Path) -> Result<Config, i32> {
     Config::load(path).map_err(|e| {
-        eprintln!("{e}");
+        err!("{e}");
         EXIT_USAGE
     })
 }
 
 async fn read_source(config: &Config) -> Result<Directory, i32> {
     let source = source::build(&config.source).map_err(|e| {
-        eprintln!("source: {e}");
+        err!("source: {e}");
         EXIT_FATAL
     })?;
     source.read().await.map_err(|e| {
-        eprintln!("source: {e}; no target was changed");
+        err!("source: {e}; no target was changed");
         EXIT_FATAL
     })
 }
 
-async fn sync(
-    config_path: &std::path::Path,
-    only: Option<&str>,
-    opts: CycleOptions,
-    json: bool,
-) -> i32 {
-    let config = match load(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+/// `sync` and `plan`: one cycle (or plan) of every target or one; `json` prints the plan as
+/// one document.
+async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: bool) -> i32 {
+    let config = &*ctx.config;
+    let store = &*ctx.store;
     let targets: Vec<&TargetConfig> = match only {
         Some(name) => match config.target(name) {
             Some(t) => vec![t],
             None => {
                 let known: Vec<_> = config.targets.iter().map(|t| t.name.as_str()).collect();
-                eprintln!(
+                err!(
                     "--target: no target named {name:?} in {} (configured: {known:?})",
                     config.path.display()
                 );
@@ -203,14 +230,7 @@ async fn sync(
         },
         None => config.targets.iter().collect(),
     };
-    let store = match Store::open(&config.state.path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_FATAL;
-        }
-    };
-    let dir = match read_source(&config).await {
+    let dir = match read_source(config).await {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -220,8 +240,10 @@ async fn sync(
         targets: Vec::new(),
     };
     for target in targets {
+        // Never at the same time as the daemon's scheduled cycle of this target.
+        let _cycle = ctx.locks.lock(&target.name).await;
         let result = if opts.dry_run {
-            engine::plan_target(&dir, &config, target, &store, opts).map(|p| {
+            engine::plan_target(&dir, config, target, store, opts).map(|p| {
                 let mut report = CycleReport {
                     target: target.name.clone(),
                     dry_run: true,
@@ -233,7 +255,7 @@ async fn sync(
                 (report, p)
             })
         } else {
-            engine::run_target(&dir, &config, target, &store, opts).await
+            engine::run_target_until(&dir, config, target, store, opts, &ctx.stop).await
         };
         match result {
             Ok((_, planned)) if json => {
@@ -248,14 +270,14 @@ async fn sync(
                     print_report(&report);
                 }
                 for p in &report.problems {
-                    eprintln!("  {p}");
+                    err!("  {p}");
                 }
                 if !opts.dry_run && report.incomplete() {
                     code = code.max(EXIT_PARTIAL);
                 }
             }
             Err(e) => {
-                eprintln!("target {:?}: {e}", target.name);
+                err!("target {:?}: {e}", target.name);
                 code = EXIT_FATAL;
             }
         }
@@ -264,7 +286,7 @@ async fn sync(
         match serde_json::to_string_pretty(&document) {
             Ok(text) => out!("{text}"),
             Err(e) => {
-                eprintln!("cannot serialise the plan: {e}");
+                err!("cannot serialise the plan: {e}");
                 return EXIT_FATAL;
             }
         }
@@ -460,7 +482,7 @@ async fn expr(
     let expression = match Expression::parse(text) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("expression: {e}");
+            err!("expression: {e}");
             return EXIT_PARTIAL;
         }
     };
@@ -473,18 +495,18 @@ async fn expr(
         let source = match source::build(&config.source) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("source: {e}");
+                err!("source: {e}");
                 return EXIT_FATAL;
             }
         };
         let u = match source.find_user(id).await {
             Ok(Some(u)) => u,
             Ok(None) => {
-                eprintln!("--user: no user {id:?} (objectId, mail, userPrincipalName or mailNickname) in {}", source.describe());
+                err!("--user: no user {id:?} (objectId, mail, userPrincipalName or mailNickname) in {}", source.describe());
                 return EXIT_PARTIAL;
             }
             Err(e) => {
-                eprintln!("source: {e}");
+                err!("source: {e}");
                 return EXIT_FATAL;
             }
         };
@@ -499,7 +521,7 @@ async fn expr(
     let mut given: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for a in attrs {
         let Some((name, value)) = a.split_once('=') else {
-            eprintln!("--attr {a:?}: expected NAME=VALUE");
+            err!("--attr {a:?}: expected NAME=VALUE");
             return EXIT_USAGE;
         };
         given
@@ -546,7 +568,7 @@ async fn expr(
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("expression: {e}");
+            err!("expression: {e}");
             EXIT_PARTIAL
         }
     }

@@ -1,3 +1,374 @@
-//! The long-running service: cron schedules per target, signals, systemd notification.
+//! The long-running service: a cron schedule per target, signals, systemd notification and
+//! the control socket.
 //!
-//! Not built yet: `scimsync run` reports that and exits 2.
+//! One task per target: it sleeps until its next cron time (or runs at once when its snapshot
+//! is empty: the initial sync), reads the source itself and runs one cycle. Each task reading
+//! the source costs one more read when two schedules fire together, and buys independence: a
+//! slow or failing target never delays another, and every cycle plans from a fresh read.
+//! Cycles of one target never overlap (the task is sequential and holds the target's lock,
+//! which `sync` and `provision` over the socket take too).
+//!
+//! Signals: `SIGTERM`/`SIGINT` cancel one shared token; cycles start no new call, the calls in
+//! flight finish (for at most [`GRACE`]), the snapshot is flushed and the process exits 0.
+//! `SIGHUP` reloads the configuration; an invalid one is logged and the old one kept.
+
+pub mod notify;
+pub mod schedule;
+mod socket;
+
+use crate::cli::control::{Ctx, DaemonInfo, TargetLocks};
+use crate::cli::{EXIT_FATAL, EXIT_OK, EXIT_USAGE};
+use crate::config::Config;
+use crate::engine::{self, CycleOptions, CycleReport};
+use crate::ids::TargetName;
+use crate::source;
+use crate::state::{self, Store};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long the calls in flight may take to finish after a stop signal.
+pub const GRACE: Duration = Duration::from_secs(30);
+
+/// Meta key of the last cycle that could not run at all.
+pub const LAST_FAILURE: &str = "last_failure";
+
+/// A cycle that failed before any plan (source unreadable, state error, guard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CycleFailure {
+    pub at: String,
+    pub error: String,
+}
+
+/// What every task of the daemon shares.
+pub struct Shared {
+    config: watch::Sender<Arc<Config>>,
+    store: Arc<Store>,
+    locks: Arc<TargetLocks>,
+    stop: CancellationToken,
+    info: DaemonInfo,
+    /// The last cycle's summary per target, for systemd's `STATUS=`.
+    summaries: Mutex<BTreeMap<String, String>>,
+}
+
+impl Shared {
+    fn current(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// The context a control-socket command runs in.
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            config: self.current(),
+            store: self.store.clone(),
+            locks: self.locks.clone(),
+            stop: self.stop.clone(),
+            daemon: Some(self.info.clone()),
+        }
+    }
+
+    fn summary(&self, target: &str, text: String) {
+        let all = {
+            let mut s = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
+            s.insert(target.to_owned(), text);
+            s.iter()
+                .map(|(t, v)| format!("{t}: {v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        notify::status(&all);
+    }
+}
+
+/// `scimsync run`: serves until `SIGTERM` or `SIGINT`; returns the exit code.
+pub async fn run(config_path: &Path) -> i32 {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_USAGE;
+        }
+    };
+    let store = match Store::open(&config.state.path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_FATAL;
+        }
+    };
+    let signals = (|| {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })();
+    let (mut term, mut int, mut hup) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return EXIT_FATAL;
+        }
+    };
+    let bound = match socket::bind(&config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "control socket in {}: {e}",
+                crate::cli::control::runtime_dir()
+                    .unwrap_or_else(|| config.state.path.clone())
+                    .display()
+            );
+            return EXIT_FATAL;
+        }
+    };
+    let targets = config.targets.len();
+    let shared = Arc::new(Shared {
+        config: watch::Sender::new(Arc::new(config)),
+        store: Arc::new(store),
+        locks: Arc::default(),
+        stop: CancellationToken::new(),
+        info: DaemonInfo {
+            pid: std::process::id(),
+            started_at: state::now(),
+            socket: bound.path.clone(),
+        },
+        summaries: Mutex::default(),
+    });
+    let tracker = TaskTracker::new();
+    tracker.spawn(socket::serve(
+        bound.listener,
+        shared.clone(),
+        tracker.clone(),
+    ));
+    tracker.spawn(notify::watchdog(shared.stop.clone()));
+    let mut tasks = BTreeMap::new();
+    spawn_targets(&shared, &tracker, &mut tasks);
+    tracing::info!(targets, socket = %bound.path.display(), "Daemon started.");
+    notify::ready(&format!(
+        "running: {targets} targets, waiting for the first cycle"
+    ));
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping.");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping.");
+                break;
+            }
+            _ = hup.recv() => reload(config_path, &shared, &tracker, &mut tasks),
+        }
+    }
+
+    notify::stopping();
+    shared.stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            grace_seconds = GRACE.as_secs(),
+            "Calls still in flight after the grace period are abandoned."
+        );
+    }
+    let mut code = EXIT_OK;
+    if let Err(e) = shared.store.flush().await {
+        tracing::error!(error = %e, "Could not flush the snapshot.");
+        code = EXIT_FATAL;
+    }
+    for f in &bound.files {
+        let _ = std::fs::remove_file(f);
+    }
+    tracing::info!("Daemon stopped.");
+    code
+}
+
+/// Starts a scheduler task for each configured target that has none running.
+fn spawn_targets(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    tasks: &mut BTreeMap<String, JoinHandle<()>>,
+) {
+    tasks.retain(|_, h| !h.is_finished());
+    for t in &shared.current().targets {
+        if !tasks.contains_key(&t.name) {
+            let handle = tracker.spawn(target_loop(t.name.clone(), shared.clone()));
+            tasks.insert(t.name.clone(), handle);
+        }
+    }
+}
+
+/// `SIGHUP`: loads the configuration again; the tasks pick it up at their next wake-up.
+fn reload(
+    path: &Path,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    tasks: &mut BTreeMap<String, JoinHandle<()>>,
+) {
+    notify::reloading();
+    match Config::load(path) {
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the previous one.");
+        }
+        Ok(mut new) => {
+            let old = shared.current();
+            if new.state.path != old.state.path {
+                tracing::warn!(
+                    old = %old.state.path.display(),
+                    new = %new.state.path.display(),
+                    "SIGHUP: state.path changed; it takes effect at the next restart."
+                );
+                new.state.path = old.state.path.clone();
+            }
+            let targets = new.targets.len();
+            shared.config.send_replace(Arc::new(new));
+            spawn_targets(shared, tracker, tasks);
+            tracing::info!(targets, "SIGHUP: configuration reloaded.");
+        }
+    }
+    notify::ready("running: configuration reloaded");
+}
+
+/// One target's scheduler: the initial sync when its snapshot is empty, then a cycle at each
+/// cron time, until shutdown or until the target leaves the configuration.
+async fn target_loop(name: String, shared: Arc<Shared>) {
+    let mut rx = shared.config.subscribe();
+    let empty = shared
+        .store
+        .snapshot(&TargetName(name.clone()))
+        .and_then(|s| Ok(s.users()?.is_empty() && s.groups()?.is_empty()))
+        .unwrap_or(false);
+    if empty {
+        tracing::info!(target = %name, "Empty snapshot: running the initial sync now.");
+        cycle(&shared, &name).await;
+    }
+    let mut last_tick: Option<chrono::DateTime<chrono::Utc>> = None;
+    loop {
+        let config = rx.borrow_and_update().clone();
+        let Some(target) = config.target(&name) else {
+            tracing::info!(target = %name, "The target left the configuration; its schedule stops.");
+            return;
+        };
+        let now = chrono::Utc::now();
+        // Never the same tick twice, even if the timer wakes a hair early.
+        let after = last_tick.map_or(now, |t| t.max(now));
+        let next = schedule::next_run(&target.schedule, after);
+        let sleep = async {
+            match next {
+                Some(at) => {
+                    let wait = schedule::delay(at, chrono::Utc::now());
+                    tokio::time::sleep_until(tokio::time::Instant::now() + wait).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ = sleep => {}
+        }
+        last_tick = next;
+        cycle(&shared, &name).await;
+    }
+}
+
+/// One scheduled cycle of one target: read the source, run, record.
+async fn cycle(shared: &Shared, name: &str) {
+    let config = shared.current();
+    let Some(target) = config.target(name) else {
+        return;
+    };
+    let _cycle = shared.locks.lock(name).await;
+    if shared.stop.is_cancelled() {
+        return;
+    }
+    let result: Result<Option<CycleReport>, String> = async {
+        let source = source::build(&config.source).map_err(|e| format!("source: {e}"))?;
+        let dir = source
+            .read()
+            .await
+            .map_err(|e| format!("source: {e}; no target was changed"))?;
+        if shared.stop.is_cancelled() {
+            return Ok(None);
+        }
+        engine::run_target_until(
+            &dir,
+            &config,
+            target,
+            &shared.store,
+            CycleOptions::default(),
+            &shared.stop,
+        )
+        .await
+        .map(|(report, _)| Some(report))
+        .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(Some(r)) => {
+            tracing::info!(
+                target = %name,
+                users_created = r.users.created,
+                users_updated = r.users.updated,
+                users_deprovisioned = r.users.deprovisioned,
+                groups_created = r.groups.created,
+                groups_updated = r.groups.updated,
+                groups_deprovisioned = r.groups.deprovisioned,
+                requests = r.requests,
+                problems = r.problems.len(),
+                "Cycle finished."
+            );
+            for p in &r.problems {
+                tracing::warn!(target = %name, problem = %p, "Not in step.");
+            }
+            shared.summary(name, summary(&r));
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(target = %name, error = %error, "Cycle failed.");
+            let failure = CycleFailure {
+                at: state::now(),
+                error: error.clone(),
+            };
+            if let Err(e) = shared
+                .store
+                .snapshot(&TargetName(name.to_owned()))
+                .and_then(|s| s.set_meta(LAST_FAILURE, &failure))
+            {
+                tracing::error!(target = %name, error = %e, "Could not record the failed cycle.");
+            }
+            shared.summary(name, format!("{} cycle failed: {error}", failure.at));
+        }
+    }
+}
+
+/// The one-line summary of a cycle for `STATUS=`.
+fn summary(r: &CycleReport) -> String {
+    format!(
+        "{} users +{} ~{} -{} ={}, groups +{} ~{} -{} ={}, {} requests, {} problems",
+        r.started_at,
+        r.users.created,
+        r.users.updated,
+        r.users.deprovisioned,
+        r.users.unchanged,
+        r.groups.created,
+        r.groups.updated,
+        r.groups.deprovisioned,
+        r.groups.unchanged,
+        r.requests,
+        r.problems.len()
+    )
+}

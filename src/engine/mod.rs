@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+pub mod provision;
 
 mod index;
 
@@ -251,6 +254,20 @@ pub async fn run_target(
     store: &Store,
     opts: CycleOptions,
 ) -> Result<(CycleReport, PlannedCycle), EngineError> {
+    run_target_until(dir, config, target, store, opts, &CancellationToken::new()).await
+}
+
+/// [`run_target`] that starts no new operation once `stop` is cancelled (shutdown); the
+/// operations already started finish and are recorded, the rest wait for the next cycle.
+/// A separate argument rather than a `CycleOptions` field, which is `Copy`.
+pub async fn run_target_until(
+    dir: &Directory,
+    config: &Config,
+    target: &TargetConfig,
+    store: &Store,
+    opts: CycleOptions,
+    stop: &CancellationToken,
+) -> Result<(CycleReport, PlannedCycle), EngineError> {
     let name = TargetName(target.name.clone());
     let snapshot = store.snapshot(&name)?;
     let mut report = CycleReport {
@@ -318,6 +335,7 @@ pub async fn run_target(
     }
     let concurrency = target.concurrency.max(1);
     let outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(planned.users.ops.clone())
+        .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = op.id().clone();
             (id, exec.user(op).await)
@@ -345,6 +363,7 @@ pub async fn run_target(
         plan_options(target, opts),
     );
     let group_outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(groups.ops.clone())
+        .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = match &op {
                 GroupOp::MatchOrCreate { id, .. }
@@ -364,6 +383,11 @@ pub async fn run_target(
         group_outcomes,
     );
 
+    if stop.is_cancelled() {
+        report.problems.push(
+            "stopped early for shutdown: operations not started are left to the next cycle".into(),
+        );
+    }
     if !dir.users.is_empty() {
         snapshot.set_meta("last_good_users", &dir.users.len())?;
     }
