@@ -193,8 +193,15 @@ fn a_quarter_of_requests_failing_converges_within_four_cycles() {
     }));
     let start = Instant::now();
     let mut outs = Vec::new();
+    let mut injected = 0;
     for _ in 0..4 {
         let out = env.sync(&[]);
+        injected += env
+            .proxy
+            .records()
+            .iter()
+            .filter(|r| r.fault.is_some())
+            .count();
         let done = out.code == 0;
         outs.push(out);
         if done {
@@ -213,12 +220,17 @@ fn a_quarter_of_requests_failing_converges_within_four_cycles() {
             .join("\n")
     );
     env.proxy.set_random_faults(None);
+    assert!(injected >= 20, "only {injected} faults were injected");
     assert_exact(&env, n);
     // A further cycle has nothing to do.
     let out = env.sync(&[]);
     out.assert_success();
     assert_eq!(env.proxy.count(), 0, "{out}");
-    eprintln!("converged in {} cycles, {:?}", outs.len(), start.elapsed());
+    eprintln!(
+        "converged in {} cycles, {:?}, {injected} faults injected",
+        outs.len(),
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -271,6 +283,15 @@ fn most_operations_failing_quarantines_the_target() {
         "{out}"
     );
     assert_eq!(env.escrow().len(), 4);
+    // Two users leave the source before they ever got an account: their escrow goes with
+    // them; the others succeed, which lifts the quarantine.
+    env.proxy.set_faults([]);
+    env.directory(&users(2), &[]);
+    let out = env.sync(&[]);
+    out.assert_success();
+    assert!(out.stdout.contains("quarantine lifted"), "{out}");
+    assert!(env.escrow().is_empty());
+    assert_eq!(env.users().len(), 2);
 }
 
 #[test]
@@ -538,7 +559,7 @@ fn kill_9_at_random_moments_then_a_cycle_converges_exactly() {
     let mut kills = Vec::new();
     for _ in 0..3 {
         let running = env.ws.spawn(&["--config", "scimsync.toml", "sync"]);
-        let wait = rand(4000);
+        let wait = rand(5000);
         std::thread::sleep(Duration::from_millis(wait));
         let status = std::process::Command::new("kill")
             .args(["-9", &running.pid().to_string()])
@@ -547,6 +568,23 @@ fn kill_9_at_random_moments_then_a_cycle_converges_exactly() {
         assert!(status.success());
         let out = running.wait(Duration::from_secs(10));
         kills.push((wait, out.code));
+    }
+    // What the killed runs left is a subset of the truth: every id they recorded exists.
+    {
+        let store = Store::open(&env.ws.path("state")).expect("open state");
+        let snap = store.snapshot(&TargetName::from("app")).expect("snapshot");
+        let ids: std::collections::BTreeSet<String> = env
+            .server
+            .list_users()
+            .iter()
+            .map(|u| u["id"].as_str().expect("id").to_owned())
+            .collect();
+        let recorded = snap.users().expect("users");
+        assert!(
+            recorded.values().all(|e| ids.contains(e.scim_id.as_str())),
+            "the snapshot names an account the target does not hold"
+        );
+        eprintln!("after the kills: {} of {n} users recorded", recorded.len());
     }
     let out = env.sync(&[]);
     out.assert_success();
@@ -636,4 +674,18 @@ fn no_command_prints_or_stores_a_secret_even_at_trace_level() {
             }
         }
     }
+}
+
+#[test]
+fn an_unreadable_token_file_is_named_and_nothing_is_sent() {
+    let env = Env::start("all = true", "");
+    env.directory(&users(2), &[]);
+    // A directory where the file should be: unreadable even for root.
+    std::fs::remove_file(env.ws.path("token")).expect("remove token");
+    std::fs::create_dir(env.ws.path("token")).expect("mkdir");
+    let out = env.sync(&[]);
+    out.assert_code(2);
+    let want = "target \"app\": token: cannot read secret file token: Is a directory";
+    assert!(out.stderr.starts_with(want), "{out}");
+    assert_eq!(env.proxy.count(), 0);
 }

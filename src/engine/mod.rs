@@ -291,7 +291,11 @@ pub async fn run_target(
         &mut report,
     );
 
-    let client = Client::new(target).map_err(EngineError::Target)?;
+    // The caller names the target already.
+    let client = Client::new(target).map_err(|e| {
+        let prefix = format!("target {:?}: ", target.name);
+        EngineError::Target(e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
+    })?;
     let cycle_id = report.cycle_id.clone();
     let exec = Executor {
         client: &client,
@@ -374,6 +378,16 @@ pub async fn run_target(
         group_outcomes,
     );
 
+    // An object that left the source and has no account needs no retry any more.
+    let (users_now, groups_now) = (snapshot.users()?, snapshot.groups()?);
+    for id in snapshot.escrow()?.keys() {
+        let wanted = want.users.contains_key(id)
+            || want.groups.contains_key(id)
+            || want.protected.contains(id);
+        if !wanted && !users_now.contains_key(id) && !groups_now.contains_key(id) {
+            snapshot.escrow_clear(id)?;
+        }
+    }
     if let Some(why) = client.auth_rejected() {
         // One line for the calls never sent, rather than one per object.
         let before = report.problems.len();
