@@ -689,3 +689,20 @@ fn an_unreadable_token_file_is_named_and_nothing_is_sent() {
     assert!(out.stderr.starts_with(want), "{out}");
     assert_eq!(env.proxy.count(), 0);
 }
+
+#[test]
+fn a_404_on_delete_drops_the_snapshot_entry() {
+    let env = Env::start("all = true", "deprovision = \"delete\"\nconcurrency = 1");
+    env.directory(&users(3), &[]);
+    env.sync(&[]).assert_success();
+    env.directory(&users(2), &[]);
+    env.proxy.set_faults([Fault::Status(404)]);
+    let out = env.sync(&[]);
+    out.assert_success();
+    let calls = env.proxy.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("DELETE /v2/Users/") && calls[0].ends_with(" 404"));
+    // Gone from the snapshot: the next cycle has nothing to do.
+    env.sync(&[]).assert_success();
+    assert_eq!(env.proxy.count(), 0, "{:?}", env.proxy.calls());
+}
