@@ -706,3 +706,31 @@ fn a_404_on_delete_drops_the_snapshot_entry() {
     env.sync(&[]).assert_success();
     assert_eq!(env.proxy.count(), 0, "{:?}", env.proxy.calls());
 }
+
+#[test]
+fn a_429_holds_every_request_to_the_target_for_its_retry_after() {
+    let env = Env::start("all = true", "concurrency = 4\nrate_limit = 1000");
+    env.directory(&users(12), &[]);
+    env.proxy.set_faults([Fault::TooManyRequests {
+        retry_after_secs: 2,
+    }]);
+    let out = env.sync(&[]);
+    out.assert_success();
+    let records = env.proxy.records();
+    let first = records
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("the 429 was answered")
+        .at;
+    // Calls already in flight arrive at once; none is sent during the Retry-After.
+    let during: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r.at > first + Duration::from_millis(300) && r.at < first + Duration::from_millis(1900)
+        })
+        .map(|r| format!("{} {}", r.method, r.route()))
+        .collect();
+    assert!(during.is_empty(), "{during:?}");
+    assert!(records.last().expect("calls").at >= first + Duration::from_millis(1900));
+    assert_eq!(env.users().len(), 12);
+}

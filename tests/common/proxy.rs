@@ -37,6 +37,8 @@ pub struct Recorded {
     pub response_body: Option<Value>,
     /// The fault injected into this call, if any.
     pub fault: Option<Fault>,
+    /// When the proxy received the call.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -249,6 +251,7 @@ struct Answer {
 }
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let at = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let path = parts
         .uri
@@ -323,6 +326,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         status: if dropped { 0 } else { answer.status.as_u16() },
         response_body: json_or_text(&answer.body),
         fault,
+        at,
     };
     shared.records.lock().expect("records lock").push(record);
 
