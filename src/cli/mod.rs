@@ -255,6 +255,15 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
                 (report, p)
             })
         } else {
+            if let Ok(Some(q)) = store
+                .snapshot(&crate::ids::TargetName(target.name.clone()))
+                .and_then(|s| s.quarantine())
+            {
+                err!(
+                    "target {:?}: quarantined since {} ({}); running this cycle because sync was run by hand",
+                    target.name, q.since, q.reason
+                );
+            }
             engine::run_target_until(&dir, config, target, store, opts, &ctx.stop).await
         };
         match result {
@@ -310,6 +319,29 @@ fn print_report(r: &CycleReport) {
             r.target,
             r.held
         );
+    }
+    if r.escrow > 0 || r.deferred > 0 {
+        out!(
+            "target {:?}: escrow {} objects to retry, {} deferred this cycle",
+            r.target,
+            r.escrow,
+            r.deferred
+        );
+    }
+    match (&r.quarantined_before, &r.quarantine) {
+        (_, Some(q)) => out!(
+            "target {:?}: quarantined since {}: {}; scheduled cycles back off to every {} s (next at {})",
+            r.target,
+            q.since,
+            q.reason,
+            q.interval_seconds,
+            q.next_cycle
+        ),
+        (Some(_), None) => out!(
+            "target {:?}: quarantine lifted after a successful cycle",
+            r.target
+        ),
+        (None, None) => {}
     }
 }
 

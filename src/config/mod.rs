@@ -37,7 +37,13 @@ pub struct Config {
     pub source: SourceConfig,
     pub scope: ScopeConfig,
     pub targets: Vec<TargetConfig>,
+    /// `source.min_source_ratio`: a read with fewer users than this share of the last good
+    /// read is taken as an outage (the source-outage guard).
+    pub min_source_ratio: f64,
 }
+
+/// The default of `source.min_source_ratio`.
+pub const DEFAULT_MIN_SOURCE_RATIO: f64 = 0.5;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +142,22 @@ pub struct TargetConfig {
     pub deletion_threshold: usize,
     #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u64,
+    /// Requests the rate limiter lets through at once after an idle spell; default `rate_limit`.
+    pub burst: Option<u32>,
+    #[serde(default = "default_connect_timeout_seconds")]
+    pub connect_timeout_seconds: u64,
+    /// How long one operation keeps retrying transient failures before it counts as failed.
+    #[serde(default = "default_retry_max_seconds")]
+    pub retry_max_seconds: u64,
+    /// Deprovisions beyond this share (percent) of the managed accounts in one cycle are held.
+    #[serde(default = "default_deletion_threshold_percent")]
+    pub deletion_threshold_percent: f64,
+    /// A cycle whose failed operations reach this share is quarantined.
+    #[serde(default = "default_quarantine_failure_ratio")]
+    pub quarantine_failure_ratio: f64,
+    /// … provided it attempted at least this many operations.
+    #[serde(default = "default_quarantine_min_operations")]
+    pub quarantine_min_operations: usize,
     #[serde(skip)]
     pub user_mapping: Vec<MappingConfig>,
     #[serde(skip)]
@@ -159,6 +181,30 @@ fn default_deletion_threshold() -> usize {
 }
 fn default_timeout_seconds() -> u64 {
     30
+}
+fn default_connect_timeout_seconds() -> u64 {
+    10
+}
+fn default_retry_max_seconds() -> u64 {
+    60
+}
+fn default_deletion_threshold_percent() -> f64 {
+    // Off by default, as Entra ID's accidental-deletion prevention is a count: a share would
+    // hold the ordinary departures of a small tenant. 100 can never be exceeded.
+    100.0
+}
+fn default_quarantine_failure_ratio() -> f64 {
+    0.5
+}
+fn default_quarantine_min_operations() -> usize {
+    10
+}
+
+impl TargetConfig {
+    /// The rate limiter's burst: `burst`, or one second's worth of `rate_limit`.
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.rate_limit).max(1)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -299,8 +345,21 @@ impl Loader<'_> {
             Some(v) => self.take::<StateConfig>("state", v),
             None => Some(StateConfig::default()),
         };
+        let mut min_source_ratio = DEFAULT_MIN_SOURCE_RATIO;
         let source = match table.remove("source") {
-            Some(v) => self.source(v),
+            Some(mut v) => {
+                // A guard setting shared by every kind, so it is read before the kind's table.
+                if let Some(ratio) = v.as_table_mut().and_then(|t| t.remove("min_source_ratio")) {
+                    match ratio.as_float().or(ratio.as_integer().map(|i| i as f64)) {
+                        Some(r) if (0.0..=1.0).contains(&r) => min_source_ratio = r,
+                        _ => self.problem(
+                            "source.min_source_ratio",
+                            format!("{ratio} is not a number between 0 and 1"),
+                        ),
+                    }
+                }
+                self.source(v)
+            }
             None => {
                 self.problem(
                     "source",
@@ -366,6 +425,7 @@ impl Loader<'_> {
             source,
             scope,
             targets,
+            min_source_ratio,
         })
     }
 
@@ -442,6 +502,27 @@ impl Loader<'_> {
         }
         if target.timeout_seconds == 0 {
             self.problem(format!("{label}.timeout_seconds"), "must be at least 1");
+        }
+        if target.connect_timeout_seconds == 0 {
+            self.problem(
+                format!("{label}.connect_timeout_seconds"),
+                "must be at least 1",
+            );
+        }
+        if target.burst == Some(0) {
+            self.problem(format!("{label}.burst"), "must be at least 1");
+        }
+        if !(0.0..=100.0).contains(&target.deletion_threshold_percent) {
+            self.problem(
+                format!("{label}.deletion_threshold_percent"),
+                "must be between 0 and 100",
+            );
+        }
+        if !(target.quarantine_failure_ratio > 0.0 && target.quarantine_failure_ratio <= 1.0) {
+            self.problem(
+                format!("{label}.quarantine_failure_ratio"),
+                "must be above 0 and at most 1",
+            );
         }
         target.user_mapping = user_mapping.unwrap_or_else(default_user_mappings);
         target.group_mapping = group_mapping.unwrap_or_else(default_group_mappings);
@@ -710,5 +791,47 @@ matching_precedence = 1
             .expect("the example is valid");
         assert_eq!(c.targets[0].user_mapping.len(), 6);
         assert_eq!(c.scope.groups, ["Bounty Hunters", "Rebel Alliance"]);
+    }
+
+    #[test]
+    fn fault_keys_have_defaults_and_are_checked() {
+        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), GOOD).expect("valid");
+        let t = &c.targets[0];
+        assert_eq!(t.burst(), 25);
+        assert_eq!(
+            (
+                t.connect_timeout_seconds,
+                t.retry_max_seconds,
+                t.quarantine_min_operations
+            ),
+            (10, 60, 10)
+        );
+        assert_eq!(t.quarantine_failure_ratio, 0.5);
+        assert_eq!(t.deletion_threshold_percent, 100.0);
+        assert_eq!(c.min_source_ratio, 0.5);
+        let text = GOOD
+            .replace("kind = \"json\"", "kind = \"json\"\nmin_source_ratio = 2")
+            .replace(
+                "schedule = \"0 */40 * * * *\"",
+                "schedule = \"0 */40 * * * *\"\nburst = 0\nquarantine_failure_ratio = 0\ndeletion_threshold_percent = 150",
+            );
+        let p = problems(&text);
+        for want in [
+            "source.min_source_ratio: 2 is not a number between 0 and 1",
+            "target[0] (\"qlik\").burst: must be at least 1",
+            "target[0] (\"qlik\").quarantine_failure_ratio: must be above 0",
+            "target[0] (\"qlik\").deletion_threshold_percent: must be between 0 and 100",
+        ] {
+            assert!(p.iter().any(|p| p.starts_with(want)), "{want}: {p:?}");
+        }
+        let c = Config::parse(
+            Path::new("x.toml"),
+            &GOOD.replace(
+                "kind = \"json\"",
+                "kind = \"json\"\nmin_source_ratio = 0.25",
+            ),
+        )
+        .expect("valid");
+        assert_eq!(c.min_source_ratio, 0.25);
     }
 }

@@ -1,7 +1,10 @@
 //! One provisioning cycle for one target: scope, map, plan, execute, record.
 //!
 //! Users go before groups so that member ids exist. Every snapshot write follows a call the
-//! target confirmed. A failure on one object is counted and reported; it never stops the cycle.
+//! target confirmed. A failure on one object is counted, reported and kept in escrow; it never
+//! stops the cycle.
+
+pub mod guard;
 
 use crate::audit::{self, Action, Kind, Status};
 use crate::config::{Config, DeprovisionMode, ScopeConfig, TargetConfig};
@@ -12,7 +15,9 @@ use crate::plan::{self, Change, DesiredGroup, GroupOp, GroupPlan, PlanOptions, U
 use crate::scim::{Client, Endpoint, ScimError};
 use crate::scope::{self, ScopeError};
 use crate::source::Directory;
-use crate::state::{self, GroupEntry, MatchedBy, Snapshot, StateError, Store, UserEntry};
+use crate::state::{
+    self, EscrowEntry, GroupEntry, MatchedBy, Quarantine, Snapshot, StateError, Store, UserEntry,
+};
 use futures::StreamExt;
 use index::TargetIndex;
 use serde::{Deserialize, Serialize};
@@ -27,6 +32,13 @@ mod index;
 
 /// At most this many member changes go in one group PATCH.
 pub const MEMBER_BATCH: usize = 100;
+/// How many times a create whose outcome is unknown is matched and tried again.
+const CREATE_ROUNDS: u32 = 4;
+
+/// The pause before matching again after a create whose outcome is unknown.
+fn create_pause(round: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(250u64 << round.min(6))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -73,6 +85,18 @@ pub struct CycleReport {
     pub problems: Vec<String>,
     /// HTTP requests sent to the target.
     pub requests: usize,
+    /// Objects not tried this cycle because their escrow's next attempt is later.
+    #[serde(default)]
+    pub deferred: usize,
+    /// Objects in escrow (failed, to be retried) when the cycle ended.
+    #[serde(default)]
+    pub escrow: usize,
+    /// The target's quarantine when the cycle began (a hand-run cycle runs anyway).
+    #[serde(default)]
+    pub quarantined_before: Option<Quarantine>,
+    /// The target's quarantine when the cycle ended; `None` when healthy (or lifted).
+    #[serde(default)]
+    pub quarantine: Option<Quarantine>,
 }
 
 impl CycleReport {
@@ -168,24 +192,10 @@ fn plan_options(target: &TargetConfig, opts: CycleOptions) -> PlanOptions {
         full: opts.full,
         mode: target.deprovision,
         deletion_threshold: target.deletion_threshold,
+        deletion_threshold_percent: (target.deletion_threshold_percent < 100.0)
+            .then_some(target.deletion_threshold_percent),
         allow_deletes: opts.allow_deletes,
     }
-}
-
-/// Refuses to plan from a read that looks like an outage rather than a directory.
-fn outage_guard(dir: &Directory, snapshot: &Snapshot) -> Result<(), EngineError> {
-    if !dir.users.is_empty() {
-        return Ok(());
-    }
-    let managed = snapshot.users()?.len();
-    let last: usize = snapshot.meta("last_good_users")?.unwrap_or(0);
-    if managed > 0 || last > 0 {
-        return Err(EngineError::Guard(format!(
-            "the source returned no users, while the last good read had {last} and {managed} accounts are managed; \
-             an empty directory is never taken as everyone having left, so nothing was planned"
-        )));
-    }
-    Ok(())
 }
 
 /// The snapshot says what one server holds: pointed at another URL, it would make scimsync
@@ -216,7 +226,7 @@ pub fn plan_target(
     opts: CycleOptions,
 ) -> Result<PlannedCycle, EngineError> {
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
-    outage_guard(dir, &snapshot)?;
+    guard::outage_guard(dir, &snapshot, config.min_source_ratio)?;
     url_guard(target, &snapshot, opts)?;
     let want = desired_state(dir, &config.scope, target)?;
     let popts = plan_options(target, opts);
@@ -275,9 +285,10 @@ pub async fn run_target_until(
         cycle_id: uuid::Uuid::new_v4().to_string(),
         started_at: state::now(),
         dry_run: opts.dry_run,
+        quarantined_before: snapshot.quarantine()?,
         ..Default::default()
     };
-    let planned = plan_target(dir, config, target, store, opts)?;
+    let mut planned = plan_target(dir, config, target, store, opts)?;
     for (id, kind, why) in &planned.rejected {
         let counts = match kind {
             Kind::User => &mut report.users,
@@ -288,9 +299,20 @@ pub async fn run_target_until(
     }
     report.held = planned.users.held.len() + planned.groups.held.len();
     if report.held > 0 {
+        let why = if report.held > target.deletion_threshold {
+            format!(
+                "more than deletion_threshold = {}",
+                target.deletion_threshold
+            )
+        } else {
+            format!(
+                "more than deletion_threshold_percent = {}% of the managed objects",
+                target.deletion_threshold_percent
+            )
+        };
         report.problems.push(format!(
-            "held {} deprovisions: more than deletion_threshold = {} in one cycle; run `scimsync sync --allow-deletes` to carry them out",
-            report.held, target.deletion_threshold
+            "held {} deprovisions: {why} in one cycle; run `scimsync sync --allow-deletes` to carry them out",
+            report.held
         ));
     }
     if opts.dry_run {
@@ -298,7 +320,23 @@ pub async fn run_target_until(
         return Ok((report, planned));
     }
 
-    let client = Client::new(target).map_err(EngineError::Target)?;
+    let now = chrono::Utc::now();
+    let escrow = snapshot.escrow()?;
+    planned.users.ops = defer(
+        std::mem::take(&mut planned.users.ops),
+        UserOp::id,
+        &escrow,
+        now,
+        Kind::User,
+        &mut report,
+    );
+
+    // The caller names the target already.
+    let client = Client::new(target).map_err(|e| {
+        let prefix = format!("target {:?}: ", target.name);
+        EngineError::Target(e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
+    })?;
+    let cycle_id = report.cycle_id.clone();
     let unmatched = planned
         .users
         .ops
@@ -323,7 +361,7 @@ pub async fn run_target_until(
         client: &client,
         snapshot: &snapshot,
         target,
-        cycle_id: &report.cycle_id,
+        cycle_id: &cycle_id,
         claimed: Mutex::new(BTreeMap::new()),
         index,
     };
@@ -343,6 +381,8 @@ pub async fn run_target_until(
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    let mut attempted = outcomes.len();
+    escrow_outcomes(&snapshot, &client, &escrow, Kind::User, &outcomes, now)?;
     report.users.unchanged += planned.users.unchanged;
     tally(
         &mut report.users,
@@ -355,26 +395,44 @@ pub async fn run_target_until(
     let want = desired_state(dir, &config.scope, target)?;
     let users_snap = snapshot.users()?;
     let accounts: BTreeSet<SourceId> = users_snap.keys().cloned().collect();
-    let groups = plan::plan_groups(
+    let mut groups = plan::plan_groups(
         &snapshot.groups()?,
         &want.groups,
         &accounts,
         &want.protected,
         plan_options(target, opts),
     );
+    groups.ops = defer(
+        std::mem::take(&mut groups.ops),
+        group_op_id,
+        &escrow,
+        now,
+        Kind::Group,
+        &mut report,
+    );
+    if client.auth_rejected().is_some() {
+        // Every group call would be refused as well.
+        report.groups.skipped += groups.ops.len();
+        groups.ops.clear();
+    }
     let group_outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(groups.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
-            let id = match &op {
-                GroupOp::MatchOrCreate { id, .. }
-                | GroupOp::Update { id, .. }
-                | GroupOp::Deprovision { id, .. } => id.clone(),
-            };
+            let id = group_op_id(&op).clone();
             (id, exec.group(op, &users_snap).await)
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    attempted += group_outcomes.len();
+    escrow_outcomes(
+        &snapshot,
+        &client,
+        &escrow,
+        Kind::Group,
+        &group_outcomes,
+        now,
+    )?;
     report.groups.unchanged += groups.unchanged;
     tally(
         &mut report.groups,
@@ -388,15 +446,111 @@ pub async fn run_target_until(
             "stopped early for shutdown: operations not started are left to the next cycle".into(),
         );
     }
+    // An object that left the source and has no account needs no retry any more.
+    let (users_now, groups_now) = (snapshot.users()?, snapshot.groups()?);
+    for id in snapshot.escrow()?.keys() {
+        let wanted = want.users.contains_key(id)
+            || want.groups.contains_key(id)
+            || want.protected.contains(id);
+        if !wanted && !users_now.contains_key(id) && !groups_now.contains_key(id) {
+            snapshot.escrow_clear(id)?;
+        }
+    }
+    if let Some(why) = client.auth_rejected() {
+        // One line for the calls never sent, rather than one per object.
+        let before = report.problems.len();
+        report.problems.retain(|p| !p.contains(NOT_SENT));
+        let not_sent = before - report.problems.len();
+        report.problems.push(format!(
+            "the target rejected the credentials ({why}); {not_sent} further operations and every group were not sent"
+        ));
+    }
     if !dir.users.is_empty() {
         snapshot.set_meta("last_good_users", &dir.users.len())?;
     }
-    snapshot.set_meta("target_url", &target.url.trim_end_matches('/'))?;
+    let failed = report.users.failed + report.groups.failed;
+    // A snapshot moves to a new url only once a full sync re-matched everything there.
+    let moved = opts.full && failed == 0 && client.auth_rejected().is_none();
+    if moved || snapshot.meta::<String>("target_url")?.is_none() {
+        snapshot.set_meta("target_url", &target.url.trim_end_matches('/'))?;
+    }
+    let reason =
+        guard::quarantine_reason(target, client.auth_rejected().as_deref(), attempted, failed);
+    report.quarantine = guard::judge(&snapshot, target, reason, now)?;
+    report.escrow = snapshot.escrow()?.len();
     report.requests = client.requests();
     snapshot.set_meta("last_cycle", &report)?;
     store.flush().await?;
     let planned = PlannedCycle { groups, ..planned };
     Ok((report, planned))
+}
+
+/// The words of the error of a call that was not sent after an authentication rejection.
+const NOT_SENT: &str = "not sent: the target rejected the credentials earlier";
+
+fn group_op_id(op: &GroupOp) -> &SourceId {
+    match op {
+        GroupOp::MatchOrCreate { id, .. }
+        | GroupOp::Update { id, .. }
+        | GroupOp::Deprovision { id, .. } => id,
+    }
+}
+
+/// Leaves out the operations on objects whose escrow says not yet, reporting each.
+fn defer<Op>(
+    ops: Vec<Op>,
+    id_of: impl Fn(&Op) -> &SourceId,
+    escrow: &BTreeMap<SourceId, EscrowEntry>,
+    now: chrono::DateTime<chrono::Utc>,
+    kind: Kind,
+    report: &mut CycleReport,
+) -> Vec<Op> {
+    let mut kept = Vec::with_capacity(ops.len());
+    for op in ops {
+        let id = id_of(&op);
+        match escrow.get(id).filter(|e| e.deferred_at(now)) {
+            Some(e) => {
+                report.deferred += 1;
+                match kind {
+                    Kind::User => report.users.skipped += 1,
+                    Kind::Group => report.groups.skipped += 1,
+                }
+                report.problems.push(format!(
+                    "deferred {kind} {id}: in escrow after {} failed attempts (last: {}); next attempt at {}",
+                    e.attempts, e.last_error, e.next_attempt
+                ));
+            }
+            None => kept.push(op),
+        }
+    }
+    kept
+}
+
+/// Keeps failed operations in escrow and clears the escrow of objects that succeeded. A cycle
+/// whose credentials were rejected escrows nothing: the target, not the object, is at fault.
+fn escrow_outcomes(
+    snapshot: &Snapshot,
+    client: &Client,
+    escrow: &BTreeMap<SourceId, EscrowEntry>,
+    kind: Kind,
+    outcomes: &[(SourceId, Outcome)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StateError> {
+    let auth = client.auth_rejected().is_some();
+    for (id, outcome) in outcomes {
+        match outcome {
+            Outcome::Failed(why) if !auth => {
+                snapshot.escrow_failure(id, &kind.to_string(), why, now)?;
+            }
+            Outcome::Created | Outcome::Updated | Outcome::Unchanged | Outcome::Deprovisioned
+                if escrow.contains_key(id) =>
+            {
+                snapshot.escrow_clear(id)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn count_planned(planned: &PlannedCycle, report: &mut CycleReport) {
@@ -682,8 +836,14 @@ impl Executor<'_> {
     async fn match_or_create_user(&self, id: &SourceId, desired: &Desired) -> Outcome {
         let rules = self.target.mappings.user_matching();
         let mut retried = false;
+        let mut rounds = 0;
         loop {
-            match self.find(Endpoint::Users, &rules, desired, !retried).await {
+            // The listing answers only the first look: after a 409 or a create of unknown
+            // outcome, only the target itself can say whether the account now exists.
+            match self
+                .find(Endpoint::Users, &rules, desired, !retried && rounds == 0)
+                .await
+            {
                 Err(e) => return self.failed(Kind::User, id, None, Action::Other, e),
                 Ok(Found::Ambiguous(why)) => {
                     self.record(Kind::User, id, None, Action::Skip, Status::Skipped, &why);
@@ -716,6 +876,13 @@ impl Executor<'_> {
                 }
                 // Someone created the account between our query and our POST: match again.
                 Err(e) if e.is_conflict() && !retried => retried = true,
+                // The POST may or may not have reached the target: match again before
+                // creating, so that a lost answer never makes a second account.
+                Err(e) if e.retryable && rounds < CREATE_ROUNDS => {
+                    rounds += 1;
+                    tracing::debug!(object_id = %id, error = %e, "A create may not have been applied; matching again.");
+                    tokio::time::sleep(create_pause(rounds)).await;
+                }
                 Err(e) => return self.failed(Kind::User, id, None, Action::Create, e),
             }
         }
@@ -1018,40 +1185,34 @@ impl Executor<'_> {
             .filter_map(|m| users.get(m).map(|e| (m.clone(), e.scim_id.clone())))
             .collect();
         let rules = self.target.mappings.group_matching();
-        match self
-            .find(Endpoint::Groups, &rules, &group.desired, true)
-            .await
-        {
-            Err(e) => return self.failed(Kind::Group, id, None, Action::Other, e),
-            Ok(Found::Ambiguous(why)) => {
-                self.record(Kind::Group, id, None, Action::Skip, Status::Skipped, &why);
-                return Outcome::Skipped(why);
-            }
-            Ok(Found::One(resource, by)) => {
-                return self
-                    .adopt_group(id, group, &resource, by, &want, users)
-                    .await
-            }
-            Ok(Found::None) => {}
-        }
         let (first, rest) = want.split_at(want.len().min(MEMBER_BATCH));
-        let mut body = group.desired.to_resource(CORE_GROUP);
-        if !first.is_empty() {
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert(
-                    "members".into(),
-                    Json::Array(
-                        first
-                            .iter()
-                            .map(|(_, s)| json!({"value": s.as_str()}))
-                            .collect(),
-                    ),
-                );
+        let mut rounds = 0;
+        let scim_id = loop {
+            match self
+                .find(Endpoint::Groups, &rules, &group.desired, rounds == 0)
+                .await
+            {
+                Err(e) => return self.failed(Kind::Group, id, None, Action::Other, e),
+                Ok(Found::Ambiguous(why)) => {
+                    self.record(Kind::Group, id, None, Action::Skip, Status::Skipped, &why);
+                    return Outcome::Skipped(why);
+                }
+                Ok(Found::One(resource, by)) => {
+                    return self
+                        .adopt_group(id, group, &resource, by, &want, users)
+                        .await
+                }
+                Ok(Found::None) => {}
             }
-        }
-        let scim_id = match self.client.create(Endpoint::Groups, &body).await {
-            Ok((scim_id, _)) => scim_id,
-            Err(e) => return self.failed(Kind::Group, id, None, Action::Create, e),
+            match self.create_group(group, first).await {
+                Ok(scim_id) => break scim_id,
+                // As for users: the POST may have been applied; match before creating again.
+                Err(e) if e.retryable && rounds < CREATE_ROUNDS => {
+                    rounds += 1;
+                    tokio::time::sleep(create_pause(rounds)).await;
+                }
+                Err(e) => return self.failed(Kind::Group, id, None, Action::Create, e),
+            }
         };
         self.claim_kind(true, &scim_id, id);
         let entry = GroupEntry {
@@ -1081,6 +1242,32 @@ impl Executor<'_> {
             }
         }
         Outcome::Created
+    }
+
+    /// `POST /Groups` with the first batch of members.
+    async fn create_group(
+        &self,
+        group: &DesiredGroup,
+        first: &[(SourceId, ScimId)],
+    ) -> Result<ScimId, ScimError> {
+        let mut body = group.desired.to_resource(CORE_GROUP);
+        if !first.is_empty() {
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert(
+                    "members".into(),
+                    Json::Array(
+                        first
+                            .iter()
+                            .map(|(_, s)| json!({"value": s.as_str()}))
+                            .collect(),
+                    ),
+                );
+            }
+        }
+        self.client
+            .create(Endpoint::Groups, &body)
+            .await
+            .map(|(scim_id, _)| scim_id)
     }
 
     async fn adopt_group(

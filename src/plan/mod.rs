@@ -88,7 +88,22 @@ pub struct PlanOptions {
     pub full: bool,
     pub mode: DeprovisionMode,
     pub deletion_threshold: usize,
+    /// Hold the deprovisions when they are more than this percentage of the managed objects.
+    pub deletion_threshold_percent: Option<f64>,
     pub allow_deletes: bool,
+}
+
+impl PlanOptions {
+    /// Whether `count` deprovisions out of `managed` objects must wait for `--allow-deletes`.
+    pub fn holds(&self, count: usize, managed: usize) -> bool {
+        if self.allow_deletes || count == 0 {
+            return false;
+        }
+        let over_percent = self
+            .deletion_threshold_percent
+            .is_some_and(|p| managed > 0 && count as f64 * 100.0 > p * managed as f64);
+        count > self.deletion_threshold || over_percent
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -177,7 +192,7 @@ pub fn plan_users(
             mode: opts.mode,
         });
     }
-    if deprovisions.len() > opts.deletion_threshold && !opts.allow_deletes {
+    if opts.holds(deprovisions.len(), snapshot.len()) {
         plan.held = deprovisions;
     } else {
         plan.ops.extend(deprovisions);
@@ -244,7 +259,7 @@ pub fn plan_groups(
             members: entry.members.values().cloned().collect(),
         });
     }
-    if deprovisions.len() > opts.deletion_threshold && !opts.allow_deletes {
+    if opts.holds(deprovisions.len(), snapshot.len()) {
         plan.held = deprovisions;
     } else {
         plan.ops.extend(deprovisions);
@@ -371,6 +386,33 @@ mod tests {
             },
         );
         assert_eq!(plan.ops.len(), 3);
+    }
+
+    #[test]
+    fn deprovisions_over_the_threshold_percent_are_held() {
+        let c = desired(&[("userName", json!("c"))]);
+        let snapshot: BTreeMap<_, _> = (0..10)
+            .map(|i| (SourceId(format!("u{i}")), entry(&c, "s")))
+            .collect();
+        let keep: BTreeMap<_, _> = (0..7)
+            .map(|i| (SourceId(format!("u{i}")), c.clone()))
+            .collect();
+        let o = PlanOptions {
+            deletion_threshold: 100,
+            deletion_threshold_percent: Some(20.0),
+            ..opts()
+        };
+        // 3 of 10 is 30%: over 20%, held although under the count.
+        let plan = plan_users(&snapshot, &keep, &BTreeSet::new(), o);
+        assert_eq!(plan.held.len(), 3);
+        // 2 of 10 is exactly 20%: carried out.
+        let keep: BTreeMap<_, _> = (0..8)
+            .map(|i| (SourceId(format!("u{i}")), c.clone()))
+            .collect();
+        let plan = plan_users(&snapshot, &keep, &BTreeSet::new(), o);
+        assert!(plan.held.is_empty());
+        assert_eq!(plan.ops.len(), 2);
+        assert!(!o.holds(0, 0));
     }
 
     #[test]

@@ -1,24 +1,25 @@
 //! The SCIM 2.0 client of one target: authentication, rate limit, concurrency cap, retries and
 //! error parsing (RFC 7644).
 //!
-//! `backoff` and `governor` are used only here, so they can be replaced in one place.
+//! `backoff` and `governor` are used only here (and in [`retry`]), so they can be replaced in
+//! one place.
+
+pub mod retry;
 
 use crate::config::TargetConfig;
 use crate::ids::{ScimId, TargetName};
 use crate::secret::{self, Secret};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
+use retry::Pacer;
 use serde_json::{json, Value as Json};
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
 const SCIM_JSON: &str = "application/scim+json";
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-/// How long one operation may keep retrying before it counts as failed.
-const MAX_RETRY_ELAPSED: Duration = Duration::from_secs(60);
 
 /// The two resource endpoints scimsync writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +47,16 @@ pub struct ScimError {
     pub scim_type: Option<String>,
     pub detail: String,
     pub retryable: bool,
+    /// True when the call was never sent because the target had already rejected the
+    /// credentials in this cycle.
+    pub not_sent: bool,
 }
 
 impl ScimError {
+    /// The target rejected the credentials (401 or 403).
+    pub fn is_auth(&self) -> bool {
+        matches!(self.status, Some(401 | 403))
+    }
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
     }
@@ -62,9 +70,13 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     token: Secret,
-    limiter: DefaultDirectRateLimiter,
+    pacer: Pacer,
     slots: Semaphore,
     requests: AtomicUsize,
+    retry_max: Duration,
+    /// The first authentication rejection of this client's life (one cycle): later calls are
+    /// not sent, so a wrong token costs one request rather than one per object.
+    auth_rejected: Mutex<Option<String>>,
 }
 
 impl Client {
@@ -73,7 +85,7 @@ impl Client {
         let token = secret::read(target.token_file.as_deref(), target.token_env.as_deref())
             .map_err(|e| format!("target {:?}: token: {e}", target.name))?;
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(target.connect_timeout_seconds))
             .timeout(Duration::from_secs(target.timeout_seconds))
             .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &target.ca_file {
@@ -89,16 +101,25 @@ impl Client {
                 target.name
             )
         })?;
-        let rate = NonZeroU32::new(target.rate_limit).unwrap_or(NonZeroU32::MIN);
         Ok(Client {
             target: TargetName(target.name.clone()),
             base: target.url.trim_end_matches('/').to_owned(),
             http,
             token,
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            pacer: Pacer::new(target.rate_limit, target.burst()),
             slots: Semaphore::new(target.concurrency.max(1)),
             requests: AtomicUsize::new(0),
+            retry_max: Duration::from_secs(target.retry_max_seconds),
+            auth_rejected: Mutex::new(None),
         })
+    }
+
+    /// Why the target rejected the credentials, if it did during this client's life.
+    pub fn auth_rejected(&self) -> Option<String> {
+        self.auth_rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many HTTP requests this client has sent.
@@ -110,11 +131,29 @@ impl Client {
     pub async fn search(&self, endpoint: Endpoint, filter: &str) -> Result<Vec<Json>, ScimError> {
         let path = format!("{}?filter={}", endpoint.path(), urlencoding::encode(filter));
         let body = self.call(Method::GET, &path, None).await?;
-        let list = body.as_ref().and_then(|b| b.get("Resources"));
-        match list {
-            None => Ok(Vec::new()),
-            Some(Json::Array(items)) => Ok(items.clone()),
-            Some(_) => Err(self.invalid(Method::GET, &path, "Resources is not a list")),
+        let Some(body) = body else {
+            return Err(self.invalid(Method::GET, &path, "empty answer to a query"));
+        };
+        let total = body.get("totalResults").map(Json::as_u64);
+        // A list the client cannot read must not look like "no account": that would create a
+        // duplicate.
+        match (body.get("Resources"), total) {
+            (Some(Json::Array(items)), Some(Some(_)) | None) => Ok(items.clone()),
+            (Some(Json::Array(_)), Some(None)) => {
+                Err(self.invalid(Method::GET, &path, "totalResults is not a number"))
+            }
+            (Some(_), _) => Err(self.invalid(Method::GET, &path, "Resources is not a list")),
+            (None, Some(Some(0))) => Ok(Vec::new()),
+            (None, Some(Some(n))) => Err(self.invalid(
+                Method::GET,
+                &path,
+                &format!("the ListResponse says totalResults {n} but has no Resources"),
+            )),
+            (None, _) => Err(self.invalid(
+                Method::GET,
+                &path,
+                "the ListResponse has neither totalResults nor Resources",
+            )),
         }
     }
 
@@ -206,6 +245,7 @@ impl Client {
             scim_type: None,
             detail: format!("target {:?} sent an invalid response: {why}", self.target.0),
             retryable: false,
+            not_sent: false,
         }
     }
 
@@ -216,19 +256,25 @@ impl Client {
         path: &str,
         body: Option<&Json>,
     ) -> Result<Option<Json>, ScimError> {
-        let policy = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(200))
-            .with_max_interval(Duration::from_secs(10))
-            .with_max_elapsed_time(Some(MAX_RETRY_ELAPSED))
-            .build();
-        backoff::future::retry(policy, || async {
+        backoff::future::retry(retry::policy(self.retry_max), || async {
             match self.attempt(method.clone(), path, body).await {
                 Ok(v) => Ok(v),
-                Err((e, retry_after)) if e.retryable => {
+                Err((e, retry_after)) if e.retryable && repeatable(&method, &e) => {
+                    if e.status == Some(429) {
+                        // Every request to this target waits, not only this one.
+                        self.pacer
+                            .throttle(retry_after.unwrap_or(retry::DEFAULT_THROTTLE));
+                    }
                     tracing::debug!(target_name = %self.target, error = %e, "Retrying a SCIM call.");
                     Err(backoff::Error::Transient { err: e, retry_after })
                 }
-                Err((e, _)) => Err(backoff::Error::Permanent(e)),
+                Err((e, _)) => {
+                    if e.is_auth() && !e.not_sent {
+                        let mut first = self.auth_rejected.lock().unwrap_or_else(|p| p.into_inner());
+                        first.get_or_insert_with(|| e.to_string());
+                    }
+                    Err(backoff::Error::Permanent(e))
+                }
             }
         })
         .await
@@ -245,13 +291,41 @@ impl Client {
             .acquire()
             .await
             .map_err(|_| (self.invalid(method.clone(), path, "client closed"), None))?;
-        self.limiter.until_ready().await;
+        if let Some(why) = self.auth_rejected() {
+            return Err((
+                ScimError {
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                    status: Some(401),
+                    scim_type: None,
+                    detail: format!("not sent: the target rejected the credentials earlier in this cycle ({why})"),
+                    retryable: false,
+                    not_sent: true,
+                },
+                None,
+            ));
+        }
+        self.pacer.ready().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{}", self.base, path);
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
+                .map_err(|_| {
+                    (
+                        self.invalid(
+                            method.clone(),
+                            path,
+                            "the token holds characters not allowed in an HTTP header",
+                        ),
+                        None,
+                    )
+                })?;
+        // Sensitive values are never printed by the HTTP stack's debug or trace output.
+        auth.set_sensitive(true);
         let mut req = self
             .http
             .request(method.clone(), &url)
-            .bearer_auth(self.token.expose())
+            .header(reqwest::header::AUTHORIZATION, auth)
             .header(
                 reqwest::header::ACCEPT,
                 "application/scim+json, application/json",
@@ -272,6 +346,7 @@ impl Client {
             scim_type,
             detail,
             retryable,
+            not_sent: false,
         };
         let resp = match req.send().await {
             Ok(r) => r,
@@ -279,7 +354,7 @@ impl Client {
                 let what = if e.is_timeout() {
                     "timed out"
                 } else if e.is_connect() {
-                    "cannot connect"
+                    CANNOT_CONNECT
                 } else {
                     "request failed"
                 };
@@ -366,6 +441,17 @@ impl Client {
         Err((err(Some(code), scim_type, detail, retryable), retry_after))
     }
 }
+
+/// Whether a failed call may simply be sent again. A `POST` that may have reached the server
+/// (a timeout, a reset, a 5xx) is not: it could create a second account. The caller matches
+/// again first, and only then creates (see the engine's create loop).
+fn repeatable(method: &Method, e: &ScimError) -> bool {
+    *method != Method::POST
+        || e.status == Some(429)
+        || (e.status.is_none() && e.detail.starts_with(CANNOT_CONNECT))
+}
+
+const CANNOT_CONNECT: &str = "cannot connect";
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers

@@ -256,4 +256,64 @@ mod tests {
         let e = parse(Path::new("dir.json"), b"{\"users\": [\xff]}").expect_err("invalid");
         assert!(e.to_string().contains("not valid UTF-8"), "{e}");
     }
+
+    #[test]
+    fn truncated_json_names_where_it_ends() {
+        let e =
+            parse_str("{\"users\": [{\"objectId\": \"u1\", \"mail\": \"a@x").expect_err("invalid");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("dir.json: JSON syntax error at line 1 column") && msg.contains("EOF"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_entry_and_the_key() {
+        let e = parse_str(r#"{"users": {"objectId": "u1"}}"#).expect_err("invalid");
+        assert_eq!(e.to_string(), "dir.json: \"users\" must be an array");
+        let e = parse_str(r#"{"users": [{"objectId": 42}]}"#).expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "dir.json: users[0]: objectId must be a non-empty string"
+        );
+        let e = parse_str(r#"{"users": ["u1"]}"#).expect_err("invalid");
+        assert_eq!(e.to_string(), "dir.json: users[0]: must be an object");
+        let e = parse_str(r#"[]"#).expect_err("invalid");
+        assert!(
+            e.to_string().contains("the top level must be an object"),
+            "{e}"
+        );
+        let d = parse_str(
+            r#"{"users": [{"objectId": "u1"}], "groups": [{"objectId": "g1", "members": "u1"}, {"objectId": "g2", "members": [1]}]}"#,
+        )
+        .expect("a bad group rejects only that group");
+        assert_eq!(d.rejected.len(), 2);
+        assert!(d.rejected[0]
+            .reason
+            .starts_with("groups[0]: members must be an array"));
+        assert!(d.rejected[1]
+            .reason
+            .starts_with("groups[1]: members: 1 is not an objectId"));
+    }
+
+    #[test]
+    fn a_one_megabyte_value_and_a_group_of_ten_thousand_members_are_read() {
+        let big = "x".repeat(1 << 20);
+        let members: Vec<String> = (0..10_000).map(|i| format!("u{i}")).collect();
+        let mut users: Vec<Json> = (0..10_000)
+            .map(|i| serde_json::json!({"objectId": format!("u{i}")}))
+            .collect();
+        users[0]["description"] = Json::String(big.clone());
+        let doc = serde_json::json!({
+            "users": users,
+            "groups": [{"objectId": "g", "displayName": "All", "members": members}],
+        });
+        let d = parse(Path::new("dir.json"), doc.to_string().as_bytes()).expect("valid");
+        assert_eq!(
+            d.users[0].get_str("description").map(str::len),
+            Some(1 << 20)
+        );
+        assert_eq!(d.groups[0].members.len(), 10_000);
+    }
 }

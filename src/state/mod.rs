@@ -4,6 +4,12 @@
 //! the snapshot is a true subset of the target's state. sled lives behind the [`KvTree`] trait
 //! so that tests (and later a shared store) can stand in for it.
 
+pub mod escrow;
+pub mod quarantine;
+
+pub use escrow::EscrowEntry;
+pub use quarantine::Quarantine;
+
 use crate::ids::{ScimId, SourceId, TargetName};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -215,6 +221,7 @@ impl Store {
             users: self.tree(&format!("users/{target}"))?,
             groups: self.tree(&format!("groups/{target}"))?,
             meta: self.tree(&format!("meta/{target}"))?,
+            escrow: self.tree(&format!("escrow/{target}"))?,
         })
     }
 
@@ -233,6 +240,7 @@ pub struct Snapshot {
     users: Arc<dyn KvTree>,
     groups: Arc<dyn KvTree>,
     meta: Arc<dyn KvTree>,
+    escrow: Arc<dyn KvTree>,
 }
 
 fn decode<T: DeserializeOwned>(tree: &dyn KvTree, k: &[u8], v: &[u8]) -> Result<T, StateError> {

@@ -14,7 +14,7 @@ mod proxy;
 mod scim_server;
 mod workspace;
 
-pub use proxy::{Fault, Recorded, RecordingProxy};
+pub use proxy::{Fault, RandomFaults, Recorded, RecordingProxy};
 pub use scim_server::ScimServer;
 pub use workspace::{RunOutput, Running, Workspace};
 

@@ -37,6 +37,8 @@ pub struct Recorded {
     pub response_body: Option<Value>,
     /// The fault injected into this call, if any.
     pub fault: Option<Fault>,
+    /// When the proxy received the call.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -78,6 +80,26 @@ pub enum Fault {
     /// Forward (the upstream applies the change), then close the connection without an
     /// answer: the case where a client cannot know whether its write happened.
     DropAfterForward,
+    /// Answer with this canned response instead of forwarding: an HTML error page, a body
+    /// that is not JSON, a wrong content type, a 200 carrying an error…
+    Respond {
+        status: u16,
+        content_type: String,
+        body: String,
+    },
+    /// Forward the query without its `filter` parameter, so that the upstream answers with
+    /// every resource: a server that ignores filters.
+    Unfiltered,
+}
+
+/// A seeded random fault plan: each call, when no planned fault is left, gets one of `mix`
+/// with probability `percent`/100, at most `budget` times in all.
+#[derive(Clone, Debug)]
+pub struct RandomFaults {
+    pub seed: u64,
+    pub percent: u32,
+    pub mix: Vec<Fault>,
+    pub budget: usize,
 }
 
 /// A proxy on a free 127.0.0.1 port that forwards to an upstream server and records every
@@ -97,6 +119,7 @@ struct Shared {
     client: reqwest::Client,
     records: Mutex<Vec<Recorded>>,
     faults: Mutex<VecDeque<Fault>>,
+    random: Mutex<Option<(RandomFaults, u64)>>,
 }
 
 impl RecordingProxy {
@@ -114,6 +137,7 @@ impl RecordingProxy {
             client: http_client(),
             records: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
+            random: Mutex::new(None),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
@@ -182,6 +206,15 @@ impl RecordingProxy {
         *faults = plan.into_iter().collect();
     }
 
+    /// Injects faults at random (seeded, so a failure can be replayed) into the calls that
+    /// the fixed plan of [`RecordingProxy::set_faults`] leaves alone; `None` stops it.
+    pub fn set_random_faults(&self, plan: Option<RandomFaults>) {
+        *self.shared.random.lock().expect("random lock") = plan.map(|p| {
+            let state = p.seed.max(1);
+            (p, state)
+        });
+    }
+
     /// The address the proxy listens on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
@@ -218,6 +251,7 @@ struct Answer {
 }
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let at = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let path = parts
         .uri
@@ -227,12 +261,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let fault = shared
-        .faults
-        .lock()
-        .expect("faults lock")
-        .pop_front()
-        .filter(|fault| *fault != Fault::Pass);
+    let planned = shared.faults.lock().expect("faults lock").pop_front();
+    let fault = match planned {
+        Some(f) => Some(f),
+        None => shared.random_fault(),
+    }
+    .filter(|fault| *fault != Fault::Pass);
 
     let send = || shared.send(&parts.method, &path, &parts.headers, &body);
     let (answer, dropped) = match &fault {
@@ -247,6 +281,31 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
         Some(Fault::DropBeforeForward) => (scim_error(502, None), true),
         Some(Fault::DropAfterForward) => (send().await, true),
+        Some(Fault::Respond {
+            status,
+            content_type,
+            body,
+        }) => {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(content_type) {
+                headers.insert(header::CONTENT_TYPE, v);
+            }
+            let answer = Answer {
+                status: StatusCode::from_u16(*status).expect("a valid HTTP status"),
+                headers,
+                body: Bytes::from(body.clone()),
+            };
+            (answer, false)
+        }
+        Some(Fault::Unfiltered) => {
+            let unfiltered = without_filter(&path);
+            (
+                shared
+                    .send(&parts.method, &unfiltered, &parts.headers, &body)
+                    .await,
+                false,
+            )
+        }
     };
 
     let record = Recorded {
@@ -267,6 +326,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         status: if dropped { 0 } else { answer.status.as_u16() },
         response_body: json_or_text(&answer.body),
         fault,
+        at,
     };
     shared.records.lock().expect("records lock").push(record);
 
@@ -280,6 +340,28 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
 }
 
 impl Shared {
+    /// The next random fault, if the random plan draws one for this call.
+    fn random_fault(&self) -> Option<Fault> {
+        let mut random = self.random.lock().expect("random lock");
+        let (plan, state) = random.as_mut()?;
+        if plan.budget == 0 || plan.mix.is_empty() {
+            return None;
+        }
+        // xorshift64: small, seeded and good enough to pick faults.
+        let mut next = || {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state
+        };
+        if next() % 100 >= u64::from(plan.percent) {
+            return None;
+        }
+        plan.budget -= 1;
+        let pick = (next() % plan.mix.len() as u64) as usize;
+        Some(plan.mix[pick].clone())
+    }
+
     async fn send(
         &self,
         method: &axum::http::Method,
@@ -313,6 +395,24 @@ impl Shared {
             answer.headers.remove(header::CONTENT_TYPE);
             answer
         })
+    }
+}
+
+/// The path with the `filter` parameter left out of its query.
+fn without_filter(path: &str) -> String {
+    match path.split_once('?') {
+        None => path.to_owned(),
+        Some((route, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !pair.starts_with("filter="))
+                .collect();
+            if kept.is_empty() {
+                route.to_owned()
+            } else {
+                format!("{route}?{}", kept.join("&"))
+            }
+        }
     }
 }
 

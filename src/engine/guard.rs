@@ -1,0 +1,174 @@
+//! The guards of a cycle: the source-outage guard that refuses to plan from a read that looks
+//! like an outage, and the quarantine of a target that rejects the credentials or fails most
+//! operations. (The deletion threshold lives in the planner: [`crate::plan::PlanOptions`].)
+
+use super::EngineError;
+use crate::config::TargetConfig;
+use crate::source::Directory;
+use crate::state::{Quarantine, Snapshot, StateError};
+use chrono::{DateTime, Utc};
+use std::str::FromStr;
+
+/// Refuses to plan from a read that looks like an outage rather than a directory: no users
+/// while accounts are managed, or fewer than `min_ratio` of the last good read.
+pub fn outage_guard(
+    dir: &Directory,
+    snapshot: &Snapshot,
+    min_ratio: f64,
+) -> Result<(), EngineError> {
+    let got = dir.users.len();
+    let last: usize = snapshot.meta("last_good_users")?.unwrap_or(0);
+    if got == 0 {
+        let managed = snapshot.users()?.len();
+        if managed > 0 || last > 0 {
+            return Err(EngineError::Guard(format!(
+                "the source returned no users, while the last good read had {last} and {managed} accounts are managed; \
+                 an empty directory is never taken as everyone having left, so nothing was planned"
+            )));
+        }
+        return Ok(());
+    }
+    if last > 0 && (got as f64) < min_ratio * last as f64 {
+        return Err(EngineError::Guard(format!(
+            "the source returned {got} users, fewer than min_source_ratio = {min_ratio} of the {last} of the last good read; \
+             nothing was planned. If the directory really shrank, lower [source] min_source_ratio for one run"
+        )));
+    }
+    Ok(())
+}
+
+/// The interval between two runs of a cron schedule, in seconds (40 minutes when unknown).
+pub fn schedule_interval_seconds(schedule: &str) -> u64 {
+    let fallback = 2400;
+    let Ok(s) = cron::Schedule::from_str(schedule) else {
+        return fallback;
+    };
+    let mut next = s.upcoming(Utc);
+    match (next.next(), next.next()) {
+        (Some(a), Some(b)) => u64::try_from((b - a).num_seconds())
+            .unwrap_or(fallback)
+            .max(1),
+        _ => fallback,
+    }
+}
+
+/// Whether the daemon may run a scheduled cycle of this target now; a hand-run `sync` always
+/// runs.
+pub fn scheduled_cycle_allowed(
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+) -> Result<bool, StateError> {
+    Ok(snapshot
+        .quarantine()?
+        .is_none_or(|q| q.allows_cycle_at(now)))
+}
+
+/// Why a finished cycle puts its target in quarantine, if it does.
+pub fn quarantine_reason(
+    target: &TargetConfig,
+    auth_rejected: Option<&str>,
+    attempted: usize,
+    failed: usize,
+) -> Option<String> {
+    if let Some(why) = auth_rejected {
+        return Some(format!("the target rejected the credentials: {why}"));
+    }
+    let ratio = if attempted == 0 {
+        0.0
+    } else {
+        failed as f64 / attempted as f64
+    };
+    (attempted >= target.quarantine_min_operations
+        && attempted > 0
+        && ratio >= target.quarantine_failure_ratio)
+        .then(|| {
+            format!(
+                "{failed} of {attempted} operations failed, at least quarantine_failure_ratio = {}",
+                target.quarantine_failure_ratio
+            )
+        })
+}
+
+/// Records the verdict of a finished cycle: quarantine (or extend it), or lift it.
+pub fn judge(
+    snapshot: &Snapshot,
+    target: &TargetConfig,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Option<Quarantine>, StateError> {
+    match reason {
+        Some(why) => {
+            let q =
+                snapshot.set_quarantine(&why, schedule_interval_seconds(&target.schedule), now)?;
+            tracing::warn!(target_name = %target.name, reason = %q.reason, next_cycle = %q.next_cycle, "Target quarantined.");
+            Ok(Some(q))
+        }
+        None => {
+            if snapshot.quarantine()?.is_some() {
+                tracing::info!(target_name = %target.name, "Quarantine lifted after a successful cycle.");
+                snapshot.lift_quarantine()?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{SourceId, TargetName};
+    use crate::source::SourceObject;
+    use crate::state::Store;
+
+    fn dir(n: usize) -> Directory {
+        Directory {
+            users: (0..n)
+                .map(|i| SourceObject::new(SourceId(format!("u{i}"))))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outage_guard_names_both_counts_and_the_key() {
+        let store = Store::in_memory();
+        let snap = store.snapshot(&TargetName::from("t")).expect("snapshot");
+        assert!(
+            outage_guard(&dir(0), &snap, 0.5).is_ok(),
+            "a first run may be empty"
+        );
+        snap.set_meta("last_good_users", &100usize).expect("meta");
+        let e = outage_guard(&dir(49), &snap, 0.5).expect_err("guard");
+        let msg = e.to_string();
+        assert!(msg.contains("returned 49 users"), "{msg}");
+        assert!(msg.contains("of the 100 of the last good read"), "{msg}");
+        assert!(msg.contains("min_source_ratio = 0.5"), "{msg}");
+        assert!(outage_guard(&dir(50), &snap, 0.5).is_ok());
+        assert!(outage_guard(&dir(1), &snap, 0.0).is_ok());
+        assert!(
+            outage_guard(&dir(0), &snap, 0.0).is_err(),
+            "empty is always refused"
+        );
+    }
+
+    #[test]
+    fn quarantine_on_auth_or_a_high_failure_share() {
+        let t: TargetConfig = crate::config::Config::parse(
+            std::path::Path::new("x.toml"),
+            "[source]\nkind = \"json\"\npath = \"d.json\"\n[scope]\nall = true\n[[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/v2\"\ntoken_env = \"T\"\n",
+        )
+        .expect("valid")
+        .targets
+        .remove(0);
+        assert!(quarantine_reason(&t, Some("401"), 1, 1).is_some());
+        assert!(
+            quarantine_reason(&t, None, 9, 9).is_none(),
+            "under the minimum"
+        );
+        assert!(quarantine_reason(&t, None, 10, 4).is_none());
+        let why = quarantine_reason(&t, None, 10, 5).expect("quarantined");
+        assert!(why.starts_with("5 of 10 operations failed"), "{why}");
+        assert_eq!(schedule_interval_seconds("0 */40 * * * *") % 1200, 0);
+        assert_eq!(schedule_interval_seconds("*/5 * * * * *"), 5);
+    }
+}
