@@ -125,3 +125,66 @@ fn json_logs_carry_one_record_per_decision() {
     assert!(create["scim_id"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(!out.stderr.contains(&env.server.token));
 }
+
+#[test]
+fn status_shows_quarantine_after_a_rejected_token_until_a_cycle_succeeds() {
+    let env = Env::start(r#"groups = ["Staff"]"#, "");
+    env.directory(&three_users(), &[group("g1", "Staff", &["u-ada", "u-bob"])]);
+    env.ws.write("token", "not-the-token");
+    env.sync(&[]).assert_code(1);
+    let out = env.scimsync(&["status"]);
+    out.assert_success();
+    let quarantine = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("quarantine"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        quarantine.contains("the target rejected the credentials"),
+        "{}",
+        out.stdout
+    );
+    let json: Value =
+        serde_json::from_str(&env.scimsync(&["status", "--json"]).stdout).expect("json");
+    assert!(
+        json["targets"][0]["quarantine"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("rejected")),
+        "{json}"
+    );
+
+    // The right token again: the next cycle succeeds and lifts the quarantine.
+    env.ws.write("token", &env.server.token);
+    env.sync(&[]).assert_success();
+    let json: Value =
+        serde_json::from_str(&env.scimsync(&["status", "--json"]).stdout).expect("json");
+    assert!(json["targets"][0]["quarantine"].is_null(), "{json}");
+}
+
+#[test]
+fn status_lists_an_object_in_escrow_with_its_last_error() {
+    // The server rejects attributes its schema lacks: only Bob has one.
+    let extra =
+        "\n[[target.user_mapping]]\ntarget = \"favoriteColor\"\nsource = \"favoriteColor\"\n";
+    let env = Env::start(r#"groups = ["Staff"]"#, extra);
+    let mut users = three_users();
+    users[1]["favoriteColor"] = json!("teal");
+    env.directory(&users, &[group("g1", "Staff", &["u-ada", "u-bob"])]);
+    env.sync(&[]).assert_code(1);
+    let out = env.scimsync(&["status"]);
+    out.assert_success();
+    assert!(out.stdout.contains("1 objects to retry"), "{}", out.stdout);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("user u-bob:"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.contains("1 failed attempts") && line.contains("400"),
+        "{line}"
+    );
+    let json: Value =
+        serde_json::from_str(&env.scimsync(&["status", "--json"]).stdout).expect("json");
+    assert_eq!(json["targets"][0]["escrow"][0]["object_id"], "u-bob");
+    assert_eq!(json["targets"][0]["escrow"][0]["attempts"], 1);
+}

@@ -8,7 +8,7 @@ use super::{err, out, EXIT_FATAL, EXIT_OK};
 use crate::daemon::{self, CycleFailure};
 use crate::engine::{Counts, CycleReport};
 use crate::ids::TargetName;
-use crate::state::StateError;
+use crate::state::{EscrowEntry, Quarantine, StateError};
 use serde::Serialize;
 
 /// Everything `status` shows.
@@ -31,6 +31,17 @@ pub struct TargetStatus {
     /// The last cycle that could not run at all (source unreadable, state error), when it is
     /// more recent than the last cycle.
     pub last_failure: Option<CycleFailure>,
+    /// Set while the target is quarantined: scheduled cycles back off until one succeeds.
+    pub quarantine: Option<Quarantine>,
+    /// Objects whose operation failed and waits for a later attempt.
+    pub escrow: Vec<EscrowedObject>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EscrowedObject {
+    pub object_id: String,
+    #[serde(flatten)]
+    pub entry: EscrowEntry,
 }
 
 impl TargetStatus {
@@ -83,6 +94,30 @@ impl TargetStatus {
         if let Some(f) = &self.last_failure {
             rows.push(("last failure", format!("{}: {}", f.at, f.error)));
         }
+        rows.push((
+            "quarantine",
+            match &self.quarantine {
+                Some(q) => format!(
+                    "since {}: {} (next scheduled cycle {})",
+                    q.since, q.reason, q.next_cycle
+                ),
+                None => "no".into(),
+            },
+        ));
+        rows.push(("escrow", format!("{} objects to retry", self.escrow.len())));
+        for e in &self.escrow {
+            rows.push((
+                "  ",
+                format!(
+                    "{} {}: {} failed attempts, next at {}; last error: {}",
+                    e.entry.kind,
+                    e.object_id,
+                    e.entry.attempts,
+                    e.entry.next_attempt,
+                    e.entry.last_error
+                ),
+            ));
+        }
         rows
     }
 }
@@ -104,6 +139,15 @@ fn gather(ctx: &Ctx) -> Result<Status, StateError> {
             managed_groups: snapshot.groups()?.len(),
             last_cycle,
             last_failure,
+            quarantine: snapshot.quarantine()?,
+            escrow: snapshot
+                .escrow()?
+                .into_iter()
+                .map(|(id, entry)| EscrowedObject {
+                    object_id: id.0,
+                    entry,
+                })
+                .collect(),
         });
     }
     Ok(Status {

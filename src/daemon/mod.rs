@@ -295,6 +295,15 @@ async fn cycle(shared: &Shared, name: &str) {
     if shared.stop.is_cancelled() {
         return;
     }
+    // A quarantined target backs off; a hand-run `sync` still tries at once.
+    let allowed = shared
+        .store
+        .snapshot(&TargetName(name.to_owned()))
+        .and_then(|s| engine::guard::scheduled_cycle_allowed(&s, chrono::Utc::now()));
+    if let Ok(false) = allowed {
+        tracing::warn!(target = %name, "Quarantined: this scheduled cycle is skipped until the back-off ends.");
+        return;
+    }
     let result: Result<Option<CycleReport>, String> = async {
         let source = source::build(&config.source).map_err(|e| format!("source: {e}"))?;
         let dir = source
