@@ -177,7 +177,7 @@ fn status_lists_an_object_in_escrow_with_its_last_error() {
     let line = out
         .stdout
         .lines()
-        .find(|l| l.contains("user u-bob:"))
+        .find(|l| l.starts_with("    user u-bob:"))
         .unwrap_or_else(|| panic!("{}", out.stdout));
     assert!(
         line.contains("1 failed attempts") && line.contains("400"),

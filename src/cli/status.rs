@@ -107,7 +107,7 @@ impl TargetStatus {
         rows.push(("escrow", format!("{} objects to retry", self.escrow.len())));
         for e in &self.escrow {
             rows.push((
-                "  ",
+                "",
                 format!(
                     "{} {}: {} failed attempts, next at {}; last error: {}",
                     e.entry.kind,
@@ -187,7 +187,11 @@ pub fn status(ctx: &Ctx, json: bool) -> i32 {
     for t in &status.targets {
         out!("target {:?}:", t.name);
         for (label, value) in t.rows() {
-            out!("  {label}: {value}");
+            if label.is_empty() {
+                out!("    {value}");
+            } else {
+                out!("  {label}: {value}");
+            }
         }
     }
     EXIT_OK
