@@ -67,17 +67,16 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_rate_holds_after_the_burst() {
-        // 50 per second with a burst of 5: 5 at once, then 20 more take about 0.4 s.
+        // 50 per second with a burst of 5: 5 at once, then 20 more take at least 0.4 s. Only
+        // the lower bound is asserted (the target is never sent more than the rate); how close
+        // to it a loaded machine gets is measured by scripts/bench, not by a test.
         let pacer = Pacer::new(50, 5);
         let start = std::time::Instant::now();
         for _ in 0..25 {
             pacer.ready().await;
         }
         let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(370) && took < Duration::from_millis(1500),
-            "{took:?}"
-        );
+        assert!(took >= Duration::from_millis(370), "{took:?}");
     }
 
     #[tokio::test(flavor = "current_thread")]
