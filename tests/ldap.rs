@@ -385,3 +385,87 @@ fn expr_reads_one_user_from_slapd_by_uid_mail_or_entry_uuid() {
     out.assert_code(1);
     assert!(out.stderr.contains("--user: no user \"*\""), "{out}");
 }
+
+/// A configuration for `scimsync expr --user` against `url`, with extra source keys.
+fn expr_config(ws: &Workspace, slapd: &Slapd, url: &str, extra: &str) {
+    ws.write("ldap-password", &slapd.service_password);
+    ws.write(
+        "scimsync.toml",
+        format!(
+            r#"[source]
+kind = "ldap"
+url = "{url}"
+bind_dn = "{service}"
+bind_password_file = "ldap-password"
+base_dn = "dc=example,dc=org"
+{extra}
+
+[scope]
+all = true
+
+[[target]]
+name = "unused"
+url = "http://127.0.0.1:9/v2"
+token_env = "UNUSED"
+"#,
+            service = common::SERVICE_DN,
+        ),
+    );
+}
+
+#[test]
+fn tls_and_starttls_verify_the_server_certificate() {
+    common::ensure_peers();
+    let slapd = Slapd::start_tls(&small_directory());
+    let ca = slapd.ca_file.clone().expect("a CA");
+    let ldaps = slapd.ldaps_url.clone().expect("an ldaps URL");
+    let ws = Workspace::new();
+    let lookup = |ws: &Workspace| {
+        ws.run(&[
+            "--config",
+            "scimsync.toml",
+            "expr",
+            "[mail]",
+            "--user",
+            "u0002",
+        ])
+    };
+    let ca_line = format!("ca_file = \"{}\"", ca.display());
+
+    for (url, extra) in [
+        (slapd.url.as_str(), format!("starttls = true\n{ca_line}")),
+        (ldaps.as_str(), ca_line.clone()),
+    ] {
+        expr_config(&ws, &slapd, url, &extra);
+        let out = lookup(&ws);
+        out.assert_success();
+        assert_eq!(out.stdout, "u0002@example.org\n", "{url} {extra}");
+        assert!(!out.stderr.contains("tls_insecure"), "{out}");
+    }
+
+    // Without the CA the certificate is not trusted: the read fails and says why.
+    for (url, extra) in [
+        (slapd.url.as_str(), "starttls = true"),
+        (ldaps.as_str(), ""),
+    ] {
+        expr_config(&ws, &slapd, url, extra);
+        let out = lookup(&ws);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(
+                "TLS handshake with 127.0.0.1 failed: invalid peer certificate: UnknownIssuer"
+            ),
+            "{url}: {out}"
+        );
+    }
+
+    // tls_insecure = true reads anyway, and warns.
+    expr_config(&ws, &slapd, &ldaps, "tls_insecure = true");
+    let out = lookup(&ws);
+    out.assert_success();
+    assert!(
+        out.stderr
+            .contains("TLS certificate verification is off (tls_insecure = true)"),
+        "{out}"
+    );
+}

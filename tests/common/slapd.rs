@@ -19,6 +19,11 @@ pub struct Slapd {
     /// `ldap://127.0.0.1:PORT/`
     pub url: String,
     pub port: u16,
+    /// `ldaps://127.0.0.1:PORT/`, with [`Slapd::start_tls`].
+    pub ldaps_url: Option<String>,
+    /// The PEM of the CA that signed the server certificate (for `127.0.0.1`), with
+    /// [`Slapd::start_tls`].
+    pub ca_file: Option<PathBuf>,
     /// The service account's password.
     pub service_password: String,
     root_password: String,
@@ -31,6 +36,16 @@ impl Slapd {
     /// the service account) plus `ldif`, which is loaded with `slapadd` before the start (much
     /// faster than `ldapadd`). slapadd adds `entryUUID` and the other operational attributes.
     pub fn start(ldif: &str) -> Slapd {
+        Slapd::start_with(ldif, false)
+    }
+
+    /// Like [`Slapd::start`], with TLS: a fresh CA and a certificate for `127.0.0.1`, made
+    /// with the `openssl` command; StartTLS on `url`, and `ldaps_url` besides.
+    pub fn start_tls(ldif: &str) -> Slapd {
+        Slapd::start_with(ldif, true)
+    }
+
+    fn start_with(ldif: &str, tls: bool) -> Slapd {
         let dir = tempfile::Builder::new()
             .prefix("scimsync-slapd-")
             .tempdir()
@@ -40,7 +55,10 @@ impl Slapd {
         let d = dir.path();
         std::fs::create_dir_all(d.join("slapd.d")).expect("mkdir slapd.d");
         std::fs::create_dir_all(d.join("data")).expect("mkdir data");
-        std::fs::write(d.join("config.ldif"), config_ldif(d, &root_password))
+        if tls {
+            make_certificates(d);
+        }
+        std::fs::write(d.join("config.ldif"), config_ldif(d, &root_password, tls))
             .expect("write config");
         run(Command::new(sbin("slapadd"))
             .args(["-n", "0", "-F"])
@@ -58,6 +76,8 @@ impl Slapd {
         let mut slapd = Slapd {
             url: String::new(),
             port: 0,
+            ldaps_url: None,
+            ca_file: tls.then(|| d.join("ca.pem")),
             service_password,
             root_password,
             dir,
@@ -67,10 +87,16 @@ impl Slapd {
         for _ in 0..5 {
             let port = free_port();
             let url = format!("ldap://127.0.0.1:{port}/");
+            let ldaps = format!("ldaps://127.0.0.1:{}/", free_port());
+            let listen = if tls {
+                format!("{url} {ldaps}")
+            } else {
+                url.clone()
+            };
             let status = Command::new(sbin("slapd"))
                 .arg("-F")
                 .arg(slapd.dir.path().join("slapd.d"))
-                .args(["-h", &url])
+                .args(["-h", &listen])
                 .stdin(Stdio::null())
                 .status()
                 .expect("run slapd");
@@ -79,6 +105,7 @@ impl Slapd {
             }
             slapd.url = url;
             slapd.port = port;
+            slapd.ldaps_url = tls.then_some(ldaps);
             slapd.pid = Some(slapd.wait_for_pid());
             slapd.wait_until_ready();
             return slapd;
@@ -219,15 +246,92 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn config_ldif(dir: &Path, root_password: &str) -> String {
+/// A CA and a server certificate for 127.0.0.1 (EC P-256, valid two days).
+fn make_certificates(d: &Path) {
+    let openssl = |args: &[&str]| {
+        run(Command::new("openssl").args(args).current_dir(d));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=scimsync test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
+fn config_ldif(dir: &Path, root_password: &str, tls: bool) -> String {
     let d = dir.display();
+    let tls = if tls {
+        format!("olcTLSCACertificateFile: {d}/ca.pem\nolcTLSCertificateFile: {d}/server.pem\nolcTLSCertificateKeyFile: {d}/server.key\n")
+    } else {
+        String::new()
+    };
     format!(
         r#"dn: cn=config
 objectClass: olcGlobal
 cn: config
 olcPidFile: {d}/slapd.pid
 olcArgsFile: {d}/slapd.args
-
+{tls}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}
