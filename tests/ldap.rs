@@ -469,3 +469,24 @@ fn tls_and_starttls_verify_the_server_certificate() {
         "{out}"
     );
 }
+
+#[test]
+fn a_search_the_server_refuses_stops_the_cycle_before_any_write() {
+    let env = Env::start(&small_directory(), r#"groups = ["Staff"]"#);
+    // Pages larger than the account's limit (size.pr=500) are refused outright.
+    let config = env.ws.read("scimsync.toml").replacen(
+        "base_dn = \"dc=example,dc=org\"",
+        "base_dn = \"dc=example,dc=org\"\npage_size = 1000",
+        1,
+    );
+    env.ws.write("scimsync.toml", config);
+    let out = env.scimsync(&["sync"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "reading users under \"{PEOPLE}\" ended early after 0 entries: adminLimitExceeded (11)"
+        )),
+        "{out}"
+    );
+    assert_eq!(env.proxy.calls(), Vec::<String>::new());
+}
