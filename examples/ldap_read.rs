@@ -11,6 +11,11 @@ fn main() {
         eprintln!("usage: ldap_read CONFIG [ROUNDS]");
         std::process::exit(64);
     };
+    // RUST_LOG=scimsync=debug shows when each search ends.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let rounds: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
     let config = scimsync::config::Config::load(std::path::Path::new(&path)).unwrap_or_else(|e| {
         eprintln!("{e}");

@@ -36,6 +36,44 @@ pub struct ScopedGroup<'a> {
 /// escapes (`\,` or `\2C`, a quoted value) and the order of a multi-valued RDN's parts do not
 /// matter, while an escaped `,` or `+` inside a value stays part of the value.
 pub fn normalize_dn(dn: &str) -> String {
+    normalize_plain_dn(dn).unwrap_or_else(|| normalize_any_dn(dn))
+}
+
+/// The common case, without escapes, quotes or multi-valued RDNs, in one pass; `None` for any
+/// DN that needs [`normalize_any_dn`]. Both give the same result where both apply.
+fn normalize_plain_dn(dn: &str) -> Option<String> {
+    if dn
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'"' | b'+' | b';' | b'<' | b'>'))
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(dn.len());
+    for (i, rdn) in dn.split(',').enumerate() {
+        let (attr, value) = rdn.split_once('=')?;
+        if value.contains('=') {
+            return None;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        push_lowercase(&mut out, attr.trim());
+        out.push('=');
+        push_lowercase(&mut out, value.trim_matches(' '));
+    }
+    Some(out)
+}
+
+fn push_lowercase(out: &mut String, s: &str) {
+    if s.is_ascii() {
+        out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        out.push_str(&s.to_lowercase());
+    }
+}
+
+/// Any DN: escapes, quoted values and multi-valued RDNs, parsed as RFC 4514 says.
+fn normalize_any_dn(dn: &str) -> String {
     let mut rdns: Vec<Vec<(String, String)>> = Vec::new();
     let mut rdn: Vec<(String, String)> = Vec::new();
     let (mut attr, mut value) = (String::new(), Vec::<u8>::new());
@@ -285,6 +323,21 @@ mod tests {
         assert_eq!(n("cn=a+uid=b,dc=x"), n("UID=b + CN=a,dc=x"));
         assert_ne!(n(r"cn=a\ ,dc=x"), n("cn=a,dc=x"));
         assert_eq!(n(""), "");
+        // The one-pass path agrees with the full parser wherever it applies.
+        for dn in [
+            "CN=Ada Lovelace, OU=People,DC=Example,DC=org",
+            " uid = U0621 , OU=people, DC=Example, DC=Org ",
+            "cn=Ünïcode Ÿ,dc=x",
+            "cn=,dc=x",
+        ] {
+            assert_eq!(
+                normalize_plain_dn(dn).as_deref(),
+                Some(normalize_any_dn(dn).as_str()),
+                "{dn}"
+            );
+        }
+        assert_eq!(normalize_plain_dn("cn=a=b,dc=x"), None);
+        assert_eq!(normalize_plain_dn(""), None);
     }
 
     fn ids(s: &Scoped) -> Vec<String> {

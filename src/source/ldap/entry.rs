@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Entry {
     pub dn: String,
-    /// Values by lower-cased attribute name. Parts of a ranged attribute are merged into it.
-    attrs: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Values by attribute name, compared case-insensitively (a handful per entry, so a list
+    /// beats a map). Parts of a ranged attribute are merged into the attribute.
+    attrs: Vec<(String, Vec<Vec<u8>>)>,
     /// Ranged attributes whose last part has not been read yet.
     pub pending: Vec<Range>,
 }
@@ -36,24 +37,40 @@ impl Entry {
         };
         for (name, values) in attrs {
             let values = values.into_iter().map(Into::into);
-            match Range::parse(name.as_ref()) {
+            let name = name.as_ref();
+            match Range::parse(name) {
                 Some(range) => {
-                    e.attrs
-                        .entry(range.attr.clone())
-                        .or_default()
-                        .extend(values);
+                    e.slot(&range.attr).extend(values);
                     if range.end.is_some() {
                         e.pending.push(range);
                     }
                 }
-                None => e
-                    .attrs
-                    .entry(name.as_ref().to_lowercase())
-                    .or_default()
-                    .extend(values),
+                None => {
+                    let slot = e.slot(name);
+                    if slot.is_empty() {
+                        *slot = values.collect();
+                    } else {
+                        slot.extend(values);
+                    }
+                }
             }
         }
         e
+    }
+
+    fn slot(&mut self, name: &str) -> &mut Vec<Vec<u8>> {
+        let i = match self
+            .attrs
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(i) => i,
+            None => {
+                self.attrs.push((name.to_owned(), Vec::new()));
+                self.attrs.len() - 1
+            }
+        };
+        &mut self.attrs[i].1
     }
 
     /// Converts what `ldap3` parsed (text and binary values apart) into an entry.
@@ -68,23 +85,22 @@ impl Entry {
     /// The values of one attribute (case-insensitive); empty when absent.
     pub(crate) fn values(&self, name: &str) -> &[Vec<u8>] {
         self.attrs
-            .get(&name.to_lowercase())
-            .map(Vec::as_slice)
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
             .unwrap_or_default()
     }
 
     /// Appends the values of a later part of a ranged attribute (read by `ad::complete_ranges`)
     /// and records whether yet another part follows.
     pub(crate) fn absorb(&mut self, part: Entry, attr: &str) {
-        let attr = attr.to_lowercase();
-        if let Some(values) = part.attrs.get(&attr) {
-            self.attrs
-                .entry(attr.clone())
-                .or_default()
-                .extend(values.iter().cloned());
-        }
-        self.pending
-            .extend(part.pending.into_iter().filter(|r| r.attr == attr));
+        let values = part.values(attr).to_vec();
+        self.slot(attr).extend(values);
+        self.pending.extend(
+            part.pending
+                .into_iter()
+                .filter(|r| r.attr.eq_ignore_ascii_case(attr)),
+        );
     }
 }
 
