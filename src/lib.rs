@@ -3,7 +3,7 @@
 //! A cycle flows one way through these modules, in pipeline order:
 //!
 //! - [`config`]: the TOML file, validated with every problem reported at once.
-//! - [`source`]: reads the directory (JSON export, later LDAP) into attribute bags.
+//! - [`source`]: reads the directory (JSON export or LDAP) into attribute bags.
 //! - [`scope`]: keeps the assigned groups, their direct members and directly assigned users.
 //! - [`mapping`]: turns a source object into the SCIM resource a target should hold.
 //! - [`plan`]: diffs the desired resources against the snapshot into operations.

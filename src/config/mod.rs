@@ -77,7 +77,7 @@ pub struct JsonSourceConfig {
     pub path: PathBuf,
 }
 
-/// LDAP keys are accepted and checked now; the connector itself is its own piece of work.
+/// An LDAP directory (OpenLDAP, Active Directory, …); `source::ldap` is the connector.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapSourceConfig {
@@ -100,6 +100,33 @@ pub struct LdapSourceConfig {
     pub attributes: BTreeMap<String, String>,
     #[serde(default)]
     pub group_attributes: BTreeMap<String, String>,
+}
+
+/// The user filter when `user_filter` is not set.
+pub const DEFAULT_USER_FILTER: &str = "(objectClass=inetOrgPerson)";
+/// The group filter when `group_filter` is not set.
+pub const DEFAULT_GROUP_FILTER: &str =
+    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))";
+/// Entries per page of the Simple Paged Results control when `page_size` is not set; 500 is
+/// below the size limit most servers enforce (Active Directory's MaxPageSize is 1000).
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
+impl LdapSourceConfig {
+    pub fn users_base_dn(&self) -> &str {
+        self.users_base_dn.as_deref().unwrap_or(&self.base_dn)
+    }
+    pub fn groups_base_dn(&self) -> &str {
+        self.groups_base_dn.as_deref().unwrap_or(&self.base_dn)
+    }
+    pub fn user_filter(&self) -> &str {
+        self.user_filter.as_deref().unwrap_or(DEFAULT_USER_FILTER)
+    }
+    pub fn group_filter(&self) -> &str {
+        self.group_filter.as_deref().unwrap_or(DEFAULT_GROUP_FILTER)
+    }
+    pub fn page_size(&self) -> u32 {
+        self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -404,6 +431,9 @@ impl Loader<'_> {
         state.path = base.join(&state.path);
         self.check_scope(&scope);
         self.check_targets(&targets);
+        if let SourceConfig::Ldap(ldap) = &source {
+            self.check_ldap(ldap);
+        }
         match &mut source {
             SourceConfig::Json(json) => json.path = base.join(&json.path),
             SourceConfig::Ldap(ldap) => {
@@ -596,6 +626,82 @@ impl Loader<'_> {
         }
     }
 
+    fn check_ldap(&mut self, c: &LdapSourceConfig) {
+        match reqwest::Url::parse(&c.url) {
+            Ok(url) if !matches!(url.scheme(), "ldap" | "ldaps") => self.problem(
+                "source.url",
+                format!("scheme {:?} is not ldap or ldaps", url.scheme()),
+            ),
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+                self.problem("source.url", format!("{:?} names no host", c.url))
+            }
+            Ok(url) => {
+                if c.starttls && url.scheme() == "ldaps" {
+                    self.problem(
+                        "source.starttls",
+                        "ldaps:// is TLS from the first byte; use starttls = true only with ldap://",
+                    );
+                }
+            }
+            Err(e) => self.problem("source.url", format!("{:?} is not a URL: {e}", c.url)),
+        }
+        match (&c.bind_dn, &c.bind_password_file, &c.bind_password_env) {
+            (Some(_), Some(_), Some(_)) => self.problem(
+                "source",
+                "set only one of bind_password_file and bind_password_env",
+            ),
+            (Some(_), None, None) => self.problem(
+                "source",
+                "bind_dn is set: set bind_password_file or bind_password_env (the bind password)",
+            ),
+            (Some(dn), _, _) if dn.trim().is_empty() => self.problem(
+                "source.bind_dn",
+                "must not be empty (leave bind_dn out for an anonymous bind)",
+            ),
+            (None, Some(_), _) | (None, _, Some(_)) => self.problem(
+                "source",
+                "a bind password is set without bind_dn: set bind_dn (without it the bind is anonymous)",
+            ),
+            _ => {}
+        }
+        if c.page_size == Some(0) {
+            self.problem("source.page_size", "must be at least 1");
+        } else if c.page_size.is_some_and(|n| n > i32::MAX as u32) {
+            self.problem("source.page_size", "is too large");
+        }
+        for (key, filter) in [
+            ("user_filter", &c.user_filter),
+            ("group_filter", &c.group_filter),
+        ] {
+            if let Some(f) = filter {
+                if ldap3::parse_filter(f).is_err() {
+                    self.problem(
+                        format!("source.{key}"),
+                        format!("{f:?} is not a valid LDAP filter (RFC 4515), e.g. \"(objectClass=person)\""),
+                    );
+                }
+            }
+        }
+        for (table, map) in [
+            ("attributes", &c.attributes),
+            ("group_attributes", &c.group_attributes),
+        ] {
+            for (name, attr) in map {
+                if name.eq_ignore_ascii_case("objectId") && attr.trim().is_empty() {
+                    self.problem(
+                        format!("source.{table}.{name}"),
+                        "must name the attribute that holds the immutable id (entryUUID, objectGUID, …)",
+                    );
+                } else if !attr.is_empty() && !is_attribute_description(attr) {
+                    self.problem(
+                        format!("source.{table}.{name}"),
+                        format!("{attr:?} is not an LDAP attribute name"),
+                    );
+                }
+            }
+        }
+    }
+
     fn check_targets(&mut self, targets: &[TargetConfig]) {
         let mut names = BTreeSet::new();
         for (i, t) in targets.iter().enumerate() {
@@ -607,6 +713,24 @@ impl Loader<'_> {
             }
         }
     }
+}
+
+/// An attribute type name or OID, with options (`member;range=0-*`, `userCertificate;binary`).
+fn is_attribute_description(s: &str) -> bool {
+    let mut parts = s.split(';');
+    let base = parts.next().unwrap_or_default();
+    let name_ok = base.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid_ok = !base.is_empty()
+        && base
+            .split('.')
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    (name_ok || oid_ok)
+        && parts.all(|o| {
+            !o.is_empty()
+                && o.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '=' | '*'))
+        })
 }
 
 #[cfg(test)]
@@ -782,6 +906,69 @@ matching_precedence = 1
         let c = Config::parse(Path::new("x.toml"), text).expect("valid");
         assert_eq!(c.targets[0].user_mapping.len(), 5);
         assert_eq!(c.targets[0].mappings.user_matching().len(), 2);
+    }
+
+    fn ldap(source: &str) -> String {
+        GOOD.replace(
+            "kind = \"json\"\npath = \"directory.json\"",
+            &format!("kind = \"ldap\"\n{source}"),
+        )
+    }
+
+    #[test]
+    fn ldap_source_with_defaults() {
+        let text = ldap(
+            "url = \"ldaps://ldap.example.org\"\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"cn=svc,dc=example,dc=org\"\nbind_password_file = \"ldap.pw\"\n[source.attributes]\nobjectId = \"objectGUID\"\nmember = \"member;range=0-*\"",
+        );
+        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), &text).expect("valid");
+        let SourceConfig::Ldap(l) = &c.source else {
+            panic!("expected ldap")
+        };
+        assert_eq!(l.page_size(), 500);
+        assert_eq!(l.user_filter(), "(objectClass=inetOrgPerson)");
+        assert_eq!(l.groups_base_dn(), "dc=example,dc=org");
+        assert_eq!(
+            l.bind_password_file.as_deref(),
+            Some(Path::new("/etc/scimsync/ldap.pw"))
+        );
+    }
+
+    #[test]
+    fn ldap_source_problems_are_all_reported() {
+        let p = problems(&ldap(
+            "url = \"ldaps://h\"\nstarttls = true\nbase_dn = \"dc=x\"\nbind_dn = \"cn=svc\"\npage_size = 0\nuser_filter = \"(objectClass=person\"\n[source.attributes]\nobjectId = \"\"\nmail = \"e mail\"",
+        ));
+        for want in [
+            "source.starttls: ldaps:// is TLS from the first byte",
+            "source: bind_dn is set: set bind_password_file or bind_password_env",
+            "source.page_size: must be at least 1",
+            "source.user_filter: \"(objectClass=person\" is not a valid LDAP filter",
+            "source.attributes.objectId: must name the attribute",
+            "source.attributes.mail: \"e mail\" is not an LDAP attribute name",
+        ] {
+            assert!(p.iter().any(|p| p.starts_with(want)), "{want}: {p:?}");
+        }
+        let p = problems(&ldap(
+            "url = \"https://h\"\nbase_dn = \"dc=x\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"a\"\nbind_password_env = \"B\"",
+        ));
+        assert!(
+            p.iter()
+                .any(|p| p == "source.url: scheme \"https\" is not ldap or ldaps"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("source: set only one of bind_password_file")),
+            "{p:?}"
+        );
+        let p = problems(&ldap(
+            "url = \"ldap://h\"\nbase_dn = \"dc=x\"\nbind_password_env = \"B\"",
+        ));
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("source: a bind password is set without bind_dn")),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! to the Entra names (`objectId`, `mail`, `givenName`, …) before anything else sees them.
 
 pub mod json;
+pub mod ldap;
 
 use crate::config::SourceConfig;
 use crate::ids::SourceId;
@@ -22,6 +23,9 @@ pub enum SourceError {
         path: std::path::PathBuf,
         message: String,
     },
+    /// An LDAP read that failed or ended early: unreachable, TLS, bind, a bad filter, a limit.
+    #[error("{url}: {message}")]
+    Ldap { url: String, message: String },
     #[error("{0}")]
     Unsupported(String),
 }
@@ -142,10 +146,7 @@ pub fn find_in<'a>(dir: &'a Directory, key: &str) -> Option<&'a SourceObject> {
 pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
     match config {
         SourceConfig::Json(c) => Ok(Box::new(json::JsonSource::new(c.path.clone()))),
-        SourceConfig::Ldap(c) => Err(SourceError::Unsupported(format!(
-            "source kind \"ldap\" ({}) is not implemented yet",
-            c.url
-        ))),
+        SourceConfig::Ldap(c) => Ok(Box::new(ldap::LdapSource::new((**c).clone()))),
     }
 }
 

@@ -7,15 +7,18 @@
 //! - [`RecordingProxy`]: forwards to a server unchanged and records every call; the place
 //!   where faults get injected ([`Fault`]).
 //! - [`Workspace`]: a temporary directory to write configuration into and run `scimsync` in.
+//! - [`Slapd`]: a private OpenLDAP server on a free loopback port, loaded from LDIF.
 #![allow(dead_code, unused_imports)]
 
 pub mod env;
 mod proxy;
 mod scim_server;
+mod slapd;
 mod workspace;
 
 pub use proxy::{Fault, RandomFaults, Recorded, RecordingProxy};
 pub use scim_server::ScimServer;
+pub use slapd::{Slapd, SERVICE_DN, SUFFIX};
 pub use workspace::{RunOutput, Running, Workspace};
 
 use std::future::Future;
@@ -53,7 +56,7 @@ pub fn scim2_server_bin() -> PathBuf {
 pub fn ensure_peers() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        if scim2_server_bin().exists() {
+        if scim2_server_bin().exists() && Path::new("/usr/sbin/slapd").exists() {
             return;
         }
         let script = repo_root().join("scripts/install-peers");

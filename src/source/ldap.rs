@@ -1,0 +1,594 @@
+//! The LDAP connector (OpenLDAP, Active Directory): one connection per read, a simple bind, and
+//! paged searches for users and groups.
+//!
+//! Every search carries the Simple Paged Results control (RFC 2696), so a server's size limit
+//! never cuts a read short; a search that still ends early (a limit, a referral, a lost
+//! connection, any result other than success) fails the whole read, so that the cycle stops
+//! before planning and nobody is deprovisioned because of a partial read.
+
+mod ad;
+mod entry;
+
+use self::ad::RangeReader;
+use self::entry::{Converter, Entry};
+use super::{find_in, Directory, Source, SourceError, SourceObject};
+use crate::config::LdapSourceConfig;
+use crate::secret;
+use ldap3::controls::{Control, ControlType, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// How long to wait for the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for any one answer (a bind, a page, a range).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct LdapSource {
+    config: LdapSourceConfig,
+    convert: Converter,
+}
+
+impl LdapSource {
+    pub fn new(config: LdapSourceConfig) -> Self {
+        let convert = Converter::new(&config.attributes, &config.group_attributes);
+        Self { config, convert }
+    }
+
+    fn error(&self, message: impl Into<String>) -> SourceError {
+        SourceError::Ldap {
+            url: self.config.url.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn uses_tls(&self) -> bool {
+        self.config.starttls || self.config.url.to_ascii_lowercase().starts_with("ldaps:")
+    }
+
+    /// Connects (TCP, then TLS or StartTLS) and binds.
+    async fn connect(&self) -> Result<Session<'_>, SourceError> {
+        let url = reqwest::Url::parse(&self.config.url)
+            .map_err(|e| self.error(format!("not a URL: {e}")))?;
+        let ldaps = url.scheme() == "ldaps";
+        let host = url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+            .ok_or_else(|| self.error("the URL names no host"))?;
+        let port = url.port().unwrap_or(if ldaps { 636 } else { 389 });
+        if self.uses_tls() && self.config.tls_insecure {
+            tracing::warn!(url = %self.config.url, "TLS certificate verification is off (tls_insecure = true): anyone on the network path can pose as the directory and read the bind password.");
+        }
+
+        // The TCP connection is made here, apart from the TLS handshake, so that "unreachable"
+        // and "TLS failed" are told apart.
+        let tcp = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                return Err(self.error(format!(
+                    "the LDAP server is unreachable: cannot connect to {host}:{port}: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(self.error(format!(
+                    "the LDAP server is unreachable: no answer from {host}:{port} within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+        };
+        let tcp = tcp
+            .into_std()
+            .map_err(|e| self.error(format!("cannot use the connection to {host}:{port}: {e}")))?;
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(CONNECT_TIMEOUT)
+            .set_std_stream(ldap3::StdStream::Tcp(tcp))
+            .set_starttls(self.config.starttls && !ldaps);
+        if self.uses_tls() {
+            let tls = tls_config(&self.config).map_err(|e| self.error(e))?;
+            settings = settings
+                .set_config(tls)
+                .set_no_tls_verify(self.config.tls_insecure);
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
+            .await
+            .map_err(|e| self.error(self.connect_error(&host, e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                tracing::debug!(error = %e, "The LDAP connection ended with an error.");
+            }
+        });
+
+        if let Some(dn) = &self.config.bind_dn {
+            let password = secret::read(
+                self.config.bind_password_file.as_deref(),
+                self.config.bind_password_env.as_deref(),
+            )
+            .map_err(|e| self.error(format!("bind password for {dn:?}: {e}")))?;
+            let result = ldap
+                .with_timeout(OPERATION_TIMEOUT)
+                .simple_bind(dn, password.expose())
+                .await
+                .map_err(|e| self.error(format!("bind as {dn:?} failed: {}", op_error(e))))?;
+            if result.rc != 0 {
+                return Err(self.error(format!("bind as {dn:?} failed: {}", describe(&result))));
+            }
+        }
+        Ok(Session { source: self, ldap })
+    }
+
+    /// Says which step of connecting failed: TLS, StartTLS or the connection itself.
+    fn connect_error(&self, host: &str, e: LdapError) -> String {
+        let tls_hint = if self.config.tls_insecure {
+            ""
+        } else {
+            " (is the server certificate signed by a CA in the system store or ca_file, and issued for this host name?)"
+        };
+        match e {
+            LdapError::Io { source } => match source
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => format!("TLS handshake with {host} failed: {tls}{tls_hint}"),
+                None if self.uses_tls() => format!(
+                    "TLS handshake with {host} failed: {source} (does the server speak TLS on this port?)"
+                ),
+                None => format!("the connection to {host} failed: {source}"),
+            },
+            LdapError::LdapResult { result } => {
+                format!("StartTLS refused by the server: {}", describe(&result))
+            }
+            LdapError::Rustls { source } => {
+                format!("TLS handshake with {host} failed: {source}{tls_hint}")
+            }
+            LdapError::DNSName { .. } => format!(
+                "TLS: {host:?} is not a valid name to check the server certificate against"
+            ),
+            other => format!("cannot open the LDAP connection to {host}: {other}"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for LdapSource {
+    async fn read(&self) -> Result<Directory, SourceError> {
+        let c = &self.config;
+        let mut session = self.connect().await?;
+        let user_attrs = self.convert.user_attrs();
+        let group_attrs = self.convert.group_attrs();
+        let users = session
+            .search(
+                "users",
+                "user_filter",
+                c.users_base_dn(),
+                c.user_filter(),
+                &user_attrs,
+            )
+            .await?;
+        let mut groups = session
+            .search(
+                "groups",
+                "group_filter",
+                c.groups_base_dn(),
+                c.group_filter(),
+                &group_attrs,
+            )
+            .await?;
+        for group in groups.iter_mut().filter(|g| !g.pending.is_empty()) {
+            ad::complete_ranges(group, &mut session).await?;
+        }
+        session.close().await;
+        let dir = self
+            .convert
+            .directory(&users, &groups)
+            .map_err(|e| self.error(e))?;
+        tracing::debug!(
+            users = dir.users.len(),
+            groups = dir.groups.len(),
+            "Read the LDAP directory."
+        );
+        Ok(dir)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "ldap directory {} ({})",
+            self.config.url, self.config.base_dn
+        )
+    }
+
+    /// One search for the user whose objectId, mail, userPrincipalName or mailNickname is
+    /// `key`, with the key escaped for the filter.
+    async fn find_user(&self, key: &str) -> Result<Option<SourceObject>, SourceError> {
+        let c = &self.config;
+        let filter = format!(
+            "(&{}{})",
+            parenthesized(c.user_filter()),
+            lookup_filter(&self.convert, key)
+        );
+        let mut session = self.connect().await?;
+        let entries = session
+            .search(
+                "users",
+                "user_filter",
+                c.users_base_dn(),
+                &filter,
+                &self.convert.user_attrs(),
+            )
+            .await?;
+        session.close().await;
+        let mut dir = Directory::default();
+        for e in &entries {
+            match self.convert.user(e) {
+                Ok(u) => dir.users.push(u),
+                Err(r) => tracing::warn!(reason = %r.reason, "Skipped a directory entry."),
+            }
+        }
+        Ok(find_in(&dir, key).cloned())
+    }
+}
+
+/// The part of a lookup filter that matches `key` against the user's objectId, mail,
+/// userPrincipalName and mailNickname attributes.
+fn lookup_filter(convert: &Converter, key: &str) -> String {
+    let mut clauses = Vec::new();
+    let id_attr = convert.users.object_id();
+    if id_attr.eq_ignore_ascii_case("objectGUID") {
+        // A binary attribute: the filter carries the 16 bytes, each escaped.
+        if let Some(bytes) = ad::guid_bytes(key) {
+            let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+            clauses.push(format!("(objectGUID={escaped})"));
+        }
+    } else if id_attr.eq_ignore_ascii_case("entryUUID") {
+        // entryUUID only takes UUIDs: another assertion value is an error on some servers.
+        if uuid::Uuid::parse_str(key).is_ok() {
+            clauses.push(format!("(entryUUID={})", ldap3::ldap_escape(key)));
+        }
+    } else {
+        clauses.push(format!("({id_attr}={})", ldap3::ldap_escape(key)));
+    }
+    for name in ["mail", "userPrincipalName", "mailNickname"] {
+        if let Some(attr) = convert.users.get(name) {
+            let clause = format!("({attr}={})", ldap3::ldap_escape(key));
+            if !clauses.contains(&clause) {
+                clauses.push(clause);
+            }
+        }
+    }
+    if clauses.is_empty() {
+        // Nothing can match; keep the filter valid.
+        return "(!(objectClass=*))".to_owned();
+    }
+    format!("(|{})", clauses.concat())
+}
+
+fn parenthesized(filter: &str) -> String {
+    let f = filter.trim();
+    if f.starts_with('(') {
+        f.to_owned()
+    } else {
+        format!("({f})")
+    }
+}
+
+/// One bound connection.
+struct Session<'a> {
+    source: &'a LdapSource,
+    ldap: Ldap,
+}
+
+impl Session<'_> {
+    /// A subtree search, page by page, until the server says the result is complete. Any page
+    /// that does not end in success fails the search.
+    async fn search(
+        &mut self,
+        what: &str,
+        filter_key: &str,
+        base: &str,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Vec<Entry>, SourceError> {
+        let page_size = i32::try_from(self.source.config.page_size()).unwrap_or(i32::MAX);
+        let mut entries = Vec::new();
+        let mut cookie = Vec::new();
+        loop {
+            let control = PagedResults {
+                size: page_size,
+                cookie: std::mem::take(&mut cookie),
+            };
+            let result = self
+                .ldap
+                .with_controls(control)
+                .with_timeout(OPERATION_TIMEOUT)
+                .search(base, Scope::Subtree, filter, attrs)
+                .await;
+            let ldap3::SearchResult(page, result) = match result {
+                Ok(r) => r,
+                Err(LdapError::FilterParsing) => {
+                    return Err(self.source.error(format!(
+                        "{filter_key} {filter:?} is not a valid LDAP filter (RFC 4515)"
+                    )))
+                }
+                Err(e) => {
+                    return Err(self.source.error(format!(
+                        "reading {what} under {base:?} failed: {}; nothing was planned",
+                        op_error(e)
+                    )))
+                }
+            };
+            if result.rc != 0 {
+                return Err(self.source.error(format!(
+                    "reading {what} under {base:?} ended early after {} entries: {}{}; nothing was planned",
+                    entries.len() + page.len(),
+                    describe(&result),
+                    hint(&result)
+                )));
+            }
+            if !result.refs.is_empty() {
+                return Err(self.source.error(format!(
+                    "reading {what} under {base:?} returned referrals to {}, which scimsync does not follow; set the base DN to a naming context this server holds. Nothing was planned",
+                    result.refs.join(", ")
+                )));
+            }
+            entries.extend(
+                page.into_iter()
+                    .filter(|e| !e.is_ref() && !e.is_intermediate())
+                    .map(|e| Entry::from_search(SearchEntry::construct(e))),
+            );
+            let next = result.ctrls.iter().find_map(|c| match c {
+                Control(Some(ControlType::PagedResults), raw) => {
+                    Some(raw.parse::<PagedResults>().cookie)
+                }
+                _ => None,
+            });
+            match next {
+                Some(next) if !next.is_empty() => cookie = next,
+                // An empty cookie: the last page. No control at all: the server ignored
+                // paging (it is not critical) and sent everything in one successful answer.
+                _ => break,
+            }
+        }
+        tracing::debug!(what, base, entries = entries.len(), "Read LDAP entries.");
+        Ok(entries)
+    }
+
+    async fn close(mut self) {
+        // The read is complete; an unbind that fails changes nothing.
+        let _ = self.ldap.unbind().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl RangeReader for Session<'_> {
+    async fn read_range(&mut self, dn: &str, attr: &str) -> Result<Entry, SourceError> {
+        let result = self
+            .ldap
+            .with_timeout(OPERATION_TIMEOUT)
+            .search(dn, Scope::Base, "(objectClass=*)", vec![attr])
+            .await
+            .map_err(|e| {
+                self.source
+                    .error(format!("reading {attr} of {dn:?} failed: {}", op_error(e)))
+            })?;
+        let ldap3::SearchResult(mut page, result) = result;
+        if result.rc != 0 {
+            return Err(self.source.error(format!(
+                "reading {attr} of {dn:?} failed: {}; nothing was planned",
+                describe(&result)
+            )));
+        }
+        match page.pop() {
+            Some(e) => Ok(Entry::from_search(SearchEntry::construct(e))),
+            None => Err(self
+                .source
+                .error(format!("reading {attr} of {dn:?} returned no entry"))),
+        }
+    }
+
+    fn no_progress(&self, message: String) -> SourceError {
+        self.source.error(message)
+    }
+}
+
+/// A result code by name and number, with the server's diagnostic text.
+fn describe(r: &LdapResult) -> String {
+    // ldap3 prints "rc=49 (invalidCredentials), dn: …, text: …"; keep the name.
+    let shown = r.to_string();
+    let name = shown
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(n, _)| n)
+        .unwrap_or("error");
+    let mut out = format!("{name} ({})", r.rc);
+    if !r.text.trim().is_empty() {
+        out.push_str(&format!(": {}", r.text.trim()));
+    }
+    out
+}
+
+fn hint(r: &LdapResult) -> &'static str {
+    match r.rc {
+        3 => " (the server's time limit for this account)",
+        4 => " (the server's size limit for this account; page_size must not exceed it)",
+        11 => " (an administrative limit; lower page_size)",
+        _ => "",
+    }
+}
+
+/// An operation that did not get a result: the connection, a timeout, the protocol.
+fn op_error(e: LdapError) -> String {
+    match e {
+        LdapError::Timeout { .. } => format!("no answer within {} s", OPERATION_TIMEOUT.as_secs()),
+        LdapError::EndOfStream | LdapError::OpSend { .. } | LdapError::ResultRecv { .. } => {
+            "the connection was lost".to_owned()
+        }
+        LdapError::Io { source } => format!("the connection was lost: {source}"),
+        LdapError::LdapResult { result } => describe(&result),
+        other => other.to_string(),
+    }
+}
+
+/// The TLS settings: the system's roots plus `ca_file`, or no verification at all where
+/// `tls_insecure` says so. The crypto provider is named here, since the process has two
+/// (reqwest's and this one) and rustls will not choose between them.
+fn tls_config(c: &LdapSourceConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    if c.tls_insecure {
+        return Ok(Arc::new(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+                .with_no_client_auth(),
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(system_roots().iter().cloned());
+    if let Some(path) = &c.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("ca_file {}: cannot read: {e}", path.display()))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!(
+                "ca_file {}: holds no PEM certificate",
+                path.display()
+            ));
+        }
+    }
+    Ok(Arc::new(
+        builder.with_root_certificates(roots).with_no_client_auth(),
+    ))
+}
+
+/// The system's trusted roots, read once per process.
+fn system_roots() -> &'static [rustls::pki_types::TrustAnchor<'static>] {
+    static ROOTS: OnceLock<Vec<rustls::pki_types::TrustAnchor<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut store = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = store.add_parsable_certificates(found.certs);
+        tracing::debug!(added, "Loaded the system's TLS roots.");
+        store.roots
+    })
+}
+
+/// Accepts any server certificate (`tls_insecure = true`); signatures are still checked, so
+/// the handshake itself is sound.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_filters_escape_the_key() {
+        let c = Converter::new(&Default::default(), &Default::default());
+        assert_eq!(
+            lookup_filter(&c, "ada*)(uid=*"),
+            r"(|(mail=ada\2a\29\28uid=\2a)(uid=ada\2a\29\28uid=\2a))"
+        );
+        assert_eq!(
+            lookup_filter(&c, "7d1c9a2e-0000-4000-8000-000000000001"),
+            "(|(entryUUID=7d1c9a2e-0000-4000-8000-000000000001)(mail=7d1c9a2e-0000-4000-8000-000000000001)(uid=7d1c9a2e-0000-4000-8000-000000000001))"
+        );
+        let ad: std::collections::BTreeMap<String, String> = [
+            ("objectId", "objectGUID"),
+            ("userPrincipalName", "userPrincipalName"),
+        ]
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+        let c = Converter::new(&ad, &Default::default());
+        let f = lookup_filter(&c, "00112233-4455-6677-8899-aabbccddeeff");
+        assert!(
+            f.starts_with(r"(|(objectGUID=\33\22\11\00\55\44\77\66\88\99\aa\bb\cc\dd\ee\ff)"),
+            "{f}"
+        );
+        assert!(f.contains("(userPrincipalName=00112233-"), "{f}");
+        assert!(ldap3::parse_filter(&f).is_ok(), "{f}");
+    }
+
+    #[test]
+    fn result_codes_read_by_name_with_the_diagnostic() {
+        let r = LdapResult {
+            rc: 49,
+            matched: String::new(),
+            text: "80090308: LdapErr: DSID-0C09042A, data 52e".into(),
+            refs: vec![],
+            ctrls: vec![],
+        };
+        assert_eq!(
+            describe(&r),
+            "invalidCredentials (49): 80090308: LdapErr: DSID-0C09042A, data 52e"
+        );
+        let r = LdapResult {
+            rc: 4,
+            text: String::new(),
+            ..r
+        };
+        assert_eq!(describe(&r), "sizeLimitExceeded (4)");
+    }
+}
