@@ -211,24 +211,35 @@ async fn read_source(config: &Config) -> Result<Directory, i32> {
     })
 }
 
-/// `sync` and `plan`: one cycle (or plan) of every target or one; `json` prints the plan as
-/// one document.
-async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: bool) -> i32 {
-    let config = &*ctx.config;
-    let store = &*ctx.store;
-    let targets: Vec<&TargetConfig> = match only {
+/// Every target, or the one `--target` names (exit 64 for an unknown name).
+pub(crate) fn select_targets<'a>(
+    config: &'a Config,
+    only: Option<&str>,
+) -> Result<Vec<&'a TargetConfig>, i32> {
+    match only {
         Some(name) => match config.target(name) {
-            Some(t) => vec![t],
+            Some(t) => Ok(vec![t]),
             None => {
                 let known: Vec<_> = config.targets.iter().map(|t| t.name.as_str()).collect();
                 err!(
                     "--target: no target named {name:?} in {} (configured: {known:?})",
                     config.path.display()
                 );
-                return EXIT_USAGE;
+                Err(EXIT_USAGE)
             }
         },
-        None => config.targets.iter().collect(),
+        None => Ok(config.targets.iter().collect()),
+    }
+}
+
+/// `sync` and `plan`: one cycle (or plan) of every target or one; `json` prints the plan as
+/// one document.
+async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: bool) -> i32 {
+    let config = &*ctx.config;
+    let store = &*ctx.store;
+    let targets = match select_targets(config, only) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let dir = match read_source(config).await {
         Ok(d) => d,
@@ -345,25 +356,8 @@ fn print_report(r: &CycleReport) {
     }
 }
 
-fn show(v: &Option<Json>) -> String {
-    match v {
-        Some(v) => v.to_string(),
-        None => "(none)".to_owned(),
-    }
-}
-
 fn show_changes(changes: &[Change], desired: &crate::mapping::Desired) -> String {
-    changes
-        .iter()
-        .map(|c| {
-            if desired.redacted.contains(&c.path) {
-                format!("{}: [Redact] -> [Redact]", c.path)
-            } else {
-                format!("{}: {} -> {}", c.path, show(&c.old), show(&c.new))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    engine::shown_changes(desired, changes).join("; ")
 }
 
 fn show_attrs(desired: &crate::mapping::Desired) -> String {

@@ -2,27 +2,16 @@
 //! provision-on-demand does (import, scope, match, action, group memberships).
 
 use super::control::Ctx;
-use super::{err, out, read_source, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
-use crate::config::TargetConfig;
+use super::{err, out, read_source, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
 use crate::engine::provision::{self, ProvisionReport, Who};
 use crate::ids::TargetName;
 use crate::source;
 
 pub async fn provision(ctx: &Ctx, user: &str, only: Option<&str>, dry_run: bool) -> i32 {
     let config = &*ctx.config;
-    let targets: Vec<&TargetConfig> = match only {
-        Some(name) => match config.target(name) {
-            Some(t) => vec![t],
-            None => {
-                let known: Vec<_> = config.targets.iter().map(|t| t.name.as_str()).collect();
-                err!(
-                    "--target: no target named {name:?} in {} (configured: {known:?})",
-                    config.path.display()
-                );
-                return EXIT_USAGE;
-            }
-        },
-        None => config.targets.iter().collect(),
+    let targets = match super::select_targets(config, only) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let dir = match read_source(config).await {
         Ok(d) => d,

@@ -664,7 +664,8 @@ fn change_ops(changes: &[Change]) -> Vec<Json> {
         .collect()
 }
 
-fn shown_changes(desired: &Desired, changes: &[Change]) -> Vec<String> {
+/// Attribute changes as a person reads them, `path: old -> new`, with `Redact()` values hidden.
+pub(crate) fn shown_changes(desired: &Desired, changes: &[Change]) -> Vec<String> {
     let show = |v: &Option<Json>, p: &str| match v {
         Some(v) => desired.shown(p, v),
         None => "(none)".to_owned(),

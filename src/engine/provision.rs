@@ -241,7 +241,7 @@ pub async fn provision(
                 desired,
             }) => {
                 r.action = "update".into();
-                r.changes = shown(&desired, &changes);
+                r.changes = super::shown_changes(&desired, &changes);
                 if !dry_run && !stop.is_cancelled() {
                     let o = exec
                         .user(UserOp::Update {
@@ -286,7 +286,7 @@ pub async fn provision(
                     .collect();
                 let changes = plan::diff(&current, &desired.attrs);
                 r.action = format!("update (adopt account {scim_id} matched by {by})");
-                r.changes = shown(desired, &changes);
+                r.changes = super::shown_changes(desired, &changes);
                 if !dry_run && !stop.is_cancelled() {
                     let o = exec.adopt_user(&id, desired, &resource, by).await;
                     finish(&mut r, o, &scim_id);
@@ -399,24 +399,6 @@ fn finish(r: &mut ProvisionReport, o: Outcome, scim_id: &ScimId) {
     };
     r.result = Some(text);
     r.failed |= failed;
-}
-
-fn shown(desired: &Desired, changes: &[Change]) -> Vec<String> {
-    let show = |v: &Option<Json>, p: &str| match v {
-        Some(v) => desired.shown(p, v),
-        None => "(none)".to_owned(),
-    };
-    changes
-        .iter()
-        .map(|c| {
-            format!(
-                "{}: {} -> {}",
-                c.path,
-                show(&c.old, &c.path),
-                show(&c.new, &c.path)
-            )
-        })
-        .collect()
 }
 
 /// The engine's matching ([`Executor::find`]), with each query and its hits written down.
