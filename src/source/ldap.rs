@@ -15,7 +15,7 @@ use super::{find_in, Directory, Source, SourceError, SourceObject};
 use crate::config::LdapSourceConfig;
 use crate::secret;
 use ldap3::controls::{Control, ControlType, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -50,8 +50,9 @@ impl LdapSource {
         self.config.starttls || self.config.url.to_ascii_lowercase().starts_with("ldaps:")
     }
 
-    /// Connects (TCP, then TLS or StartTLS) and binds.
-    async fn connect(&self) -> Result<Session<'_>, SourceError> {
+    /// Connects: TCP, then TLS or StartTLS. The session is not bound yet, and works only
+    /// inside [`drive`] with the connection returned next to it.
+    async fn connect(&self) -> Result<(Session<'_>, LdapConnAsync), SourceError> {
         let url = reqwest::Url::parse(&self.config.url)
             .map_err(|e| self.error(format!("not a URL: {e}")))?;
         let ldaps = url.scheme() == "ldaps";
@@ -98,31 +99,10 @@ impl LdapSource {
                 .set_config(tls)
                 .set_no_tls_verify(self.config.tls_insecure);
         }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
+        let (conn, ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
             .await
             .map_err(|e| self.error(self.connect_error(&host, e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.drive().await {
-                tracing::debug!(error = %e, "The LDAP connection ended with an error.");
-            }
-        });
-
-        if let Some(dn) = &self.config.bind_dn {
-            let password = secret::read(
-                self.config.bind_password_file.as_deref(),
-                self.config.bind_password_env.as_deref(),
-            )
-            .map_err(|e| self.error(format!("bind password for {dn:?}: {e}")))?;
-            let result = ldap
-                .with_timeout(OPERATION_TIMEOUT)
-                .simple_bind(dn, password.expose())
-                .await
-                .map_err(|e| self.error(format!("bind as {dn:?} failed: {}", op_error(e))))?;
-            if result.rc != 0 {
-                return Err(self.error(format!("bind as {dn:?} failed: {}", describe(&result))));
-            }
-        }
-        Ok(Session { source: self, ldap })
+        Ok((Session { source: self, ldap }, conn))
     }
 
     /// Says which step of connecting failed: TLS, StartTLS or the connection itself.
@@ -161,31 +141,36 @@ impl LdapSource {
 impl Source for LdapSource {
     async fn read(&self) -> Result<Directory, SourceError> {
         let c = &self.config;
-        let mut session = self.connect().await?;
         let user_attrs = self.convert.user_attrs();
         let group_attrs = self.convert.group_attrs();
-        let users = session
-            .search(
-                "users",
-                "user_filter",
-                c.users_base_dn(),
-                c.user_filter(),
-                &user_attrs,
-            )
-            .await?;
-        let mut groups = session
-            .search(
-                "groups",
-                "group_filter",
-                c.groups_base_dn(),
-                c.group_filter(),
-                &group_attrs,
-            )
-            .await?;
-        for group in groups.iter_mut().filter(|g| !g.pending.is_empty()) {
-            ad::complete_ranges(group, &mut session).await?;
-        }
-        session.close().await;
+        let (mut session, conn) = self.connect().await?;
+        let (users, groups) = drive(conn, async {
+            session.bind().await?;
+            let users = session
+                .search(
+                    "users",
+                    "user_filter",
+                    c.users_base_dn(),
+                    c.user_filter(),
+                    &user_attrs,
+                )
+                .await?;
+            let mut groups = session
+                .search(
+                    "groups",
+                    "group_filter",
+                    c.groups_base_dn(),
+                    c.group_filter(),
+                    &group_attrs,
+                )
+                .await?;
+            for group in groups.iter_mut().filter(|g| !g.pending.is_empty()) {
+                ad::complete_ranges(group, &mut session).await?;
+            }
+            session.close().await;
+            Ok::<_, SourceError>((users, groups))
+        })
+        .await?;
         let dir = self
             .convert
             .directory(&users, &groups)
@@ -214,17 +199,22 @@ impl Source for LdapSource {
             parenthesized(c.user_filter()),
             lookup_filter(&self.convert, key)
         );
-        let mut session = self.connect().await?;
-        let entries = session
-            .search(
-                "users",
-                "user_filter",
-                c.users_base_dn(),
-                &filter,
-                &self.convert.user_attrs(),
-            )
-            .await?;
-        session.close().await;
+        let (mut session, conn) = self.connect().await?;
+        let entries = drive(conn, async {
+            session.bind().await?;
+            let entries = session
+                .search(
+                    "users",
+                    "user_filter",
+                    c.users_base_dn(),
+                    &filter,
+                    &self.convert.user_attrs(),
+                )
+                .await?;
+            session.close().await;
+            Ok::<_, SourceError>(entries)
+        })
+        .await?;
         let mut dir = Directory::default();
         for e in &entries {
             match self.convert.user(e) {
@@ -285,7 +275,47 @@ struct Session<'a> {
     ldap: Ldap,
 }
 
+/// Runs `work` while driving the connection in the same task, rather than in a task of its
+/// own: the entries are then decoded and dropped on one thread, which spares the allocator the
+/// frees of blocks allocated on another thread. Dropping the connection once `work` is done
+/// changes nothing: `work` ends with an unbind, which closes it.
+async fn drive<T>(conn: LdapConnAsync, work: impl std::future::Future<Output = T>) -> T {
+    let driver = async move {
+        if let Err(e) = conn.drive().await {
+            tracing::debug!(error = %e, "The LDAP connection ended with an error.");
+        }
+    };
+    tokio::pin!(driver, work);
+    tokio::select! {
+        out = &mut work => out,
+        // The connection ended first: the operations under way fail on their own.
+        () = &mut driver => work.await,
+    }
+}
+
 impl Session<'_> {
+    /// The simple bind, where a bind DN is configured.
+    async fn bind(&mut self) -> Result<(), SourceError> {
+        let source = self.source;
+        if let Some(dn) = &source.config.bind_dn {
+            let password = secret::read(
+                source.config.bind_password_file.as_deref(),
+                source.config.bind_password_env.as_deref(),
+            )
+            .map_err(|e| source.error(format!("bind password for {dn:?}: {e}")))?;
+            let result = self
+                .ldap
+                .with_timeout(OPERATION_TIMEOUT)
+                .simple_bind(dn, password.expose())
+                .await
+                .map_err(|e| source.error(format!("bind as {dn:?} failed: {}", op_error(e))))?;
+            if result.rc != 0 {
+                return Err(source.error(format!("bind as {dn:?} failed: {}", describe(&result))));
+            }
+        }
+        Ok(())
+    }
+
     /// A subtree search, page by page, until the server says the result is complete. Any page
     /// that does not end in success fails the search.
     async fn search(
@@ -338,11 +368,16 @@ impl Session<'_> {
                     result.refs.join(", ")
                 )));
             }
-            entries.extend(
-                page.into_iter()
-                    .filter(|e| !e.is_ref() && !e.is_intermediate())
-                    .map(|e| Entry::from_search(SearchEntry::construct(e))),
-            );
+            for e in page {
+                if e.is_ref() || e.is_intermediate() {
+                    continue;
+                }
+                entries.push(Entry::from_result(e).ok_or_else(|| {
+                    self.source.error(format!(
+                        "reading {what} under {base:?} failed: the server sent an entry that is not valid BER; nothing was planned"
+                    ))
+                })?);
+            }
             let next = result.ctrls.iter().find_map(|c| match c {
                 Control(Some(ControlType::PagedResults), raw) => {
                     Some(raw.parse::<PagedResults>().cookie)
@@ -386,7 +421,11 @@ impl RangeReader for Session<'_> {
             )));
         }
         match page.pop() {
-            Some(e) => Ok(Entry::from_search(SearchEntry::construct(e))),
+            Some(e) => Entry::from_result(e).ok_or_else(|| {
+                self.source.error(format!(
+                    "reading {attr} of {dn:?} failed: the server sent an entry that is not valid BER"
+                ))
+            }),
             None => Err(self
                 .source
                 .error(format!("reading {attr} of {dn:?} returned no entry"))),

@@ -61,7 +61,7 @@ impl SourceObject {
     }
 
     pub fn get(&self, name: &str) -> Option<&AttrValue> {
-        self.attrs.get(&name.to_lowercase()).map(|(_, v)| v)
+        with_key(name, |key| self.attrs.get(key)).map(|(_, v)| v)
     }
 
     /// A single-valued attribute as a string (the first value of a multi-valued one).
@@ -73,7 +73,7 @@ impl SourceObject {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.attrs.contains_key(&name.to_lowercase())
+        with_key(name, |key| self.attrs.contains_key(key))
     }
 
     /// The attributes with their source spelling, in a stable order.
@@ -151,6 +151,21 @@ pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
 }
 
 /// Computes `IsSoftDeleted` where the source did not give it: a disabled or deleted account.
+/// Calls `f` with the lower-cased `name`, the key of an attribute: short ASCII names (all the
+/// usual ones) are lower-cased on the stack, so a lookup allocates nothing.
+fn with_key<T>(name: &str, f: impl FnOnce(&str) -> T) -> T {
+    let mut buf = [0u8; 64];
+    if name.is_ascii() && name.len() <= buf.len() {
+        let key = &mut buf[..name.len()];
+        key.copy_from_slice(name.as_bytes());
+        key.make_ascii_lowercase();
+        if let Ok(key) = std::str::from_utf8(key) {
+            return f(key);
+        }
+    }
+    f(&name.to_lowercase())
+}
+
 pub(crate) fn compute_soft_deleted(o: &mut SourceObject) {
     if o.has("IsSoftDeleted") {
         return;

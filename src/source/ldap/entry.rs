@@ -26,6 +26,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// An entry from attribute descriptions and their values, in the server's spelling.
+    #[cfg(test)]
     pub(crate) fn new<N, V>(dn: &str, attrs: impl IntoIterator<Item = (N, Vec<V>)>) -> Entry
     where
         N: AsRef<str>,
@@ -36,24 +37,10 @@ impl Entry {
             ..Entry::default()
         };
         for (name, values) in attrs {
-            let values = values.into_iter().map(Into::into);
-            let name = name.as_ref();
-            match Range::parse(name) {
-                Some(range) => {
-                    e.slot(&range.attr).extend(values);
-                    if range.end.is_some() {
-                        e.pending.push(range);
-                    }
-                }
-                None => {
-                    let slot = e.slot(name);
-                    if slot.is_empty() {
-                        *slot = values.collect();
-                    } else {
-                        slot.extend(values);
-                    }
-                }
-            }
+            e.add(
+                name.as_ref().to_owned(),
+                values.into_iter().map(Into::into).collect(),
+            );
         }
         e
     }
@@ -74,12 +61,57 @@ impl Entry {
     }
 
     /// Converts what `ldap3` parsed (text and binary values apart) into an entry.
+    #[cfg(test)]
     pub(crate) fn from_search(e: ldap3::SearchEntry) -> Entry {
         let text = e
             .attrs
             .into_iter()
             .map(|(n, v)| (n, v.into_iter().map(String::into_bytes).collect::<Vec<_>>()));
         Entry::new(&e.dn, text.chain(e.bin_attrs))
+    }
+
+    /// Decodes a search result entry straight from its BER structure, as
+    /// [`ldap3::SearchEntry::construct`] does, but without its maps and its copies: the values
+    /// are kept as the bytes the server sent. `None` for a structure that is not an entry.
+    pub(crate) fn from_result(e: ldap3::ResultEntry) -> Option<Entry> {
+        let mut parts = e.0.match_id(4)?.expect_constructed()?.into_iter();
+        let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+        let mut entry = Entry {
+            dn,
+            ..Entry::default()
+        };
+        for attr in parts.next()?.expect_constructed()? {
+            let mut attr = attr.expect_constructed()?.into_iter();
+            let name = String::from_utf8(attr.next()?.expect_primitive()?).ok()?;
+            let values = attr
+                .next()?
+                .expect_constructed()?
+                .into_iter()
+                .map(|v| v.expect_primitive())
+                .collect::<Option<Vec<_>>>()?;
+            entry.add(name, values);
+        }
+        Some(entry)
+    }
+
+    /// Adds the values of one attribute description, a ranged one included.
+    fn add(&mut self, name: String, values: Vec<Vec<u8>>) {
+        match Range::parse(&name) {
+            Some(range) => {
+                self.slot(&range.attr).extend(values);
+                if range.end.is_some() {
+                    self.pending.push(range);
+                }
+            }
+            None => match self
+                .attrs
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                Some((_, slot)) => slot.extend(values),
+                None => self.attrs.push((name, values)),
+            },
+        }
     }
 
     /// The values of one attribute (case-insensitive); empty when absent.
@@ -260,20 +292,16 @@ impl Converter {
             if name.eq_ignore_ascii_case("objectId") {
                 continue;
             }
-            let values = e
-                .values(attr)
-                .iter()
-                .map(|v| decode(attr, v))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|why| reject(Some(id.clone()), why))?;
-            match values.len() {
-                0 => {}
-                1 => o.set(
-                    name,
-                    AttrValue::Single(values.into_iter().next().unwrap_or_default()),
-                ),
-                _ => o.set(name, AttrValue::Multi(values)),
-            }
+            let value = match e.values(attr) {
+                [] => continue,
+                [one] => decode(attr, one).map(AttrValue::Single),
+                many => many
+                    .iter()
+                    .map(|v| decode(attr, v))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(AttrValue::Multi),
+            };
+            o.set(name, value.map_err(|why| reject(Some(id.clone()), why))?);
         }
         o.set("dn", AttrValue::Single(e.dn.clone()));
         Ok(o)
@@ -353,13 +381,14 @@ impl Converter {
         }
         for (e, object) in objects {
             let mut members = Vec::new();
-            let mut added = BTreeSet::new();
+            let mut added: BTreeSet<&SourceId> = BTreeSet::new();
             for attr in &self.member_attrs {
                 for v in e.values(attr) {
-                    let dn = member_dn(&String::from_utf8_lossy(v));
-                    match by_dn.get(&normalize_dn(&dn)) {
+                    let value = String::from_utf8_lossy(v);
+                    let dn = member_dn(&value);
+                    match by_dn.get(&normalize_dn(dn)) {
                         Some(id) => {
-                            if added.insert(id.clone()) {
+                            if added.insert(id) {
                                 members.push(id.clone());
                             }
                         }
@@ -373,7 +402,7 @@ impl Converter {
                 let uid = String::from_utf8_lossy(v);
                 match by_uid.get(&uid.to_lowercase()) {
                     Some(id) => {
-                        if added.insert(id.clone()) {
+                        if added.insert(id) {
                             members.push(id.clone());
                         }
                     }
@@ -400,14 +429,14 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 
 /// A `uniqueMember` value may end with an optional UID (`cn=a,dc=x#'0101'B`, RFC 4517's
 /// NameAndOptionalUID); only the DN names the member.
-fn member_dn(value: &str) -> String {
+fn member_dn(value: &str) -> &str {
     if let Some((dn, uid)) = value.rsplit_once('#') {
         let bits = uid.strip_prefix('\'').and_then(|u| u.strip_suffix("'B"));
         if bits.is_some_and(|b| b.chars().all(|c| c == '0' || c == '1')) {
-            return dn.to_owned();
+            return dn;
         }
     }
-    value.to_owned()
+    value
 }
 
 /// One value as text: `objectGUID` and `objectSid` decoded to their canonical strings, other
