@@ -104,13 +104,9 @@ source = "{department_source}"
         )
     }
 
-    /// The target's users by userName.
+    /// The target's users by userName; panics on a duplicate userName.
     fn users(&self) -> BTreeMap<String, Value> {
-        self.server
-            .list_users()
-            .into_iter()
-            .map(|u| (u["userName"].as_str().expect("userName").to_owned(), u))
-            .collect()
+        common::env::target_users(&self.server)
     }
 
     fn writes(&self) -> Vec<String> {

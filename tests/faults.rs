@@ -51,51 +51,12 @@ impl Env {
 
     /// The target's users by userName; panics on a duplicate userName.
     fn users(&self) -> BTreeMap<String, Value> {
-        let mut out = BTreeMap::new();
-        for u in self.server.list_users() {
-            let name = u["userName"].as_str().expect("userName").to_owned();
-            assert!(
-                out.insert(name.clone(), u).is_none(),
-                "duplicate userName {name}"
-            );
-        }
-        out
+        common::env::target_users(&self.server)
     }
 
     /// The target's groups by displayName, members as sorted userNames (duplicates kept).
     fn groups(&self) -> BTreeMap<String, Vec<String>> {
-        let names: BTreeMap<String, String> = self
-            .server
-            .list_users()
-            .into_iter()
-            .map(|u| {
-                (
-                    u["id"].as_str().expect("id").to_owned(),
-                    u["userName"].as_str().expect("userName").to_owned(),
-                )
-            })
-            .collect();
-        let mut out = BTreeMap::new();
-        for g in self.server.list_groups() {
-            let mut members: Vec<String> = g["members"]
-                .as_array()
-                .map(|ms| {
-                    ms.iter()
-                        .map(|m| {
-                            let id = m["value"].as_str().expect("member value");
-                            names.get(id).cloned().unwrap_or_else(|| format!("?{id}"))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            members.sort();
-            let name = g["displayName"].as_str().expect("displayName").to_owned();
-            assert!(
-                out.insert(name.clone(), members).is_none(),
-                "duplicate group {name}"
-            );
-        }
-        out
+        common::env::target_groups(&self.server)
     }
 
     /// Opens the state after a run (the lock is free again) and returns the escrow.

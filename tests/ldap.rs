@@ -174,12 +174,9 @@ expression = 'Switch([description], "True", "disabled", "False")'
         self.ws.run(&all)
     }
 
+    /// The target's users by userName; panics on a duplicate userName.
     fn users(&self) -> BTreeMap<String, Value> {
-        self.server
-            .list_users()
-            .into_iter()
-            .map(|u| (u["userName"].as_str().expect("userName").to_owned(), u))
-            .collect()
+        common::env::target_users(&self.server)
     }
 
     /// The entryUUID slapd gave a user.

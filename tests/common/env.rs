@@ -106,47 +106,24 @@ source = "objectId"
         self.scimsync(&all)
     }
 
-    /// The target's users by userName.
+    /// The target's users by userName; panics on a duplicate userName.
     pub fn users(&self) -> BTreeMap<String, Value> {
-        self.server
-            .list_users()
-            .into_iter()
-            .map(|u| (u["userName"].as_str().expect("userName").to_owned(), u))
-            .collect()
+        target_users(&self.server)
     }
 
-    /// The target's groups by displayName, with members as userNames.
+    /// The target's groups by displayName, with members as userNames; panics on a duplicate
+    /// group or a member listed twice.
     pub fn groups(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let names: BTreeMap<String, String> = self
-            .server
-            .list_users()
+        target_groups(&self.server)
             .into_iter()
-            .map(|u| {
-                (
-                    u["id"].as_str().expect("id").to_owned(),
-                    u["userName"].as_str().expect("userName").to_owned(),
-                )
-            })
-            .collect();
-        self.server
-            .list_groups()
-            .into_iter()
-            .map(|g| {
-                let members = g["members"]
-                    .as_array()
-                    .map(|ms| {
-                        ms.iter()
-                            .map(|m| {
-                                let id = m["value"].as_str().expect("member value");
-                                names.get(id).cloned().unwrap_or_else(|| format!("?{id}"))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (
-                    g["displayName"].as_str().expect("displayName").to_owned(),
-                    members,
-                )
+            .map(|(name, members)| {
+                let set: BTreeSet<String> = members.iter().cloned().collect();
+                assert_eq!(
+                    set.len(),
+                    members.len(),
+                    "group {name} lists a member twice: {members:?}"
+                );
+                (name, set)
             })
             .collect()
     }
@@ -194,4 +171,54 @@ pub fn three_users() -> Vec<Value> {
         user("u-bob", "Bob", "Babbage"),
         user("u-cy", "Cy", "Young"),
     ]
+}
+
+/// A server's users by userName; panics on a duplicate userName, so that "no duplicate
+/// account" is checked wherever a test reads the target.
+pub fn target_users(server: &ScimServer) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for u in server.list_users() {
+        let name = u["userName"].as_str().expect("userName").to_owned();
+        assert!(
+            out.insert(name.clone(), u).is_none(),
+            "duplicate userName {name}"
+        );
+    }
+    out
+}
+
+/// A server's groups by displayName, members as sorted userNames (duplicates kept, unknown
+/// ids as `?ID`); panics on a duplicate displayName.
+pub fn target_groups(server: &ScimServer) -> BTreeMap<String, Vec<String>> {
+    let names: BTreeMap<String, String> = server
+        .list_users()
+        .into_iter()
+        .map(|u| {
+            (
+                u["id"].as_str().expect("id").to_owned(),
+                u["userName"].as_str().expect("userName").to_owned(),
+            )
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for g in server.list_groups() {
+        let mut members: Vec<String> = g["members"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        let id = m["value"].as_str().expect("member value");
+                        names.get(id).cloned().unwrap_or_else(|| format!("?{id}"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        members.sort();
+        let name = g["displayName"].as_str().expect("displayName").to_owned();
+        assert!(
+            out.insert(name.clone(), members).is_none(),
+            "duplicate group {name}"
+        );
+    }
+    out
 }
