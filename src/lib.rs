@@ -13,6 +13,8 @@
 //! - [`engine`]: one cycle end to end for one target.
 //! - [`daemon`]: the long-running service (cron schedules, signals, systemd, control socket).
 //! - [`cli`]: the command line.
+//!
+//! Beside the pipeline, [`telemetry`] records Prometheus metrics and serves them.
 
 #![forbid(unsafe_code)]
 
@@ -29,3 +31,4 @@ pub mod scope;
 pub mod secret;
 pub mod source;
 pub mod state;
+pub mod telemetry;

@@ -75,6 +75,10 @@ async fn check_target(_config: &Config, target: &TargetConfig) -> bool {
     };
     let spc = match client.probe("/ServiceProviderConfig").await {
         Ok(spc) => spc,
+        Err(e) if e.is_token_request() => {
+            out!("target {name:?}: authentication: FAILED: {e}");
+            return false;
+        }
         Err(e) if matches!(e.status, Some(401 | 403)) => {
             out!("target {name:?}: authentication: FAILED: the target rejected the token ({e})");
             return false;

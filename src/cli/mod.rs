@@ -12,6 +12,7 @@ mod check;
 pub mod control;
 pub mod output;
 mod plan_json;
+mod progress;
 mod provision;
 mod status;
 
@@ -143,6 +144,7 @@ pub enum Command {
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    progress::enable(matches!(cli.log_format, LogFormat::Text));
     match cli.command {
         Command::Sync {
             full,
@@ -275,7 +277,15 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
                     target.name, q.since, q.reason
                 );
             }
-            engine::run_target_until(&dir, config, target, store, opts, &ctx.stop).await
+            let progress = engine::Progress::default();
+            let cycle =
+                engine::run_target_with(&dir, config, target, store, opts, &ctx.stop, &progress);
+            // The daemon running a sync for a client draws nothing.
+            if progress::enabled() && ctx.daemon.is_none() {
+                progress::show(&target.name, &progress, cycle).await
+            } else {
+                cycle.await
+            }
         };
         match result {
             Ok((_, planned)) if json => {

@@ -40,6 +40,8 @@ pub struct Config {
     /// `source.min_source_ratio`: a read with fewer users than this share of the last good
     /// read is taken as an outage (the source-outage guard).
     pub min_source_ratio: f64,
+    /// `metrics_listen`: where `scimsync run` serves Prometheus metrics (`GET /metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The default of `source.min_source_ratio`.
@@ -156,6 +158,13 @@ pub struct TargetConfig {
     pub url: String,
     pub token_file: Option<PathBuf>,
     pub token_env: Option<String>,
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4), instead of `token_file`/`token_env`.
+    pub token_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub client_secret_env: Option<String>,
+    /// The OAuth `scope` parameter of the token request.
+    pub scope: Option<String>,
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_schedule")]
     pub schedule: String,
@@ -399,6 +408,9 @@ impl Loader<'_> {
             Some(v) => self.take::<ScopeConfig>("scope", v),
             None => Some(ScopeConfig::default()),
         };
+        let metrics_listen = table
+            .remove("metrics_listen")
+            .and_then(|v| self.metrics_listen(v));
         let targets = match table.remove("target") {
             Some(toml::Value::Array(items)) => {
                 let mut targets = Vec::new();
@@ -421,7 +433,7 @@ impl Loader<'_> {
         for key in table.keys() {
             self.problem(
                 key,
-                "unknown key, expected one of `state`, `source`, `scope`, `target`",
+                "unknown key, expected one of `state`, `source`, `scope`, `target`, `metrics_listen`",
             );
         }
 
@@ -445,6 +457,7 @@ impl Loader<'_> {
             .into_iter()
             .map(|mut t| {
                 t.token_file = t.token_file.as_ref().map(|p| base.join(p));
+                t.client_secret_file = t.client_secret_file.as_ref().map(|p| base.join(p));
                 t.ca_file = t.ca_file.as_ref().map(|p| base.join(p));
                 t
             })
@@ -456,7 +469,28 @@ impl Loader<'_> {
             scope,
             targets,
             min_source_ratio,
+            metrics_listen,
         })
+    }
+
+    fn metrics_listen(&mut self, value: toml::Value) -> Option<std::net::SocketAddr> {
+        match value.as_str().map(|s| (s, s.parse::<std::net::SocketAddr>())) {
+            Some((_, Ok(addr))) => Some(addr),
+            Some((s, Err(e))) => {
+                self.problem(
+                    "metrics_listen",
+                    format!("{s:?} is not an IP address with a port, such as \"127.0.0.1:9464\": {e}"),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    "metrics_listen",
+                    format!("{value} is not a string such as \"127.0.0.1:9464\""),
+                );
+                None
+            }
+        }
     }
 
     fn source(&mut self, value: toml::Value) -> Option<SourceConfig> {
@@ -504,14 +538,7 @@ impl Loader<'_> {
                 format!("{:?} is not a URL: {e}", target.url),
             ),
         }
-        match (&target.token_file, &target.token_env) {
-            (Some(_), Some(_)) => self.problem(&label, "set only one of token_file and token_env"),
-            (None, None) => self.problem(
-                &label,
-                "set token_file or token_env (the SCIM bearer token)",
-            ),
-            _ => {}
-        }
+        self.check_auth(&label, &target);
         if let Err(e) = cron::Schedule::from_str(&target.schedule) {
             self.problem(
                 format!("{label}.schedule"),
@@ -699,6 +726,70 @@ impl Loader<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// A static bearer token, or OAuth 2.0 client credentials: one of the two, complete.
+    fn check_auth(&mut self, label: &str, t: &TargetConfig) {
+        let Some(token_url) = &t.token_url else {
+            for (key, set) in [
+                ("client_id", t.client_id.is_some()),
+                ("client_secret_file", t.client_secret_file.is_some()),
+                ("client_secret_env", t.client_secret_env.is_some()),
+                ("scope", t.scope.is_some()),
+            ] {
+                if set {
+                    self.problem(
+                        format!("{label}.{key}"),
+                        "only used with token_url (OAuth 2.0 client credentials)",
+                    );
+                }
+            }
+            match (&t.token_file, &t.token_env) {
+                (Some(_), Some(_)) => {
+                    self.problem(label, "set only one of token_file and token_env")
+                }
+                (None, None) => self.problem(
+                    label,
+                    "set token_file or token_env (the SCIM bearer token), or token_url with client_id and client_secret_file (OAuth 2.0)",
+                ),
+                _ => {}
+            }
+            return;
+        };
+        if t.token_file.is_some() || t.token_env.is_some() {
+            self.problem(
+                label,
+                "set either token_file/token_env (a static bearer token) or token_url (OAuth 2.0 client credentials), not both",
+            );
+        }
+        match reqwest::Url::parse(token_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(url) => self.problem(
+                format!("{label}.token_url"),
+                format!("scheme {:?} is not http or https", url.scheme()),
+            ),
+            Err(e) => self.problem(
+                format!("{label}.token_url"),
+                format!("{token_url:?} is not a URL: {e}"),
+            ),
+        }
+        if t.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+            self.problem(
+                format!("{label}.client_id"),
+                "missing: token_url needs client_id",
+            );
+        }
+        match (&t.client_secret_file, &t.client_secret_env) {
+            (Some(_), Some(_)) => self.problem(
+                label,
+                "set only one of client_secret_file and client_secret_env",
+            ),
+            (None, None) => self.problem(
+                label,
+                "token_url needs client_secret_file or client_secret_env",
+            ),
+            _ => {}
         }
     }
 

@@ -129,6 +129,17 @@ pub async fn run(config_path: &Path) -> i32 {
             return EXIT_FATAL;
         }
     };
+    if let Some(addr) = config.metrics_listen {
+        // Not reloaded on SIGHUP: the recorder is installed once per process.
+        if let Err(e) = crate::telemetry::serve(addr) {
+            eprintln!("{e}");
+            for f in &bound.files {
+                let _ = std::fs::remove_file(f);
+            }
+            return EXIT_FATAL;
+        }
+        tracing::info!(address = %addr, "Serving Prometheus metrics on /metrics.");
+    }
     let targets = config.targets.len();
     let shared = Arc::new(Shared {
         config: watch::Sender::new(Arc::new(config)),
@@ -326,6 +337,11 @@ async fn cycle(shared: &Shared, name: &str) {
         .map_err(|e| e.to_string())
     }
     .await;
+    match &result {
+        Ok(Some(r)) => crate::telemetry::cycle(r),
+        Ok(None) => {}
+        Err(_) => crate::telemetry::cycle_failed(name),
+    }
     match result {
         Ok(Some(r)) => {
             tracing::info!(

@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 pub mod provision;
 
 mod index;
+mod progress;
+
+pub use progress::Progress;
 
 /// At most this many member changes go in one group PATCH.
 pub const MEMBER_BATCH: usize = 100;
@@ -278,6 +281,20 @@ pub async fn run_target_until(
     opts: CycleOptions,
     stop: &CancellationToken,
 ) -> Result<(CycleReport, PlannedCycle), EngineError> {
+    let progress = Progress::default();
+    run_target_with(dir, config, target, store, opts, stop, &progress).await
+}
+
+/// [`run_target_until`] that counts the operations in `progress` as they finish.
+pub async fn run_target_with(
+    dir: &Directory,
+    config: &Config,
+    target: &TargetConfig,
+    store: &Store,
+    opts: CycleOptions,
+    stop: &CancellationToken,
+    progress: &Progress,
+) -> Result<(CycleReport, PlannedCycle), EngineError> {
     let name = TargetName(target.name.clone());
     let snapshot = store.snapshot(&name)?;
     let mut report = CycleReport {
@@ -372,11 +389,15 @@ pub async fn run_target_until(
         exec.claim_kind(true, &e.scim_id, &id);
     }
     let concurrency = target.concurrency.max(1);
+    progress.planned(planned.users.ops.len() + planned.groups.ops.len());
     let outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(planned.users.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = op.id().clone();
-            (id, exec.user(op).await)
+            let action = progress::user_action(&op);
+            let outcome = exec.user(op).await;
+            progress.finished(&target.name, "user", action, outcome.status());
+            (id, outcome)
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -415,11 +436,15 @@ pub async fn run_target_until(
         report.groups.skipped += groups.ops.len();
         groups.ops.clear();
     }
+    progress.replanned(planned.groups.ops.len(), groups.ops.len());
     let group_outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(groups.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = group_op_id(&op).clone();
-            (id, exec.group(op, &users_snap).await)
+            let action = progress::group_action(&op);
+            let outcome = exec.group(op, &users_snap).await;
+            progress.finished(&target.name, "group", action, outcome.status());
+            (id, outcome)
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -607,6 +632,19 @@ enum Outcome {
     Deprovisioned,
     Skipped(String),
     Failed(String),
+}
+
+impl Outcome {
+    /// The `status` label of the operations metric.
+    fn status(&self) -> &'static str {
+        match self {
+            Outcome::Created | Outcome::Updated | Outcome::Unchanged | Outcome::Deprovisioned => {
+                "ok"
+            }
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+        }
+    }
 }
 
 impl From<StateError> for Outcome {

@@ -4,11 +4,12 @@
 //! `backoff` and `governor` are used only here (and in [`retry`]), so they can be replaced in
 //! one place.
 
+pub mod auth;
 pub mod retry;
 
 use crate::config::TargetConfig;
 use crate::ids::{ScimId, TargetName};
-use crate::secret::{self, Secret};
+use auth::{Auth, Bearer, TokenError};
 use reqwest::{Method, StatusCode};
 use retry::Pacer;
 use serde_json::{json, Value as Json};
@@ -63,13 +64,36 @@ impl ScimError {
     pub fn is_conflict(&self) -> bool {
         self.status == Some(409)
     }
+    /// The OAuth token endpoint, not the target, failed or refused the client credentials.
+    pub fn is_token_request(&self) -> bool {
+        self.detail.starts_with(TOKEN_REQUEST)
+    }
+}
+
+const TOKEN_REQUEST: &str = "OAuth token request";
+
+impl From<TokenError> for ScimError {
+    /// A refused token request counts as a rejection of the credentials (401), so that the
+    /// cycle stops sending after the first one, as for a wrong static token.
+    fn from(e: TokenError) -> Self {
+        let verb = if e.retryable { "failed" } else { "rejected" };
+        ScimError {
+            method: "POST".to_owned(),
+            path: e.token_url,
+            status: if e.retryable { None } else { Some(401) },
+            scim_type: None,
+            detail: format!("{TOKEN_REQUEST} {verb} for target {:?}: {}", e.target, e.detail),
+            retryable: e.retryable,
+            not_sent: false,
+        }
+    }
 }
 
 pub struct Client {
     target: TargetName,
     base: String,
     http: reqwest::Client,
-    token: Secret,
+    auth: Auth,
     pacer: Pacer,
     slots: Semaphore,
     requests: AtomicUsize,
@@ -82,8 +106,7 @@ pub struct Client {
 impl Client {
     /// Builds the client of one target; reads its token (the error names the file or variable).
     pub fn new(target: &TargetConfig) -> Result<Client, String> {
-        let token = secret::read(target.token_file.as_deref(), target.token_env.as_deref())
-            .map_err(|e| format!("target {:?}: token: {e}", target.name))?;
+        let auth = Auth::from_config(target)?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(target.connect_timeout_seconds))
             .timeout(Duration::from_secs(target.timeout_seconds))
@@ -105,7 +128,7 @@ impl Client {
             target: TargetName(target.name.clone()),
             base: target.url.trim_end_matches('/').to_owned(),
             http,
-            token,
+            auth,
             pacer: Pacer::new(target.rate_limit, target.burst()),
             slots: Semaphore::new(target.concurrency.max(1)),
             requests: AtomicUsize::new(0),
@@ -280,36 +303,76 @@ impl Client {
         .await
     }
 
+    /// The error of a call not sent because the credentials were rejected earlier.
+    fn not_sent(&self, method: &Method, path: &str) -> Option<ScimError> {
+        let why = self.auth_rejected()?;
+        Some(ScimError {
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: Some(401),
+            scim_type: None,
+            detail: format!(
+                "not sent: the target rejected the credentials earlier in this cycle ({why})"
+            ),
+            retryable: false,
+            not_sent: true,
+        })
+    }
+
+    /// One request; with OAuth, a 401 discards the access token and the request is sent once
+    /// more with a new one (the token may have been revoked or expired early).
     async fn attempt(
         &self,
         method: Method,
         path: &str,
         body: Option<&Json>,
     ) -> Result<Option<Json>, (ScimError, Option<Duration>)> {
+        if let Some(e) = self.not_sent(&method, path) {
+            // Nor is a new token asked for.
+            return Err((e, None));
+        }
+        let bearer = self
+            .auth
+            .bearer(&self.http)
+            .await
+            .map_err(|e| (ScimError::from(e), None))?;
+        match self.attempt_with(method.clone(), path, body, &bearer).await {
+            Err((e, _)) if e.status == Some(401) && !e.not_sent && self.auth.refreshable() => {
+                tracing::debug!(target_name = %self.target, "The target rejected the access token; fetching a new one.");
+                self.auth.rejected(&bearer).await;
+                let bearer = self
+                    .auth
+                    .bearer(&self.http)
+                    .await
+                    .map_err(|e| (ScimError::from(e), None))?;
+                self.attempt_with(method, path, body, &bearer).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+        bearer: &Bearer,
+    ) -> Result<Option<Json>, (ScimError, Option<Duration>)> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| (self.invalid(method.clone(), path, "client closed"), None))?;
-        if let Some(why) = self.auth_rejected() {
-            return Err((
-                ScimError {
-                    method: method.to_string(),
-                    path: path.to_owned(),
-                    status: Some(401),
-                    scim_type: None,
-                    detail: format!("not sent: the target rejected the credentials earlier in this cycle ({why})"),
-                    retryable: false,
-                    not_sent: true,
-                },
-                None,
-            ));
+        if let Some(e) = self.not_sent(&method, path) {
+            return Err((e, None));
         }
+        let paced = std::time::Instant::now();
         self.pacer.ready().await;
+        crate::telemetry::rate_limit_wait(&self.target.0, paced.elapsed());
         self.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{}", self.base, path);
         let mut auth =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", bearer.value.expose()))
                 .map_err(|_| {
                     (
                         self.invalid(
@@ -348,9 +411,11 @@ impl Client {
             retryable,
             not_sent: false,
         };
+        let sent = std::time::Instant::now();
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
+                crate::telemetry::http_request(&self.target.0, &method, None, sent.elapsed());
                 let what = if e.is_timeout() {
                     "timed out"
                 } else if e.is_connect() {
@@ -373,7 +438,14 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let bytes = resp.bytes().await.map_err(|e| {
+        let bytes = resp.bytes().await;
+        crate::telemetry::http_request(
+            &self.target.0,
+            &method,
+            Some(status.as_u16()),
+            sent.elapsed(),
+        );
+        let bytes = bytes.map_err(|e| {
             (
                 err(
                     Some(status.as_u16()),

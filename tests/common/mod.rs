@@ -8,17 +8,20 @@
 //!   where faults get injected ([`Fault`]).
 //! - [`Workspace`]: a temporary directory to write configuration into and run `scimsync` in.
 //! - [`Slapd`]: a private OpenLDAP server on a free loopback port, loaded from LDIF.
+//! - [`TokenServer`]: an OAuth 2.0 token endpoint issuing short-lived tokens.
 #![allow(dead_code, unused_imports)]
 
 pub mod env;
 mod proxy;
 mod scim_server;
 mod slapd;
+mod token;
 mod workspace;
 
 pub use proxy::{Fault, RandomFaults, Recorded, RecordingProxy};
 pub use scim_server::ScimServer;
 pub use slapd::{Slapd, SERVICE_DN, SUFFIX};
+pub use token::{TokenRequest, TokenServer};
 pub use workspace::{RunOutput, Running, Workspace};
 
 use std::future::Future;

@@ -120,6 +120,15 @@ struct Shared {
     records: Mutex<Vec<Recorded>>,
     faults: Mutex<VecDeque<Fault>>,
     random: Mutex<Option<(RandomFaults, u64)>>,
+    gate: Mutex<Option<BearerGate>>,
+}
+
+/// The proxy as the target's authorisation check: only bearer tokens `accept` takes get
+/// through (others get 401), and the upstream sees its own token instead.
+#[derive(Clone)]
+struct BearerGate {
+    accept: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    upstream_token: String,
 }
 
 impl RecordingProxy {
@@ -138,6 +147,7 @@ impl RecordingProxy {
             records: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
             random: Mutex::new(None),
+            gate: Mutex::new(None),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
@@ -215,6 +225,20 @@ impl RecordingProxy {
         });
     }
 
+    /// Makes the proxy check bearer tokens with `accept` (say, against a test token server):
+    /// a call whose token it refuses is answered 401 without forwarding; an accepted one is
+    /// forwarded with `upstream_token` in its place.
+    pub fn gate_bearer(
+        &self,
+        accept: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+        upstream_token: &str,
+    ) {
+        *self.shared.gate.lock().expect("gate lock") = Some(BearerGate {
+            accept,
+            upstream_token: upstream_token.to_owned(),
+        });
+    }
+
     /// The address the proxy listens on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
@@ -267,8 +291,24 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         None => shared.random_fault(),
     }
     .filter(|fault| *fault != Fault::Pass);
+    let gate = shared.gate.lock().expect("gate lock").clone();
+    let mut upstream_headers = parts.headers.clone();
+    let mut refused = false;
+    if let Some(gate) = gate {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        refused = !(gate.accept)(bearer);
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", gate.upstream_token)) {
+            upstream_headers.insert(header::AUTHORIZATION, v);
+        }
+    }
+    let fault = if refused { Some(Fault::Status(401)) } else { fault };
 
-    let send = || shared.send(&parts.method, &path, &parts.headers, &body);
+    let send = || shared.send(&parts.method, &path, &upstream_headers, &body);
     let (answer, dropped) = match &fault {
         None | Some(Fault::Pass) => (send().await, false),
         Some(Fault::Status(status)) => (scim_error(*status, None), false),
@@ -301,7 +341,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             let unfiltered = without_filter(&path);
             (
                 shared
-                    .send(&parts.method, &unfiltered, &parts.headers, &body)
+                    .send(&parts.method, &unfiltered, &upstream_headers, &body)
                     .await,
                 false,
             )

@@ -1,0 +1,53 @@
+//! The progress bar of a one-shot `sync` on a terminal: per target, operations done of those
+//! planned, their rate and the time left. Nothing is drawn when standard error is not a
+//! terminal, with `--log-format json`, or when the daemon runs the sync for a client.
+
+use crate::engine::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Called once by the command line: a bar is drawn only for text logs on a terminal.
+pub(super) fn enable(text_logs: bool) {
+    ENABLED.store(text_logs && std::io::stderr().is_terminal(), Ordering::Relaxed);
+}
+
+pub(super) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Runs `cycle`, redrawing `target`'s bar from `progress` until it ends.
+pub(super) async fn show<F: std::future::Future>(
+    target: &str,
+    progress: &Progress,
+    cycle: F,
+) -> F::Output {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos} of {len} objects, {per_sec}, ETA {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(format!("target {target:?}"));
+    let update = |bar: &ProgressBar| {
+        let (done, total) = progress.get();
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let mut cycle = std::pin::pin!(cycle);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            out = &mut cycle => {
+                update(&bar);
+                bar.finish();
+                return out;
+            }
+            _ = tick.tick() => update(&bar),
+        }
+    }
+}
