@@ -34,7 +34,9 @@ pub fn serve(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &HTTP_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RATE_LIMIT_WAIT.to_owned()), &WAIT_BUCKETS))
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(RATE_LIMIT_WAIT.to_owned()), &WAIT_BUCKETS)
+        })
         .map_err(|e| format!("metrics: {e}"))?
         .install()
         .map_err(|e| format!("metrics_listen = \"{addr}\": cannot serve metrics: {e}"))?;
@@ -44,7 +46,10 @@ pub fn serve(addr: SocketAddr) -> Result<(), String> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(CYCLES, "Cycles run, by target and result (ok, incomplete, failed).");
+    describe_counter!(
+        CYCLES,
+        "Cycles run, by target and result (ok, incomplete, failed)."
+    );
     describe_counter!(
         OPERATIONS,
         "Operations carried out, by target, kind (user, group), action (create, update, deprovision) and status (ok, skipped, failed)."
@@ -60,7 +65,10 @@ fn describe() {
         "Time each request waited on the target's rate limit (the _sum is the total)."
     );
     describe_gauge!(QUARANTINED, "1 while the target is quarantined, else 0.");
-    describe_gauge!(ESCROW, "Objects in escrow (failed, to be retried) after the last cycle.");
+    describe_gauge!(
+        ESCROW,
+        "Objects in escrow (failed, to be retried) after the last cycle."
+    );
     describe_gauge!(
         LAST_SUCCESS,
         Unit::Seconds,
@@ -108,7 +116,11 @@ pub fn cycle(report: &CycleReport) {
         "ok"
     };
     counter!(CYCLES, "target" => target.clone(), "result" => result).increment(1);
-    let quarantined = if report.quarantine.is_some() { 1.0 } else { 0.0 };
+    let quarantined = if report.quarantine.is_some() {
+        1.0
+    } else {
+        0.0
+    };
     gauge!(QUARANTINED, "target" => target.clone()).set(quarantined);
     gauge!(ESCROW, "target" => target.clone()).set(report.escrow as f64);
     if !report.incomplete() {

@@ -12,7 +12,10 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Called once by the command line: a bar is drawn only for text logs on a terminal.
 pub(super) fn enable(text_logs: bool) {
-    ENABLED.store(text_logs && std::io::stderr().is_terminal(), Ordering::Relaxed);
+    ENABLED.store(
+        text_logs && std::io::stderr().is_terminal(),
+        Ordering::Relaxed,
+    );
 }
 
 pub(super) fn enabled() -> bool {

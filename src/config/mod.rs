@@ -474,12 +474,17 @@ impl Loader<'_> {
     }
 
     fn metrics_listen(&mut self, value: toml::Value) -> Option<std::net::SocketAddr> {
-        match value.as_str().map(|s| (s, s.parse::<std::net::SocketAddr>())) {
+        match value
+            .as_str()
+            .map(|s| (s, s.parse::<std::net::SocketAddr>()))
+        {
             Some((_, Ok(addr))) => Some(addr),
             Some((s, Err(e))) => {
                 self.problem(
                     "metrics_listen",
-                    format!("{s:?} is not an IP address with a port, such as \"127.0.0.1:9464\": {e}"),
+                    format!(
+                        "{s:?} is not an IP address with a port, such as \"127.0.0.1:9464\": {e}"
+                    ),
                 );
                 None
             }

@@ -55,6 +55,9 @@ pub struct OAuth {
     /// Held while a token is fetched, so that concurrent calls share one refresh.
     cached: Mutex<Option<Cached>>,
     generation: AtomicU64,
+    /// The token endpoint refused the credentials: calls waiting for a token get the same
+    /// answer rather than asking again (a client lives one cycle).
+    refused: std::sync::Mutex<Option<TokenError>>,
 }
 
 struct Cached {
@@ -99,6 +102,7 @@ impl Auth {
                     scope: target.scope.clone(),
                     cached: Mutex::new(None),
                     generation: AtomicU64::new(0),
+                    refused: std::sync::Mutex::new(None),
                 }))
             }
         }
@@ -146,9 +150,21 @@ impl OAuth {
         if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(c.bearer.clone());
         }
+        let refused = || self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = refused().clone() {
+            return Err(e);
+        }
         let fetched = self.fetch(http).await;
         crate::telemetry::token_request(&self.target, fetched.is_ok());
-        let (value, lifetime) = fetched?;
+        let (value, lifetime) = match fetched {
+            Ok(v) => v,
+            Err(e) => {
+                if !e.retryable {
+                    *refused() = Some(e.clone());
+                }
+                return Err(e);
+            }
+        };
         let margin = refresh_margin(lifetime);
         let bearer = Bearer {
             value,

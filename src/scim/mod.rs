@@ -82,7 +82,10 @@ impl From<TokenError> for ScimError {
             path: e.token_url,
             status: if e.retryable { None } else { Some(401) },
             scim_type: None,
-            detail: format!("{TOKEN_REQUEST} {verb} for target {:?}: {}", e.target, e.detail),
+            detail: format!(
+                "{TOKEN_REQUEST} {verb} for target {:?}: {}",
+                e.target, e.detail
+            ),
             retryable: e.retryable,
             not_sent: false,
         }
@@ -331,21 +334,22 @@ impl Client {
             // Nor is a new token asked for.
             return Err((e, None));
         }
-        let bearer = self
-            .auth
-            .bearer(&self.http)
+        let mut used = None;
+        match self
+            .attempt_with(method.clone(), path, body, &mut used)
             .await
-            .map_err(|e| (ScimError::from(e), None))?;
-        match self.attempt_with(method.clone(), path, body, &bearer).await {
-            Err((e, _)) if e.status == Some(401) && !e.not_sent && self.auth.refreshable() => {
+        {
+            Err((e, _))
+                if e.status == Some(401)
+                    && !e.not_sent
+                    && !e.is_token_request()
+                    && self.auth.refreshable() =>
+            {
                 tracing::debug!(target_name = %self.target, "The target rejected the access token; fetching a new one.");
-                self.auth.rejected(&bearer).await;
-                let bearer = self
-                    .auth
-                    .bearer(&self.http)
-                    .await
-                    .map_err(|e| (ScimError::from(e), None))?;
-                self.attempt_with(method, path, body, &bearer).await
+                if let Some(bearer) = &used {
+                    self.auth.rejected(bearer).await;
+                }
+                self.attempt_with(method, path, body, &mut None).await
             }
             other => other,
         }
@@ -356,7 +360,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&Json>,
-        bearer: &Bearer,
+        used: &mut Option<Bearer>,
     ) -> Result<Option<Json>, (ScimError, Option<Duration>)> {
         let _slot = self
             .slots
@@ -369,6 +373,13 @@ impl Client {
         let paced = std::time::Instant::now();
         self.pacer.ready().await;
         crate::telemetry::rate_limit_wait(&self.target.0, paced.elapsed());
+        // Asked for after the wait, so that a short-lived token does not expire in the queue.
+        let bearer = self
+            .auth
+            .bearer(&self.http)
+            .await
+            .map_err(|e| (ScimError::from(e), None))?;
+        let bearer = used.insert(bearer);
         self.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{}", self.base, path);
         let mut auth =

@@ -306,7 +306,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             upstream_headers.insert(header::AUTHORIZATION, v);
         }
     }
-    let fault = if refused { Some(Fault::Status(401)) } else { fault };
+    let fault = if refused {
+        Some(Fault::Status(401))
+    } else {
+        fault
+    };
 
     let send = || shared.send(&parts.method, &path, &upstream_headers, &body);
     let (answer, dropped) = match &fault {

@@ -177,8 +177,7 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Stri
         .iter()
         .find(|(k, _)| k == "grant_type")
         .map(|(_, v)| v.as_str());
-    let (status, answer) = if client_id != shared.client_id
-        || client_secret != shared.client_secret
+    let (status, answer) = if client_id != shared.client_id || client_secret != shared.client_secret
     {
         (
             StatusCode::UNAUTHORIZED,
