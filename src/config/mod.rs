@@ -893,6 +893,74 @@ matching_precedence = 1
     }
 
     #[test]
+    fn oauth_client_credentials_replace_the_token_and_are_checked_whole() {
+        let oauth = "token_url = \"https://idp.example/oauth2/token\"\nclient_id = \"scimsync\"\nclient_secret_file = \"client-secret\"\nscope = \"scim\"\n";
+        let text = GOOD.replace("token_env = \"QLIK_SCIM_TOKEN\"\n", oauth);
+        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), &text).expect("valid");
+        let t = &c.targets[0];
+        assert_eq!(
+            t.token_url.as_deref(),
+            Some("https://idp.example/oauth2/token")
+        );
+        assert_eq!(
+            t.client_secret_file.as_deref(),
+            Some(Path::new("/etc/scimsync/client-secret"))
+        );
+
+        // Both ways at once, and an incomplete OAuth set: every problem named.
+        let both = GOOD.replace(
+            "token_env = \"QLIK_SCIM_TOKEN\"\n",
+            "token_env = \"T\"\ntoken_url = \"ftp://idp\"\nclient_secret_env = \"S\"\nclient_secret_file = \"s\"\n",
+        );
+        let p = problems(&both);
+        let has = |s: &str| p.iter().any(|p| p.contains(s));
+        assert!(
+            has("set either token_file/token_env (a static bearer token) or token_url"),
+            "{p:?}"
+        );
+        assert!(
+            has("target[0] (\"qlik\").token_url: scheme \"ftp\""),
+            "{p:?}"
+        );
+        assert!(has("target[0] (\"qlik\").client_id: missing"), "{p:?}");
+        assert!(
+            has("set only one of client_secret_file and client_secret_env"),
+            "{p:?}"
+        );
+
+        // OAuth keys without token_url.
+        let stray = GOOD.replace(
+            "token_env = \"QLIK_SCIM_TOKEN\"\n",
+            "token_env = \"T\"\nclient_id = \"x\"\n",
+        );
+        let p = problems(&stray);
+        assert!(
+            p.iter().any(|p| p == "target[0] (\"qlik\").client_id: only used with token_url (OAuth 2.0 client credentials)"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_with_a_port() {
+        let c = Config::parse(
+            Path::new("/x.toml"),
+            &format!("metrics_listen = \"127.0.0.1:9464\"\n{GOOD}"),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.metrics_listen,
+            Some("127.0.0.1:9464".parse().expect("addr"))
+        );
+        for bad in ["\"localhost:9464\"", "\"127.0.0.1\"", "9464"] {
+            let p = problems(&format!("metrics_listen = {bad}\n{GOOD}"));
+            assert!(
+                p.len() == 1 && p[0].starts_with("metrics_listen: "),
+                "{bad}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once_with_its_key_path() {
         let text = GOOD
             .replace("schedule = \"0 */40 * * * *\"", "schedule = \"every day\"\ncolour = \"red\"")

@@ -19,7 +19,7 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// The credentials of one target.
 pub enum Auth {
     Bearer(Secret),
-    OAuth(OAuth),
+    OAuth(Box<OAuth>),
 }
 
 /// A bearer token to send, with the generation it belongs to (so that a 401 discards the
@@ -94,7 +94,7 @@ impl Auth {
                     target.client_secret_env.as_deref(),
                 )
                 .map_err(|e| format!("target {:?}: client secret: {e}", target.name))?;
-                Ok(Auth::OAuth(OAuth {
+                Ok(Auth::OAuth(Box::new(OAuth {
                     target: target.name.clone(),
                     token_url: token_url.clone(),
                     client_id: target.client_id.clone().unwrap_or_default(),
@@ -103,7 +103,7 @@ impl Auth {
                     cached: Mutex::new(None),
                     generation: AtomicU64::new(0),
                     refused: std::sync::Mutex::new(None),
-                }))
+                })))
             }
         }
     }
