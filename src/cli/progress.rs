@@ -3,7 +3,7 @@
 //! terminal, with `--log-format json`, or when the daemon runs the sync for a client.
 
 use crate::engine::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,14 +30,25 @@ pub(super) async fn show<F: std::future::Future>(
 ) -> F::Output {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos} of {len} objects, {per_sec}, ETA {eta}",
+        "{prefix} [{bar:24}] {pos} of {len} objects, {rate}, ETA {eta}",
     )
-    .map(|s| s.progress_chars("=> "))
+    .map(|s| {
+        s.progress_chars("=> ").with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}/s", state.per_sec());
+            },
+        )
+    })
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(format!("target {target:?}"));
     let update = |bar: &ProgressBar| {
         let (done, total) = progress.get();
+        if total == 0 {
+            // Still reading the target or planning: an empty bar would look finished.
+            return;
+        }
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
@@ -46,8 +57,17 @@ pub(super) async fn show<F: std::future::Future>(
     loop {
         tokio::select! {
             out = &mut cycle => {
-                update(&bar);
-                bar.finish();
+                if progress.get().1 == 0 {
+                    // Nothing to do: no bar at all.
+                    bar.finish_and_clear();
+                } else {
+                    update(&bar);
+                    bar.finish();
+                    if !bar.is_hidden() {
+                        // The bar stays as the cycle's last line; the report starts below it.
+                        eprintln!();
+                    }
+                }
                 return out;
             }
             _ = tick.tick() => update(&bar),
