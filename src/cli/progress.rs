@@ -28,26 +28,49 @@ pub(super) async fn show<F: std::future::Future>(
     progress: &Progress,
     cycle: F,
 ) -> F::Output {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    // Hidden until there is a plan, so that nothing is drawn while the target is read.
+    let bar = ProgressBar::hidden();
     let style = ProgressStyle::with_template(
-        "{prefix} [{bar:24}] {pos} of {len} objects, {rate}, ETA {eta}",
+        "{prefix} [{bar:24}] {pos} of {len} objects, {rate}, ETA {left}",
     )
     .map(|s| {
-        s.progress_chars("=> ").with_key(
-            "rate",
-            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.1}/s", state.per_sec());
-            },
-        )
+        // The mean rate since the first operation: indicatif's own estimate follows the
+        // bursts of the rate limiter and promises too early an end.
+        s.progress_chars("=> ")
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1}/s", mean_rate(state));
+                },
+            )
+            .with_key(
+                "left",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let rate = mean_rate(state);
+                    let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+                    if rate > 0.0 {
+                        let _ = write!(w, "{:.0}s", left as f64 / rate);
+                    } else {
+                        let _ = write!(w, "-");
+                    }
+                },
+            )
     })
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(format!("target {target:?}"));
-    let update = |bar: &ProgressBar| {
+    let mut shown = false;
+    let mut update = |bar: &ProgressBar| {
         let (done, total) = progress.get();
         if total == 0 {
             // Still reading the target or planning: an empty bar would look finished.
             return;
+        }
+        if !shown {
+            shown = true;
+            // Rate and time left count from the first operation, not from the source read.
+            bar.reset();
+            bar.set_draw_target(ProgressDrawTarget::stderr());
         }
         bar.set_length(total as u64);
         bar.set_position(done as u64);
@@ -72,5 +95,14 @@ pub(super) async fn show<F: std::future::Future>(
             }
             _ = tick.tick() => update(&bar),
         }
+    }
+}
+
+fn mean_rate(state: &ProgressState) -> f64 {
+    let secs = state.elapsed().as_secs_f64();
+    if secs > 0.0 {
+        state.pos() as f64 / secs
+    } else {
+        0.0
     }
 }

@@ -525,11 +525,13 @@ impl Client {
     }
 }
 
-/// Whether a failed call may simply be sent again. A `POST` that may have reached the server
-/// (a timeout, a reset, a 5xx) is not: it could create a second account. The caller matches
+/// Whether a failed call may simply be sent again. A `POST` that was never sent (no access
+/// token could be had) may; a `POST` that may have reached the server (a timeout, a reset, a
+/// 5xx) is not: it could create a second account. The caller matches
 /// again first, and only then creates (see the engine's create loop).
 fn repeatable(method: &Method, e: &ScimError) -> bool {
     *method != Method::POST
+        || e.is_token_request()
         || e.status == Some(429)
         || (e.status.is_none() && e.detail.starts_with(CANNOT_CONNECT))
 }
