@@ -18,6 +18,7 @@ pub const QUARANTINED: &str = "scimsync_quarantined";
 pub const ESCROW: &str = "scimsync_escrow_objects";
 pub const LAST_SUCCESS: &str = "scimsync_last_success_timestamp_seconds";
 pub const TOKEN_REQUESTS: &str = "scimsync_oauth_token_requests_total";
+pub const MANAGED: &str = "scimsync_managed_objects";
 
 /// Buckets of the HTTP latency histogram, in seconds: a fast SaaS API answers in tens of
 /// milliseconds, a struggling one in seconds.
@@ -74,6 +75,10 @@ fn describe() {
         Unit::Seconds,
         "Unix time of the end of the last cycle that brought every object in step."
     );
+    describe_gauge!(
+        MANAGED,
+        "Accounts and groups in the snapshot (managed by scimsync) after the last cycle, by kind."
+    );
     describe_counter!(
         TOKEN_REQUESTS,
         "OAuth 2.0 token requests, by target and result (ok, failed)."
@@ -126,6 +131,12 @@ pub fn cycle(report: &CycleReport) {
     if !report.incomplete() {
         gauge!(LAST_SUCCESS, "target" => target).set(chrono::Utc::now().timestamp() as f64);
     }
+}
+
+/// The objects a target's snapshot holds after a cycle.
+pub fn managed(target: &str, users: usize, groups: usize) {
+    gauge!(MANAGED, "target" => target.to_owned(), "kind" => "user").set(users as f64);
+    gauge!(MANAGED, "target" => target.to_owned(), "kind" => "group").set(groups as f64);
 }
 
 /// A cycle that failed before it could run (source outage, state error, bad credentials file).

@@ -134,6 +134,9 @@ fn the_metrics_endpoint_counts_the_cycle_its_operations_and_http_latency() {
     assert_eq!(paced, Some(env.proxy.count() as f64), "{text}");
     assert_eq!(sample(&text, "scimsync_quarantined", &[app]), Some(0.0));
     assert_eq!(sample(&text, "scimsync_escrow_objects", &[app]), Some(0.0));
+    let managed = |kind| sample(&text, "scimsync_managed_objects", &[app, ("kind", kind)]);
+    assert_eq!(managed("user"), Some(3.0), "{text}");
+    assert_eq!(managed("group"), Some(1.0), "{text}");
     let last = sample(&text, "scimsync_last_success_timestamp_seconds", &[app]);
     assert!(last.is_some_and(|t| t >= before), "{last:?}\n{text}");
 }

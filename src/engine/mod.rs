@@ -473,6 +473,7 @@ pub async fn run_target_with(
     }
     // An object that left the source and has no account needs no retry any more.
     let (users_now, groups_now) = (snapshot.users()?, snapshot.groups()?);
+    crate::telemetry::managed(&target.name, users_now.len(), groups_now.len());
     for id in snapshot.escrow()?.keys() {
         let wanted = want.users.contains_key(id)
             || want.groups.contains_key(id)
