@@ -364,6 +364,7 @@ pub async fn run_target_until(
         cycle_id: &cycle_id,
         claimed: Mutex::new(BTreeMap::new()),
         index,
+        log: open_log(store),
     };
     for (id, e) in snapshot.users()? {
         exec.claim(&e.scim_id, &id);
@@ -376,7 +377,7 @@ pub async fn run_target_until(
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = op.id().clone();
-            (id, exec.user(op).await)
+            (id, audit::collect(exec.user(op)).await)
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -419,7 +420,7 @@ pub async fn run_target_until(
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = group_op_id(&op).clone();
-            (id, exec.group(op, &users_snap).await)
+            (id, audit::collect(exec.group(op, &users_snap)).await)
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -480,9 +481,32 @@ pub async fn run_target_until(
     report.escrow = snapshot.escrow()?.len();
     report.requests = client.requests();
     snapshot.set_meta("last_cycle", &report)?;
+    if let Some(log) = &exec.log {
+        prune_log(log, config);
+    }
     store.flush().await?;
     let planned = PlannedCycle { groups, ..planned };
     Ok((report, planned))
+}
+
+/// The provisioning log, or none (with a warning) when the store cannot open it: the log
+/// never stops a cycle.
+fn open_log(store: &Store) -> Option<state::Log> {
+    store
+        .log()
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Cannot open the provisioning log; this cycle's records are not stored.");
+        })
+        .ok()
+}
+
+/// Applies the log's retention; a failure is a warning.
+fn prune_log(log: &state::Log, config: &Config) {
+    match log.prune(&config.state.log_retention(), chrono::Utc::now()) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(removed = n, "Pruned the provisioning log."),
+        Err(e) => tracing::warn!(error = %e, "Cannot prune the provisioning log."),
+    }
 }
 
 /// The words of the error of a call that was not sent after an authentication rejection.
@@ -625,6 +649,8 @@ struct Executor<'a> {
     claimed: Mutex<BTreeMap<(bool, ScimId), SourceId>>,
     /// The target's users, listed once when that is cheaper than a query per new user.
     index: Option<TargetIndex>,
+    /// Where records are stored; none in a dry run.
+    log: Option<state::Log>,
 }
 
 /// The result of looking for an existing resource.
@@ -660,6 +686,41 @@ fn change_ops(changes: &[Change]) -> Vec<Json> {
                 Some(v) => path.patch_set(v.clone(), c.old.is_some()),
                 None => path.patch_remove(),
             })
+        })
+        .collect()
+}
+
+/// A value as the provisioning log may keep it: a `Redact()` mapping's value is replaced.
+fn logged(desired: &Desired, path: &str, value: Option<&Json>) -> Json {
+    match value {
+        None => Json::Null,
+        Some(_) if desired.redacted.contains(path) => Json::String(audit::REDACTED.to_owned()),
+        Some(v) => v.clone(),
+    }
+}
+
+/// Attribute changes for the provisioning log, with `Redact()` values hidden.
+fn modified(desired: &Desired, changes: &[Change]) -> Vec<audit::Modified> {
+    changes
+        .iter()
+        .map(|c| audit::Modified {
+            path: c.path.clone(),
+            old: logged(desired, &c.path, c.old.as_ref()),
+            new: logged(desired, &c.path, c.new.as_ref()),
+        })
+        .collect()
+}
+
+/// The attributes a create sets, for the provisioning log, with `Redact()` values hidden.
+fn created(desired: &Desired) -> Vec<audit::Modified> {
+    desired
+        .on_create
+        .iter()
+        .chain(&desired.attrs)
+        .map(|(path, v)| audit::Modified {
+            path: path.clone(),
+            old: Json::Null,
+            new: logged(desired, path, Some(v)),
         })
         .collect()
 }
@@ -700,6 +761,46 @@ impl Executor<'_> {
         }
     }
 
+    /// A record of a decision about `id`, with the HTTP calls made since the operation began
+    /// (or since its previous record); [`Executor::write`] stamps and keeps it.
+    fn entry(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: Option<&ScimId>,
+        action: Action,
+        status: Status,
+    ) -> audit::Entry {
+        let (calls, took) = audit::take_calls();
+        audit::Entry {
+            time: String::new(),
+            cycle_id: self.cycle_id.to_owned(),
+            target: self.target.name.clone(),
+            kind,
+            object_id: id.to_string(),
+            scim_id: scim_id.map(|s| s.as_str().to_owned()),
+            action,
+            status,
+            modified: Vec::new(),
+            calls,
+            detail: String::new(),
+            error: None,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Emits a record and stores it in the log; a storage error is only a warning.
+    fn write(&self, mut entry: audit::Entry) {
+        let at = chrono::Utc::now();
+        entry.time = audit::timestamp(at);
+        audit::emit(&entry);
+        if let Some(log) = &self.log {
+            if let Err(e) = log.append(at, &entry) {
+                tracing::warn!(object_id = %entry.object_id, error = %e, "Cannot store a provisioning log record.");
+            }
+        }
+    }
+
     fn record(
         &self,
         kind: Kind,
@@ -709,16 +810,25 @@ impl Executor<'_> {
         status: Status,
         detail: &str,
     ) {
-        audit::emit(&audit::Record {
-            cycle_id: self.cycle_id,
-            target: &self.target.name,
-            kind,
-            source_id: id,
-            scim_id,
-            action,
-            status,
-            detail,
-        });
+        let mut e = self.entry(kind, id, scim_id, action, status);
+        e.detail = detail.to_owned();
+        self.write(e);
+    }
+
+    /// A successful write, with the attributes it changed.
+    fn record_changes(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: &ScimId,
+        action: Action,
+        detail: &str,
+        modified: Vec<audit::Modified>,
+    ) {
+        let mut e = self.entry(kind, id, Some(scim_id), action, Status::Success);
+        e.detail = detail.to_owned();
+        e.modified = modified;
+        self.write(e);
     }
 
     /// Looks for the account of a new object by each matching attribute in precedence order.
@@ -779,13 +889,13 @@ impl Executor<'_> {
                     .await
                 {
                     Ok(()) => {
-                        self.record(
+                        self.record_changes(
                             Kind::User,
                             &id,
-                            Some(&scim_id),
+                            &scim_id,
                             Action::Update,
-                            Status::Success,
-                            &shown_changes(&desired, &changes).join("; "),
+                            "",
+                            modified(&desired, &changes),
                         );
                         let old = self.snapshot.user(&id).ok().flatten();
                         let matched_by = old.map(|e| e.matched_by).unwrap_or(MatchedBy::Created);
@@ -830,7 +940,9 @@ impl Executor<'_> {
         e: ScimError,
     ) -> Outcome {
         let why = e.to_string();
-        self.record(kind, id, scim_id, action, Status::Failure, &why);
+        let mut entry = self.entry(kind, id, scim_id, action, Status::Failure);
+        entry.error = Some(why.clone());
+        self.write(entry);
         Outcome::Failed(why)
     }
 
@@ -859,13 +971,13 @@ impl Executor<'_> {
             match self.client.create(Endpoint::Users, &body).await {
                 Ok((scim_id, _)) => {
                     self.claim(&scim_id, id);
-                    self.record(
+                    self.record_changes(
                         Kind::User,
                         id,
-                        Some(&scim_id),
+                        &scim_id,
                         Action::Create,
-                        Status::Success,
                         "created",
+                        created(desired),
                     );
                     return match self
                         .snapshot
@@ -931,17 +1043,13 @@ impl Executor<'_> {
                 return self.failed(Kind::User, id, Some(&scim_id), Action::Update, e);
             }
         }
-        let detail = format!(
-            "adopted existing account matched by {by}; {}",
-            shown_changes(desired, &changes).join("; ")
-        );
-        self.record(
+        self.record_changes(
             Kind::User,
             id,
-            Some(&scim_id),
+            &scim_id,
             Action::Update,
-            Status::Success,
-            &detail,
+            &format!("adopted existing account matched by {by}"),
+            modified(desired, &changes),
         );
         match self
             .snapshot
@@ -981,17 +1089,23 @@ impl Executor<'_> {
                 status: Some(404), ..
             }) => {
                 let gone = result.is_err();
-                self.record(
+                let deactivated =
+                    (mode == DeprovisionMode::Deactivate && !gone).then(|| audit::Modified {
+                        path: "active".into(),
+                        old: Json::Bool(true),
+                        new: Json::Bool(false),
+                    });
+                self.record_changes(
                     Kind::User,
                     id,
-                    Some(&scim_id),
+                    &scim_id,
                     action,
-                    Status::Success,
                     if gone {
                         "already gone from the target"
                     } else {
                         "left scope"
                     },
+                    deactivated.into_iter().collect(),
                 );
                 let stored = match (mode, gone, self.snapshot.user(id)) {
                     (DeprovisionMode::Deactivate, false, Ok(Some(mut e))) => {
@@ -1156,20 +1270,20 @@ impl Executor<'_> {
                 tracing::error!(object_id = %id, error = %e, "Could not record a confirmed group change.");
             }
         }
-        let mut detail = shown_changes(desired, changes);
+        let mut detail = Vec::new();
         if !add.is_empty() {
             detail.push(format!("members added: {}", add.len()));
         }
         if !remove.is_empty() {
             detail.push(format!("members removed: {}", remove.len()));
         }
-        self.record(
+        self.record_changes(
             Kind::Group,
             id,
-            Some(&entry.scim_id),
+            &entry.scim_id,
             Action::Update,
-            Status::Success,
             &detail.join("; "),
+            modified(desired, changes),
         );
         Ok(())
     }
@@ -1226,13 +1340,13 @@ impl Executor<'_> {
         if let Err(e) = self.snapshot.put_group(id, &entry) {
             return e.into();
         }
-        self.record(
+        self.record_changes(
             Kind::Group,
             id,
-            Some(&scim_id),
+            &scim_id,
             Action::Create,
-            Status::Success,
             &format!("created with {} members", first.len()),
+            created(&group.desired),
         );
         if !rest.is_empty() {
             if let Err(e) = self

@@ -307,6 +307,7 @@ impl Client {
         }
         self.pacer.ready().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let url = format!("{}{}", self.base, path);
         let mut auth =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
@@ -351,6 +352,7 @@ impl Client {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
+                crate::audit::note_call(method.as_str(), path, None, started.elapsed());
                 let what = if e.is_timeout() {
                     "timed out"
                 } else if e.is_connect() {
@@ -373,7 +375,15 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let bytes = resp.bytes().await.map_err(|e| {
+        let bytes = resp.bytes().await;
+        // The provisioning log's record of this call (when an operation collects them).
+        crate::audit::note_call(
+            method.as_str(),
+            path,
+            Some(status.as_u16()),
+            started.elapsed(),
+        );
+        let bytes = bytes.map_err(|e| {
             (
                 err(
                     Some(status.as_u16()),
