@@ -147,6 +147,11 @@ fn logs_filter_by_status_and_since_and_reject_bad_flags() {
     let error = bob["error"].as_str().expect("error detail");
     assert!(error.contains("POST /Users: 400"), "{error}");
     assert!(calls(bob).contains(&("POST".into(), 400)), "{bob:#}");
+    assert_eq!(
+        modified(bob, "favoriteColor"),
+        Some(&json!({"path": "favoriteColor", "old": null, "new": "teal"})),
+        "a failed create keeps the changes it tried"
+    );
     let all = records(&env, &[]);
     assert!(all.len() > 1, "{all:#?}");
     assert!(records(&env, &["--status", "success"])

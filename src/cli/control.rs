@@ -119,7 +119,7 @@ pub async fn execute(ctx: &Ctx, request: Request) -> i32 {
             dry_run,
         } => super::provision::provision(ctx, &user, target.as_deref(), dry_run).await,
         Request::Status { json } => super::status::status(ctx, json),
-        Request::Logs(args) => super::logs::logs(ctx, &args),
+        Request::Logs(args) => super::logs::logs(ctx, &args).await,
     }
 }
 

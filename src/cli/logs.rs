@@ -138,7 +138,7 @@ pub fn text_block(e: &Entry) -> Vec<String> {
 
 /// Prints the records the flags ask for, oldest first; exits 0 (also when none match), 64
 /// for bad flags, 2 when the log cannot be read.
-pub fn logs(ctx: &Ctx, args: &LogsArgs) -> i32 {
+pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> i32 {
     let q = match query(args, ctx, Utc::now()) {
         Ok(q) => q,
         Err(problems) => {
@@ -148,10 +148,16 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let found = match ctx.store.log().and_then(|log| log.query(&q)) {
-        Ok(found) => found,
-        Err(e) => {
+    // A query may read the whole log: off the async workers, which run the daemon's cycles.
+    let store = ctx.store.clone();
+    let found = match tokio::task::spawn_blocking(move || store.log()?.query(&q)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
             err!("provisioning log: {e}");
+            return EXIT_FATAL;
+        }
+        Err(e) => {
+            err!("provisioning log: the query stopped: {e}");
             return EXIT_FATAL;
         }
     };

@@ -922,7 +922,14 @@ impl Executor<'_> {
                         }
                         self.match_or_create_user(&id, &desired).await
                     }
-                    Err(e) => self.failed(Kind::User, &id, Some(&scim_id), Action::Update, e),
+                    Err(e) => self.failed_changes(
+                        Kind::User,
+                        &id,
+                        Some(&scim_id),
+                        Action::Update,
+                        e,
+                        modified(&desired, &changes),
+                    ),
                 }
             }
             UserOp::Deprovision { id, scim_id, mode } => {
@@ -939,9 +946,23 @@ impl Executor<'_> {
         action: Action,
         e: ScimError,
     ) -> Outcome {
+        self.failed_changes(kind, id, scim_id, action, e, Vec::new())
+    }
+
+    /// A failed write, with the attribute changes it tried to make.
+    fn failed_changes(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: Option<&ScimId>,
+        action: Action,
+        e: ScimError,
+        tried: Vec<audit::Modified>,
+    ) -> Outcome {
         let why = e.to_string();
         let mut entry = self.entry(kind, id, scim_id, action, Status::Failure);
         entry.error = Some(why.clone());
+        entry.modified = tried;
         self.write(entry);
         Outcome::Failed(why)
     }
@@ -996,7 +1017,16 @@ impl Executor<'_> {
                     tracing::debug!(object_id = %id, error = %e, "A create may not have been applied; matching again.");
                     tokio::time::sleep(create_pause(rounds)).await;
                 }
-                Err(e) => return self.failed(Kind::User, id, None, Action::Create, e),
+                Err(e) => {
+                    return self.failed_changes(
+                        Kind::User,
+                        id,
+                        None,
+                        Action::Create,
+                        e,
+                        created(desired),
+                    )
+                }
             }
         }
     }
@@ -1040,7 +1070,14 @@ impl Executor<'_> {
                 .patch(Endpoint::Users, &scim_id, change_ops(&changes))
                 .await
             {
-                return self.failed(Kind::User, id, Some(&scim_id), Action::Update, e);
+                return self.failed_changes(
+                    Kind::User,
+                    id,
+                    Some(&scim_id),
+                    Action::Update,
+                    e,
+                    modified(desired, &changes),
+                );
             }
         }
         self.record_changes(

@@ -84,6 +84,48 @@ impl LogQuery {
     }
 }
 
+/// A cheap test on a record's stored bytes that rules out most records before they are
+/// decoded: decoding every record of a large log is what a query by user would cost otherwise.
+/// It may let through a record that does not match, never hold back one that does.
+#[derive(Default)]
+struct Prefilter(Option<regex::bytes::Regex>);
+
+impl Prefilter {
+    /// Records holding `text` anywhere, ignoring case; anything when `text` would be escaped
+    /// in JSON (then its stored form differs).
+    fn anywhere(text: &str) -> Prefilter {
+        if text
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+        {
+            return Prefilter(None);
+        }
+        Prefilter(
+            regex::bytes::RegexBuilder::new(&regex::escape(text))
+                .case_insensitive(true)
+                .build()
+                .ok(),
+        )
+    }
+
+    /// Records whose `object_id` is one of `ids`, exactly as serde_json writes it.
+    fn object_ids(ids: &BTreeSet<String>) -> Prefilter {
+        let alternatives: Vec<String> = ids
+            .iter()
+            .filter_map(|id| serde_json::to_string(id).ok())
+            .map(|quoted| regex::escape(&format!("\"object_id\":{quoted}")))
+            .collect();
+        if alternatives.len() != ids.len() {
+            return Prefilter(None);
+        }
+        Prefilter(regex::bytes::Regex::new(&alternatives.join("|")).ok())
+    }
+
+    fn may_match(&self, raw: &[u8]) -> bool {
+        self.0.as_ref().is_none_or(|r| r.is_match(raw))
+    }
+}
+
 /// The log tree.
 #[derive(Clone)]
 pub struct Log {
@@ -118,7 +160,11 @@ impl Log {
     fn objects_named(&self, who: &str) -> Result<BTreeSet<String>, StateError> {
         let mut found = BTreeSet::new();
         let mut failure = None;
+        let hint = Prefilter::anywhere(who);
         self.tree.visit(&[], false, &mut |k, v| {
+            if !hint.may_match(v) {
+                return true;
+            }
             let e = match self.decode(k, v) {
                 Ok(e) => e,
                 Err(err) => {
@@ -158,8 +204,15 @@ impl Log {
         let limit = q.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let mut failure = None;
+        let hint = objects
+            .as_ref()
+            .map(Prefilter::object_ids)
+            .unwrap_or_default();
         if limit > 0 {
             self.tree.visit(&start, true, &mut |k, v| {
+                if !hint.may_match(v) {
+                    return true;
+                }
                 match self.decode(k, v) {
                     Ok(e) if q.accepts(&e, objects.as_ref()) => out.push(e),
                     Ok(_) => {}
@@ -325,6 +378,28 @@ mod tests {
             })
             .expect("query");
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_prefilter_lets_through_every_record_that_can_match() {
+        let mut e = entry("u-\"quoted\"", Status::Success, at(0));
+        e.modified.push(Modified {
+            path: "userName".into(),
+            old: json!(null),
+            new: json!("Ada@Example.org"),
+        });
+        let raw = serde_json::to_vec(&e).expect("json");
+        assert!(Prefilter::anywhere("ada@example.ORG").may_match(&raw));
+        assert!(!Prefilter::anywhere("bob@example.org").may_match(&raw));
+        assert!(
+            Prefilter::anywhere("with \"quote").may_match(&raw),
+            "not ruled out"
+        );
+        let ids = BTreeSet::from([e.object_id.clone(), "other".to_owned()]);
+        assert!(Prefilter::object_ids(&ids).may_match(&raw));
+        let other = BTreeSet::from(["u-".to_owned()]);
+        assert!(!Prefilter::object_ids(&other).may_match(&raw));
+        assert!(Prefilter::default().may_match(b"anything"));
     }
 
     #[test]
