@@ -261,3 +261,41 @@ fn retention_by_count_prunes_the_oldest_records() {
     assert_eq!(now[3]["object_id"], "u-cy");
     assert_eq!(now[3]["action"], "Update");
 }
+
+#[test]
+fn provision_on_demand_is_logged_and_its_dry_run_is_not() {
+    let env = Env::start(r#"groups = ["Staff"]"#, "");
+    let mut users = three_users();
+    env.directory(&users, &staff(&["u-ada", "u-bob"]));
+    env.sync(&[]).assert_success();
+    users[1]["department"] = json!("Research");
+    env.directory(&users, &staff(&["u-ada", "u-bob"]));
+
+    env.scimsync(&["provision", "u-bob", "--dry-run"])
+        .assert_success();
+    assert_eq!(
+        records(&env, &["--user", "u-bob"]).len(),
+        1,
+        "only the create"
+    );
+    env.scimsync(&["provision", "u-bob"]).assert_success();
+    let bob = records(&env, &["--user", "u-bob"]);
+    assert_eq!(bob.len(), 2, "{bob:#?}");
+    let update = &bob[1];
+    assert!(
+        update["cycle_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("provision-")),
+        "{update:#}"
+    );
+    assert_eq!(update["action"], "Update");
+    assert_eq!(
+        update["modified"],
+        json!([{
+            "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+            "old": "Engineering",
+            "new": "Research"
+        }])
+    );
+    assert_eq!(calls(update).first().map(|c| c.0.as_str()), Some("PATCH"));
+}
