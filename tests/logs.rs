@@ -299,3 +299,39 @@ fn provision_on_demand_is_logged_and_its_dry_run_is_not() {
     );
     assert_eq!(calls(update).first().map(|c| c.0.as_str()), Some("PATCH"));
 }
+
+#[test]
+fn held_deprovisions_are_staged_deletes_then_disables_once_allowed() {
+    let env = Env::start(r#"groups = ["Staff"]"#, "deletion_threshold = 1");
+    env.directory(&three_users(), &staff(&["u-ada", "u-bob", "u-cy"]));
+    env.sync(&[]).assert_success();
+    env.directory(&three_users(), &staff(&["u-cy"]));
+    env.sync(&[]).assert_code(1);
+    let staged = records(&env, &["--action", "StagedDelete"]);
+    let ids: Vec<&str> = staged
+        .iter()
+        .filter_map(|r| r["object_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{staged:#?}");
+    assert!(ids.contains(&"u-ada") && ids.contains(&"u-bob"), "{ids:?}");
+    for r in &staged {
+        assert_eq!(r["status"], "Skipped");
+        assert!(r["calls"].as_array().is_some_and(Vec::is_empty), "{r:#}");
+        assert!(
+            r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("deletion_threshold = 1")),
+            "{r:#}"
+        );
+    }
+
+    env.sync(&["--allow-deletes"]).assert_success();
+    let ada = records(&env, &["--user", "u-ada", "--action", "disable"]);
+    assert_eq!(ada.len(), 1, "{ada:#?}");
+    assert_eq!(ada[0]["status"], "Success");
+    assert_eq!(
+        ada[0]["modified"],
+        json!([{"path": "active", "old": true, "new": false}])
+    );
+    assert_eq!(calls(&ada[0]).first().map(|c| c.0.as_str()), Some("PATCH"));
+}

@@ -298,6 +298,9 @@ pub async fn run_target_until(
         report.problems.push(format!("skipped {kind} {id}: {why}"));
     }
     report.held = planned.users.held.len() + planned.groups.held.len();
+    let mut held_why = String::from(
+        "held by the deletion threshold; run `scimsync sync --allow-deletes` to carry it out",
+    );
     if report.held > 0 {
         let why = if report.held > target.deletion_threshold {
             format!(
@@ -310,6 +313,9 @@ pub async fn run_target_until(
                 target.deletion_threshold_percent
             )
         };
+        held_why = format!(
+            "held by the deletion threshold: {why} in one cycle; run `scimsync sync --allow-deletes` to carry it out"
+        );
         report.problems.push(format!(
             "held {} deprovisions: {why} in one cycle; run `scimsync sync --allow-deletes` to carry them out",
             report.held
@@ -372,6 +378,12 @@ pub async fn run_target_until(
     for (id, e) in snapshot.groups()? {
         exec.claim_kind(true, &e.scim_id, &id);
     }
+    // Held deprovisions are staged: recorded, not carried out (Entra's StagedDelete).
+    for op in &planned.users.held {
+        if let UserOp::Deprovision { id, scim_id, .. } = op {
+            exec.staged(Kind::User, id, scim_id, &held_why);
+        }
+    }
     let concurrency = target.concurrency.max(1);
     let outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(planned.users.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
@@ -403,6 +415,11 @@ pub async fn run_target_until(
         &want.protected,
         plan_options(target, opts),
     );
+    for op in &groups.held {
+        if let GroupOp::Deprovision { id, scim_id, .. } = op {
+            exec.staged(Kind::Group, id, scim_id, &held_why);
+        }
+    }
     groups.ops = defer(
         std::mem::take(&mut groups.ops),
         group_op_id,
@@ -813,6 +830,18 @@ impl Executor<'_> {
         let mut e = self.entry(kind, id, scim_id, action, status);
         e.detail = detail.to_owned();
         self.write(e);
+    }
+
+    /// A deprovision held back by the deletion threshold.
+    fn staged(&self, kind: Kind, id: &SourceId, scim_id: &ScimId, why: &str) {
+        self.record(
+            kind,
+            id,
+            Some(scim_id),
+            Action::StagedDelete,
+            Status::Skipped,
+            why,
+        );
     }
 
     /// A successful write, with the attributes it changed.
