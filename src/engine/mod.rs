@@ -499,7 +499,7 @@ pub async fn run_target_until(
     report.requests = client.requests();
     snapshot.set_meta("last_cycle", &report)?;
     if let Some(log) = &exec.log {
-        prune_log(log, config);
+        prune_log(log, config).await;
     }
     store.flush().await?;
     let planned = PlannedCycle { groups, ..planned };
@@ -517,12 +517,17 @@ fn open_log(store: &Store) -> Option<state::Log> {
         .ok()
 }
 
-/// Applies the log's retention; a failure is a warning.
-fn prune_log(log: &state::Log, config: &Config) {
-    match log.prune(&config.state.log_retention(), chrono::Utc::now()) {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!(removed = n, "Pruned the provisioning log."),
-        Err(e) => tracing::warn!(error = %e, "Cannot prune the provisioning log."),
+/// Applies the log's retention; a failure is a warning. Pruning scans the log's keys, so it
+/// runs on a blocking thread rather than on the workers that carry the other targets' cycles.
+async fn prune_log(log: &state::Log, config: &Config) {
+    let (log, retention) = (log.clone(), config.state.log_retention());
+    let pruned =
+        tokio::task::spawn_blocking(move || log.prune(&retention, chrono::Utc::now())).await;
+    match pruned {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::debug!(removed = n, "Pruned the provisioning log."),
+        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot prune the provisioning log."),
+        Err(e) => tracing::warn!(error = %e, "Pruning the provisioning log stopped."),
     }
 }
 
