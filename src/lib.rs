@@ -8,8 +8,9 @@
 //! - [`mapping`]: turns a source object into the SCIM resource a target should hold.
 //! - [`plan`]: diffs the desired resources against the snapshot into operations.
 //! - [`scim`]: the HTTP client that carries operations to a target.
-//! - [`state`]: the sled snapshot of what each target was last confirmed to hold.
-//! - [`audit`]: one record per decision and call.
+//! - [`state`]: the sled snapshot of what each target was last confirmed to hold, and the
+//!   stored provisioning log.
+//! - [`audit`]: one record per decision, with its changes and HTTP calls.
 //! - [`engine`]: one cycle end to end for one target.
 //! - [`daemon`]: the long-running service (cron schedules, signals, systemd, control socket).
 //! - [`cli`]: the command line.

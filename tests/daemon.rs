@@ -249,10 +249,23 @@ fn cycles_run_on_schedule_and_the_cli_reaches_the_daemon_through_its_socket() {
             .contains("target \"app\": users created 0, updated 0, deprovisioned 0, unchanged 4"),
         "{out}"
     );
-    // `logs` is not built yet, and says so through the same channel.
-    let out = env.scimsync(&["logs"]);
-    out.assert_code(2);
-    assert!(out.stderr.contains("not implemented yet"), "{out}");
+    // `logs` reads the daemon's log through the same channel: the creates of its first cycle.
+    let out = env.scimsync(&["logs", "--json", "--action", "create"]);
+    out.assert_success();
+    let creates: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(
+        creates.len() >= 4
+            && creates
+                .iter()
+                .all(|r| r["format_version"] == 1 && r["action"] == "Create"),
+        "{out}"
+    );
+    let out = env.scimsync(&["logs", "--status", "nonsense"]);
+    out.assert_code(64);
 
     kill(&daemon, "TERM");
     let out = daemon.wait(Duration::from_secs(40));

@@ -1,13 +1,27 @@
-//! The provisioning log: one record per decision and per call.
+//! The provisioning log: one record per decision, with the HTTP calls it made.
 //!
-//! Records are structured tracing events (target `scimsync::audit`), so journald or a log
-//! pipeline receives them with their fields. Values of `Redact()` mappings never reach a record.
+//! Each [`Entry`] is emitted as a structured tracing event (target `scimsync::audit`), so
+//! journald or a log pipeline receives it with its fields, and is kept in the state's log tree
+//! (`state::log`) for `scimsync logs`. Values of `Redact()` mappings never reach an entry:
+//! they are replaced by [`REDACTED`] before the entry is built.
+//!
+//! The HTTP calls of a decision are gathered without threading a parameter through the SCIM
+//! client: the engine runs each operation inside [`collect`], a task-local collector that
+//! [`note_call`] (called by `scim::Client` for every request it sends) appends to, and
+//! [`take_calls`] drains when the decision is recorded.
 
-use crate::ids::{ScimId, SourceId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// What a `Redact()` mapping's value is replaced with in a record.
+pub const REDACTED: &str = "[Redact]";
 
 /// What kind of object a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     User,
@@ -24,7 +38,7 @@ impl fmt::Display for Kind {
 }
 
 /// The action taken, in Entra ID's provisioning-log vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     Create,
     Update,
@@ -35,7 +49,26 @@ pub enum Action {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Create,
+        Action::Update,
+        Action::Disable,
+        Action::Delete,
+        Action::Skip,
+        Action::StagedDelete,
+        Action::Other,
+    ];
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// How a decision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Success,
     Failure,
@@ -43,32 +76,228 @@ pub enum Status {
     Warning,
 }
 
-pub struct Record<'a> {
-    pub cycle_id: &'a str,
-    pub target: &'a str,
-    pub kind: Kind,
-    pub source_id: &'a SourceId,
-    pub scim_id: Option<&'a ScimId>,
-    pub action: Action,
-    pub status: Status,
-    pub detail: &'a str,
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Success,
+        Status::Failure,
+        Status::Skipped,
+        Status::Warning,
+    ];
 }
 
-/// Emits one record.
-pub fn emit(r: &Record<'_>) {
-    let scim_id = r.scim_id.map(ScimId::as_str).unwrap_or("");
-    match r.status {
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Parses a name of an [`Action`] or [`Status`], case-insensitively.
+pub fn parse_name<T: fmt::Display + Copy>(all: &[T], what: &str, text: &str) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|v| v.to_string().eq_ignore_ascii_case(text))
+        .ok_or_else(|| {
+            let names: Vec<String> = all.iter().map(|v| v.to_string().to_lowercase()).collect();
+            format!(
+                "{text:?} is not a {what}; expected one of {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// One modified attribute: `old` is `null` when the attribute was not set before (a create),
+/// `new` is `null` when it was removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Modified {
+    pub path: String,
+    pub old: Json,
+    pub new: Json,
+}
+
+/// One HTTP request sent to the target for a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    pub method: String,
+    /// The path below the target's base URL, with its query (filters included).
+    pub path: String,
+    /// The response status; `null` when no response came (connect error, timeout).
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+}
+
+/// One provisioning decision, as stored and as emitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// RFC 3339, UTC, microseconds.
+    pub time: String,
+    pub cycle_id: String,
+    pub target: String,
+    pub kind: Kind,
+    /// The source objectId.
+    pub object_id: String,
+    /// The resource id on the target, when known.
+    pub scim_id: Option<String>,
+    pub action: Action,
+    pub status: Status,
+    /// The attributes changed, with values of `Redact()` mappings replaced by [`REDACTED`].
+    #[serde(default)]
+    pub modified: Vec<Modified>,
+    /// The HTTP requests of this decision, in the order they were sent.
+    #[serde(default)]
+    pub calls: Vec<Call>,
+    /// Why (for a skip or warning) or what (for a success), in words.
+    #[serde(default)]
+    pub detail: String,
+    /// The error, for a failure.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// From the start of the operation (or the previous record of the same operation) to this
+    /// record.
+    pub duration_ms: u64,
+}
+
+impl Entry {
+    /// The modified attributes as a person reads them, `path: old -> new`.
+    pub fn modified_text(&self) -> Vec<String> {
+        let show = |v: &Json| match v {
+            Json::Null => "(none)".to_owned(),
+            other => other.to_string(),
+        };
+        self.modified
+            .iter()
+            .map(|m| format!("{}: {} -> {}", m.path, show(&m.old), show(&m.new)))
+            .collect()
+    }
+}
+
+/// The time of a record: RFC 3339, UTC, with microseconds so that records sort as written.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Emits one record as a tracing event.
+pub fn emit(e: &Entry) {
+    let scim_id = e.scim_id.as_deref().unwrap_or("");
+    let modified = e.modified_text().join("; ");
+    let calls = e.calls.iter().map(call_text).collect::<Vec<_>>().join("; ");
+    let error = e.error.as_deref().unwrap_or("");
+    match e.status {
         Status::Success | Status::Skipped => tracing::info!(
             target: "scimsync::audit",
-            cycle_id = r.cycle_id, target_name = r.target, kind = %r.kind, object_id = %r.source_id,
-            scim_id, action = ?r.action, status = ?r.status, detail = r.detail,
+            cycle_id = %e.cycle_id, target_name = %e.target, kind = %e.kind, object_id = %e.object_id,
+            scim_id, action = ?e.action, status = ?e.status, detail = %e.detail, modified, calls,
+            error, duration_ms = e.duration_ms,
             "Provisioning decision."
         ),
         Status::Failure | Status::Warning => tracing::warn!(
             target: "scimsync::audit",
-            cycle_id = r.cycle_id, target_name = r.target, kind = %r.kind, object_id = %r.source_id,
-            scim_id, action = ?r.action, status = ?r.status, detail = r.detail,
+            cycle_id = %e.cycle_id, target_name = %e.target, kind = %e.kind, object_id = %e.object_id,
+            scim_id, action = ?e.action, status = ?e.status, detail = %e.detail, modified, calls,
+            error, duration_ms = e.duration_ms,
             "Provisioning decision."
         ),
+    }
+}
+
+/// A call as one line: `PATCH /Users/42 204 12ms`.
+pub fn call_text(c: &Call) -> String {
+    format!(
+        "{} {} {} {}ms",
+        c.method,
+        c.path,
+        c.status
+            .map_or_else(|| "no response".to_owned(), |s| s.to_string()),
+        c.duration_ms
+    )
+}
+
+/// The calls and start time of the operation being run.
+struct Collector {
+    started: Instant,
+    calls: Vec<Call>,
+}
+
+tokio::task_local! {
+    static COLLECTOR: RefCell<Collector>;
+}
+
+/// Runs `fut` with a collector of its HTTP calls, for [`take_calls`].
+pub async fn collect<F: Future>(fut: F) -> F::Output {
+    let collector = RefCell::new(Collector {
+        started: Instant::now(),
+        calls: Vec::new(),
+    });
+    COLLECTOR.scope(collector, fut).await
+}
+
+/// Notes one HTTP call in the running operation's collector; nothing outside [`collect`].
+/// The path must not hold a secret (it never does: tokens travel in a header).
+pub fn note_call(method: &str, path: &str, status: Option<u16>, took: Duration) {
+    let _ = COLLECTOR.try_with(|c| {
+        c.borrow_mut().calls.push(Call {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            status,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        });
+    });
+}
+
+/// The calls noted since the operation began (or since the last take), and the time since
+/// then; the next take starts afresh. Empty outside [`collect`].
+pub fn take_calls() -> (Vec<Call>, Duration) {
+    COLLECTOR
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let took = c.started.elapsed();
+            c.started = Instant::now();
+            (std::mem::take(&mut c.calls), took)
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_are_collected_per_operation_and_drained_by_take() {
+        note_call("GET", "/outside", Some(200), Duration::from_millis(1));
+        let (a, b) = futures::join!(
+            collect(async {
+                note_call("POST", "/Users", Some(201), Duration::from_millis(5));
+                tokio::task::yield_now().await;
+                note_call("PATCH", "/Users/1", Some(204), Duration::from_millis(3));
+                let first = take_calls().0;
+                note_call("GET", "/Users/1", Some(200), Duration::from_millis(2));
+                (first, take_calls().0)
+            }),
+            collect(async {
+                tokio::task::yield_now().await;
+                note_call("DELETE", "/Users/2", None, Duration::from_millis(7));
+                take_calls().0
+            })
+        );
+        let paths = |cs: &[Call]| cs.iter().map(|c| c.path.clone()).collect::<Vec<_>>();
+        assert_eq!(paths(&a.0), ["/Users", "/Users/1"]);
+        assert_eq!(paths(&a.1), ["/Users/1"]);
+        assert_eq!(a.1[0].method, "GET");
+        assert_eq!(paths(&b), ["/Users/2"]);
+        assert_eq!(b[0].status, None);
+        assert!(take_calls().0.is_empty(), "nothing is collected outside");
+    }
+
+    #[test]
+    fn names_parse_case_insensitively_and_errors_list_the_choices() {
+        assert_eq!(
+            parse_name(&Status::ALL, "status", "FAILURE"),
+            Ok(Status::Failure)
+        );
+        assert_eq!(
+            parse_name(&Action::ALL, "action", "stageddelete"),
+            Ok(Action::StagedDelete)
+        );
+        let e = parse_name(&Status::ALL, "status", "broken").expect_err("unknown");
+        assert!(e.contains("success, failure, skipped, warning"), "{e}");
     }
 }

@@ -45,10 +45,7 @@ pub enum Request {
     Status {
         json: bool,
     },
-    Logs {
-        user: Option<String>,
-        since: Option<String>,
-    },
+    Logs(super::logs::LogsArgs),
 }
 
 /// What a command printed and its exit code.
@@ -122,7 +119,7 @@ pub async fn execute(ctx: &Ctx, request: Request) -> i32 {
             dry_run,
         } => super::provision::provision(ctx, &user, target.as_deref(), dry_run).await,
         Request::Status { json } => super::status::status(ctx, json),
-        Request::Logs { .. } => super::not_yet("logs"),
+        Request::Logs(args) => super::logs::logs(ctx, &args).await,
     }
 }
 

@@ -2,14 +2,14 @@
 //!
 //! Exit codes: 0 everything applied; 1 some objects failed, were skipped or were held (the rest
 //! applied), a target check failed, or an expression failed; 2 a fatal error (source, state or
-//! target unusable) or a command that is not built yet; 64 invalid configuration or usage
-//! (`EX_USAGE`).
+//! target unusable); 64 invalid configuration or usage, a bad flag too (`EX_USAGE`).
 //!
 //! Commands that need the state (`sync`, `plan`, `provision`, `status`, `logs`) go through
 //! [`control::dispatch`]: to the daemon over its control socket when it runs, else locally.
 
 mod check;
 pub mod control;
+pub mod logs;
 pub mod output;
 mod plan_json;
 mod progress;
@@ -133,12 +133,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Query the provisioning log (not implemented yet).
+    /// Query the provisioning log: one record per decision, oldest first.
     Logs {
+        /// Only this user or group: objectId, SCIM id, or a userName, mail or displayName
+        /// the log recorded for it.
         #[arg(long)]
         user: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only records this recent: a duration (30m, 2h, 7d) or an RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
+        /// Only records with this status: success, failure, skipped or warning.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only records of this action: create, update, disable, delete, skip, stageddelete
+        /// or other.
+        #[arg(long)]
+        action: Option<String>,
+        /// At most this many records, the newest.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON object per line (format in docs/logs-json.md).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -184,15 +203,27 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Run => crate::daemon::run(&cli.config).await,
         Command::Check => check::check(&cli.config).await,
         Command::Status { json } => control::dispatch(&cli.config, Request::Status { json }).await,
-        Command::Logs { user, since } => {
-            control::dispatch(&cli.config, Request::Logs { user, since }).await
+        Command::Logs {
+            user,
+            target,
+            since,
+            status,
+            action,
+            limit,
+            json,
+        } => {
+            let args = logs::LogsArgs {
+                user,
+                target,
+                since,
+                status,
+                action,
+                limit,
+                json,
+            };
+            control::dispatch(&cli.config, Request::Logs(args)).await
         }
     }
-}
-
-fn not_yet(name: &str) -> i32 {
-    err!("scimsync {name}: not implemented yet");
-    EXIT_FATAL
 }
 
 fn load(path: &std::path::Path) -> Result<Config, i32> {

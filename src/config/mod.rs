@@ -52,6 +52,36 @@ pub const DEFAULT_MIN_SOURCE_RATIO: f64 = 0.5;
 pub struct StateConfig {
     #[serde(default = "default_state_path")]
     pub path: PathBuf,
+    /// Provisioning log records older than this many days are pruned at the end of a cycle.
+    #[serde(default = "default_log_retention_days")]
+    pub log_retention_days: u32,
+    /// At most this many provisioning log records are kept (over every target); the oldest
+    /// go first.
+    #[serde(default = "default_log_max_records")]
+    pub log_max_records: usize,
+}
+
+/// The default of `state.log_retention_days`.
+pub const DEFAULT_LOG_RETENTION_DAYS: u32 = 30;
+/// The default of `state.log_max_records`.
+pub const DEFAULT_LOG_MAX_RECORDS: usize = 100_000;
+
+fn default_log_retention_days() -> u32 {
+    DEFAULT_LOG_RETENTION_DAYS
+}
+
+fn default_log_max_records() -> usize {
+    DEFAULT_LOG_MAX_RECORDS
+}
+
+impl StateConfig {
+    /// The provisioning log's retention.
+    pub fn log_retention(&self) -> crate::state::Retention {
+        crate::state::Retention {
+            max_age: chrono::Duration::days(i64::from(self.log_retention_days)),
+            max_records: self.log_max_records,
+        }
+    }
 }
 
 fn default_state_path() -> PathBuf {
@@ -62,6 +92,8 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             path: default_state_path(),
+            log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
+            log_max_records: DEFAULT_LOG_MAX_RECORDS,
         }
     }
 }
@@ -441,6 +473,7 @@ impl Loader<'_> {
         let mut source = source?;
         let scope = scope?;
         state.path = base.join(&state.path);
+        self.check_state(&state);
         self.check_scope(&scope);
         self.check_targets(&targets);
         if let SourceConfig::Ldap(ldap) = &source {
@@ -636,6 +669,25 @@ impl Loader<'_> {
             }
         }
         Some(out)
+    }
+
+    fn check_state(&mut self, state: &StateConfig) {
+        // chrono's durations end in the year 292 million; a century is plenty.
+        if !(1..=36_500).contains(&state.log_retention_days) {
+            self.problem(
+                "state.log_retention_days",
+                format!(
+                    "{} is not a number of days between 1 and 36500",
+                    state.log_retention_days
+                ),
+            );
+        }
+        if state.log_max_records == 0 {
+            self.problem(
+                "state.log_max_records",
+                "0 would keep no provisioning log; set at least 1",
+            );
+        }
     }
 
     fn check_scope(&mut self, scope: &ScopeConfig) {
@@ -1184,5 +1236,42 @@ matching_precedence = 1
         )
         .expect("valid");
         assert_eq!(c.min_source_ratio, 0.25);
+    }
+
+    #[test]
+    fn log_retention_has_defaults_and_rejects_zero() {
+        let c = Config::parse(Path::new("x.toml"), GOOD).expect("valid");
+        assert_eq!(
+            (c.state.log_retention_days, c.state.log_max_records),
+            (30, 100_000)
+        );
+        assert_eq!(c.state.log_retention().max_age, chrono::Duration::days(30));
+        let set = GOOD.replace(
+            "path = \"state\"",
+            "path = \"state\"\nlog_retention_days = 7\nlog_max_records = 500",
+        );
+        let c = Config::parse(Path::new("x.toml"), &set).expect("valid");
+        assert_eq!(
+            (c.state.log_retention_days, c.state.log_max_records),
+            (7, 500)
+        );
+        let bad = GOOD.replace(
+            "path = \"state\"",
+            "path = \"state\"\nlog_retention_days = 0\nlog_max_records = 0",
+        );
+        let p = problems(&bad);
+        for want in [
+            "state.log_retention_days: 0 is not a number of days between 1 and 36500",
+            "state.log_max_records: 0 would keep no provisioning log",
+        ] {
+            assert!(p.iter().any(|p| p.starts_with(want)), "{want}: {p:?}");
+        }
+        let negative = GOOD.replace("path = \"state\"", "path = \"state\"\nlog_max_records = -1");
+        let p = problems(&negative);
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("state: ") && p.contains("-1")),
+            "{p:?}"
+        );
     }
 }

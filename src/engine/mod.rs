@@ -315,6 +315,9 @@ pub async fn run_target_with(
         report.problems.push(format!("skipped {kind} {id}: {why}"));
     }
     report.held = planned.users.held.len() + planned.groups.held.len();
+    let mut held_why = String::from(
+        "held by the deletion threshold; run `scimsync sync --allow-deletes` to carry it out",
+    );
     if report.held > 0 {
         let why = if report.held > target.deletion_threshold {
             format!(
@@ -327,6 +330,9 @@ pub async fn run_target_with(
                 target.deletion_threshold_percent
             )
         };
+        held_why = format!(
+            "held by the deletion threshold: {why} in one cycle; run `scimsync sync --allow-deletes` to carry it out"
+        );
         report.problems.push(format!(
             "held {} deprovisions: {why} in one cycle; run `scimsync sync --allow-deletes` to carry them out",
             report.held
@@ -381,12 +387,19 @@ pub async fn run_target_with(
         cycle_id: &cycle_id,
         claimed: Mutex::new(BTreeMap::new()),
         index,
+        log: open_log(store),
     };
     for (id, e) in snapshot.users()? {
         exec.claim(&e.scim_id, &id);
     }
     for (id, e) in snapshot.groups()? {
         exec.claim_kind(true, &e.scim_id, &id);
+    }
+    // Held deprovisions are staged: recorded, not carried out (Entra's StagedDelete).
+    for op in &planned.users.held {
+        if let UserOp::Deprovision { id, scim_id, .. } = op {
+            exec.staged(Kind::User, id, scim_id, &held_why);
+        }
     }
     let concurrency = target.concurrency.max(1);
     progress.planned(planned.users.ops.len() + planned.groups.ops.len());
@@ -395,7 +408,7 @@ pub async fn run_target_with(
         .map(|op| async {
             let id = op.id().clone();
             let action = progress::user_action(&op);
-            let outcome = exec.user(op).await;
+            let outcome = audit::collect(exec.user(op)).await;
             progress.finished(&target.name, "user", action, outcome.status());
             (id, outcome)
         })
@@ -423,6 +436,11 @@ pub async fn run_target_with(
         &want.protected,
         plan_options(target, opts),
     );
+    for op in &groups.held {
+        if let GroupOp::Deprovision { id, scim_id, .. } = op {
+            exec.staged(Kind::Group, id, scim_id, &held_why);
+        }
+    }
     groups.ops = defer(
         std::mem::take(&mut groups.ops),
         group_op_id,
@@ -442,7 +460,7 @@ pub async fn run_target_with(
         .map(|op| async {
             let id = group_op_id(&op).clone();
             let action = progress::group_action(&op);
-            let outcome = exec.group(op, &users_snap).await;
+            let outcome = audit::collect(exec.group(op, &users_snap)).await;
             progress.finished(&target.name, "group", action, outcome.status());
             (id, outcome)
         })
@@ -506,9 +524,37 @@ pub async fn run_target_with(
     report.escrow = snapshot.escrow()?.len();
     report.requests = client.requests();
     snapshot.set_meta("last_cycle", &report)?;
+    if let Some(log) = &exec.log {
+        prune_log(log, config).await;
+    }
     store.flush().await?;
     let planned = PlannedCycle { groups, ..planned };
     Ok((report, planned))
+}
+
+/// The provisioning log, or none (with a warning) when the store cannot open it: the log
+/// never stops a cycle.
+fn open_log(store: &Store) -> Option<state::Log> {
+    store
+        .log()
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Cannot open the provisioning log; this cycle's records are not stored.");
+        })
+        .ok()
+}
+
+/// Applies the log's retention; a failure is a warning. Pruning scans the log's keys, so it
+/// runs on a blocking thread rather than on the workers that carry the other targets' cycles.
+async fn prune_log(log: &state::Log, config: &Config) {
+    let (log, retention) = (log.clone(), config.state.log_retention());
+    let pruned =
+        tokio::task::spawn_blocking(move || log.prune(&retention, chrono::Utc::now())).await;
+    match pruned {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::debug!(removed = n, "Pruned the provisioning log."),
+        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot prune the provisioning log."),
+        Err(e) => tracing::warn!(error = %e, "Pruning the provisioning log stopped."),
+    }
 }
 
 /// The words of the error of a call that was not sent after an authentication rejection.
@@ -664,6 +710,8 @@ struct Executor<'a> {
     claimed: Mutex<BTreeMap<(bool, ScimId), SourceId>>,
     /// The target's users, listed once when that is cheaper than a query per new user.
     index: Option<TargetIndex>,
+    /// Where records are stored; none in a dry run.
+    log: Option<state::Log>,
 }
 
 /// The result of looking for an existing resource.
@@ -699,6 +747,41 @@ fn change_ops(changes: &[Change]) -> Vec<Json> {
                 Some(v) => path.patch_set(v.clone(), c.old.is_some()),
                 None => path.patch_remove(),
             })
+        })
+        .collect()
+}
+
+/// A value as the provisioning log may keep it: a `Redact()` mapping's value is replaced.
+fn logged(desired: &Desired, path: &str, value: Option<&Json>) -> Json {
+    match value {
+        None => Json::Null,
+        Some(_) if desired.redacted.contains(path) => Json::String(audit::REDACTED.to_owned()),
+        Some(v) => v.clone(),
+    }
+}
+
+/// Attribute changes for the provisioning log, with `Redact()` values hidden.
+fn modified(desired: &Desired, changes: &[Change]) -> Vec<audit::Modified> {
+    changes
+        .iter()
+        .map(|c| audit::Modified {
+            path: c.path.clone(),
+            old: logged(desired, &c.path, c.old.as_ref()),
+            new: logged(desired, &c.path, c.new.as_ref()),
+        })
+        .collect()
+}
+
+/// The attributes a create sets, for the provisioning log, with `Redact()` values hidden.
+fn created(desired: &Desired) -> Vec<audit::Modified> {
+    desired
+        .on_create
+        .iter()
+        .chain(&desired.attrs)
+        .map(|(path, v)| audit::Modified {
+            path: path.clone(),
+            old: Json::Null,
+            new: logged(desired, path, Some(v)),
         })
         .collect()
 }
@@ -739,6 +822,46 @@ impl Executor<'_> {
         }
     }
 
+    /// A record of a decision about `id`, with the HTTP calls made since the operation began
+    /// (or since its previous record); [`Executor::write`] stamps and keeps it.
+    fn entry(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: Option<&ScimId>,
+        action: Action,
+        status: Status,
+    ) -> audit::Entry {
+        let (calls, took) = audit::take_calls();
+        audit::Entry {
+            time: String::new(),
+            cycle_id: self.cycle_id.to_owned(),
+            target: self.target.name.clone(),
+            kind,
+            object_id: id.to_string(),
+            scim_id: scim_id.map(|s| s.as_str().to_owned()),
+            action,
+            status,
+            modified: Vec::new(),
+            calls,
+            detail: String::new(),
+            error: None,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Emits a record and stores it in the log; a storage error is only a warning.
+    fn write(&self, mut entry: audit::Entry) {
+        let at = chrono::Utc::now();
+        entry.time = audit::timestamp(at);
+        audit::emit(&entry);
+        if let Some(log) = &self.log {
+            if let Err(e) = log.append(at, &entry) {
+                tracing::warn!(object_id = %entry.object_id, error = %e, "Cannot store a provisioning log record.");
+            }
+        }
+    }
+
     fn record(
         &self,
         kind: Kind,
@@ -748,16 +871,37 @@ impl Executor<'_> {
         status: Status,
         detail: &str,
     ) {
-        audit::emit(&audit::Record {
-            cycle_id: self.cycle_id,
-            target: &self.target.name,
+        let mut e = self.entry(kind, id, scim_id, action, status);
+        e.detail = detail.to_owned();
+        self.write(e);
+    }
+
+    /// A deprovision held back by the deletion threshold.
+    fn staged(&self, kind: Kind, id: &SourceId, scim_id: &ScimId, why: &str) {
+        self.record(
             kind,
-            source_id: id,
-            scim_id,
-            action,
-            status,
-            detail,
-        });
+            id,
+            Some(scim_id),
+            Action::StagedDelete,
+            Status::Skipped,
+            why,
+        );
+    }
+
+    /// A successful write, with the attributes it changed.
+    fn record_changes(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: &ScimId,
+        action: Action,
+        detail: &str,
+        modified: Vec<audit::Modified>,
+    ) {
+        let mut e = self.entry(kind, id, Some(scim_id), action, Status::Success);
+        e.detail = detail.to_owned();
+        e.modified = modified;
+        self.write(e);
     }
 
     /// Looks for the account of a new object by each matching attribute in precedence order.
@@ -818,13 +962,13 @@ impl Executor<'_> {
                     .await
                 {
                     Ok(()) => {
-                        self.record(
+                        self.record_changes(
                             Kind::User,
                             &id,
-                            Some(&scim_id),
+                            &scim_id,
                             Action::Update,
-                            Status::Success,
-                            &shown_changes(&desired, &changes).join("; "),
+                            "",
+                            modified(&desired, &changes),
                         );
                         let old = self.snapshot.user(&id).ok().flatten();
                         let matched_by = old.map(|e| e.matched_by).unwrap_or(MatchedBy::Created);
@@ -851,7 +995,14 @@ impl Executor<'_> {
                         }
                         self.match_or_create_user(&id, &desired).await
                     }
-                    Err(e) => self.failed(Kind::User, &id, Some(&scim_id), Action::Update, e),
+                    Err(e) => self.failed_changes(
+                        Kind::User,
+                        &id,
+                        Some(&scim_id),
+                        Action::Update,
+                        e,
+                        modified(&desired, &changes),
+                    ),
                 }
             }
             UserOp::Deprovision { id, scim_id, mode } => {
@@ -868,8 +1019,24 @@ impl Executor<'_> {
         action: Action,
         e: ScimError,
     ) -> Outcome {
+        self.failed_changes(kind, id, scim_id, action, e, Vec::new())
+    }
+
+    /// A failed write, with the attribute changes it tried to make.
+    fn failed_changes(
+        &self,
+        kind: Kind,
+        id: &SourceId,
+        scim_id: Option<&ScimId>,
+        action: Action,
+        e: ScimError,
+        tried: Vec<audit::Modified>,
+    ) -> Outcome {
         let why = e.to_string();
-        self.record(kind, id, scim_id, action, Status::Failure, &why);
+        let mut entry = self.entry(kind, id, scim_id, action, Status::Failure);
+        entry.error = Some(why.clone());
+        entry.modified = tried;
+        self.write(entry);
         Outcome::Failed(why)
     }
 
@@ -898,13 +1065,13 @@ impl Executor<'_> {
             match self.client.create(Endpoint::Users, &body).await {
                 Ok((scim_id, _)) => {
                     self.claim(&scim_id, id);
-                    self.record(
+                    self.record_changes(
                         Kind::User,
                         id,
-                        Some(&scim_id),
+                        &scim_id,
                         Action::Create,
-                        Status::Success,
                         "created",
+                        created(desired),
                     );
                     return match self
                         .snapshot
@@ -923,7 +1090,16 @@ impl Executor<'_> {
                     tracing::debug!(object_id = %id, error = %e, "A create may not have been applied; matching again.");
                     tokio::time::sleep(create_pause(rounds)).await;
                 }
-                Err(e) => return self.failed(Kind::User, id, None, Action::Create, e),
+                Err(e) => {
+                    return self.failed_changes(
+                        Kind::User,
+                        id,
+                        None,
+                        Action::Create,
+                        e,
+                        created(desired),
+                    )
+                }
             }
         }
     }
@@ -967,20 +1143,23 @@ impl Executor<'_> {
                 .patch(Endpoint::Users, &scim_id, change_ops(&changes))
                 .await
             {
-                return self.failed(Kind::User, id, Some(&scim_id), Action::Update, e);
+                return self.failed_changes(
+                    Kind::User,
+                    id,
+                    Some(&scim_id),
+                    Action::Update,
+                    e,
+                    modified(desired, &changes),
+                );
             }
         }
-        let detail = format!(
-            "adopted existing account matched by {by}; {}",
-            shown_changes(desired, &changes).join("; ")
-        );
-        self.record(
+        self.record_changes(
             Kind::User,
             id,
-            Some(&scim_id),
+            &scim_id,
             Action::Update,
-            Status::Success,
-            &detail,
+            &format!("adopted existing account matched by {by}"),
+            modified(desired, &changes),
         );
         match self
             .snapshot
@@ -1020,17 +1199,23 @@ impl Executor<'_> {
                 status: Some(404), ..
             }) => {
                 let gone = result.is_err();
-                self.record(
+                let deactivated =
+                    (mode == DeprovisionMode::Deactivate && !gone).then(|| audit::Modified {
+                        path: "active".into(),
+                        old: Json::Bool(true),
+                        new: Json::Bool(false),
+                    });
+                self.record_changes(
                     Kind::User,
                     id,
-                    Some(&scim_id),
+                    &scim_id,
                     action,
-                    Status::Success,
                     if gone {
                         "already gone from the target"
                     } else {
                         "left scope"
                     },
+                    deactivated.into_iter().collect(),
                 );
                 let stored = match (mode, gone, self.snapshot.user(id)) {
                     (DeprovisionMode::Deactivate, false, Ok(Some(mut e))) => {
@@ -1195,20 +1380,20 @@ impl Executor<'_> {
                 tracing::error!(object_id = %id, error = %e, "Could not record a confirmed group change.");
             }
         }
-        let mut detail = shown_changes(desired, changes);
+        let mut detail = Vec::new();
         if !add.is_empty() {
             detail.push(format!("members added: {}", add.len()));
         }
         if !remove.is_empty() {
             detail.push(format!("members removed: {}", remove.len()));
         }
-        self.record(
+        self.record_changes(
             Kind::Group,
             id,
-            Some(&entry.scim_id),
+            &entry.scim_id,
             Action::Update,
-            Status::Success,
             &detail.join("; "),
+            modified(desired, changes),
         );
         Ok(())
     }
@@ -1265,13 +1450,13 @@ impl Executor<'_> {
         if let Err(e) = self.snapshot.put_group(id, &entry) {
             return e.into();
         }
-        self.record(
+        self.record_changes(
             Kind::Group,
             id,
-            Some(&scim_id),
+            &scim_id,
             Action::Create,
-            Status::Success,
             &format!("created with {} members", first.len()),
+            created(&group.desired),
         );
         if !rest.is_empty() {
             if let Err(e) = self

@@ -82,7 +82,20 @@ pub fn find_by_user_name(
 }
 
 /// Provisions one user to one target now (or, with `dry_run`, only says what would be done).
+/// The HTTP calls, matching queries included, go to the provisioning log's record.
 pub async fn provision(
+    dir: &Directory,
+    who: Who<'_>,
+    config: &Config,
+    target: &TargetConfig,
+    store: &crate::state::Store,
+    dry_run: bool,
+    stop: &CancellationToken,
+) -> Result<ProvisionReport, EngineError> {
+    crate::audit::collect(steps(dir, who, config, target, store, dry_run, stop)).await
+}
+
+async fn steps(
     dir: &Directory,
     who: Who<'_>,
     config: &Config,
@@ -179,6 +192,12 @@ pub async fn provision(
         cycle_id: &format!("provision-{}", uuid::Uuid::new_v4()),
         claimed: Mutex::new(BTreeMap::new()),
         index: None,
+        // A dry run stores nothing.
+        log: if dry_run {
+            None
+        } else {
+            super::open_log(store)
+        },
     };
     for (sid, e) in snapshot.users()? {
         exec.claim(&e.scim_id, &sid);

@@ -427,6 +427,7 @@ impl Client {
             Ok(r) => r,
             Err(e) => {
                 crate::telemetry::http_request(&self.target.0, &method, None, sent.elapsed());
+                crate::audit::note_call(method.as_str(), path, None, sent.elapsed());
                 let what = if e.is_timeout() {
                     "timed out"
                 } else if e.is_connect() {
@@ -450,12 +451,10 @@ impl Client {
             .unwrap_or("")
             .to_owned();
         let bytes = resp.bytes().await;
-        crate::telemetry::http_request(
-            &self.target.0,
-            &method,
-            Some(status.as_u16()),
-            sent.elapsed(),
-        );
+        let elapsed = sent.elapsed();
+        crate::telemetry::http_request(&self.target.0, &method, Some(status.as_u16()), elapsed);
+        // The provisioning log's record of this call (when an operation collects them).
+        crate::audit::note_call(method.as_str(), path, Some(status.as_u16()), elapsed);
         let bytes = bytes.map_err(|e| {
             (
                 err(

@@ -5,9 +5,11 @@
 //! so that tests (and later a shared store) can stand in for it.
 
 pub mod escrow;
+pub mod log;
 pub mod quarantine;
 
 pub use escrow::EscrowEntry;
+pub use log::{Log, LogQuery, Retention};
 pub use quarantine::Quarantine;
 
 use crate::ids::{ScimId, SourceId, TargetName};
@@ -46,7 +48,25 @@ pub trait KvTree: Send + Sync {
     fn remove(&self, key: &[u8]) -> Result<(), StateError>;
     fn scan(&self) -> Result<Entries, StateError>;
     fn name(&self) -> String;
+    /// Visits the entries whose key is at least `start`, in key order or (with `rev`) from the
+    /// last one down, until `visit` returns false. A range scan, where the store has them.
+    fn visit(&self, start: &[u8], rev: bool, visit: Visitor<'_>) -> Result<(), StateError> {
+        let mut entries = self.scan()?;
+        entries.retain(|(k, _)| k.as_slice() >= start);
+        if rev {
+            entries.reverse();
+        }
+        for (k, v) in &entries {
+            if !visit(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// What [`KvTree::visit`] calls with each key and value; false stops the scan.
+pub type Visitor<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
 impl KvTree for sled::Tree {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -69,6 +89,27 @@ impl KvTree for sled::Tree {
     }
     fn name(&self) -> String {
         String::from_utf8_lossy(&sled::Tree::name(self)).into_owned()
+    }
+    fn visit(&self, start: &[u8], rev: bool, visit: Visitor<'_>) -> Result<(), StateError> {
+        let range = self.range(start.to_vec()..);
+        let mut step = |r: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StateError> {
+            let (k, v) = r.map_err(storage)?;
+            Ok(visit(&k, &v))
+        };
+        if rev {
+            for r in range.rev() {
+                if !step(r)? {
+                    break;
+                }
+            }
+        } else {
+            for r in range {
+                if !step(r)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -223,6 +264,11 @@ impl Store {
             meta: self.tree(&format!("meta/{target}"))?,
             escrow: self.tree(&format!("escrow/{target}"))?,
         })
+    }
+
+    /// The provisioning log, shared by every target.
+    pub fn log(&self) -> Result<Log, StateError> {
+        Ok(Log::new(self.tree("log")?))
     }
 
     /// Writes everything to disk; called at the end of a cycle and at shutdown.
