@@ -372,13 +372,19 @@ pub async fn run_target_until(
         exec.claim_kind(true, &e.scim_id, &id);
     }
     let concurrency = target.concurrency.max(1);
+    // With bulk, enough writes wait to fill requests; still only `concurrency` in flight.
+    let width = if planned.users.ops.is_empty() {
+        concurrency
+    } else {
+        client.write_width().await
+    };
     let outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(planned.users.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = op.id().clone();
             (id, exec.user(op).await)
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(width)
         .collect()
         .await;
     let mut attempted = outcomes.len();
@@ -415,13 +421,18 @@ pub async fn run_target_until(
         report.groups.skipped += groups.ops.len();
         groups.ops.clear();
     }
+    let width = if groups.ops.is_empty() {
+        concurrency
+    } else {
+        client.write_width().await
+    };
     let group_outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(groups.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
             let id = group_op_id(&op).clone();
             (id, exec.group(op, &users_snap).await)
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(width)
         .collect()
         .await;
     attempted += group_outcomes.len();

@@ -171,7 +171,9 @@ pub async fn provision(
         return Ok(r);
     }
 
-    let client = Client::new(target).map_err(EngineError::Target)?;
+    let client = Client::new(target)
+        .map(Client::without_bulk)
+        .map_err(EngineError::Target)?;
     let exec = Executor {
         client: &client,
         snapshot: &snapshot,
