@@ -226,7 +226,10 @@ impl Dispatcher {
                         if alone {
                             Delivery::Alone
                         } else {
-                            Delivery::Done(Err((whole_request_failure(p, &e, batch.len()), retry_after)))
+                            Delivery::Done(Err((
+                                whole_request_failure(p, &e, batch.len()),
+                                retry_after,
+                            )))
                         }
                     })
                     .collect()
@@ -320,7 +323,10 @@ fn per_operation(batch: &[Pending], body: &Json) -> Vec<Delivery> {
 /// The answer a single call would have had, from one operation's result.
 fn one_result(p: &Pending, r: &Json) -> Answer {
     let Some(status) = r.get("status").and_then(status_of) else {
-        return Err((unknown(p, "its result in the bulk response has no status"), None));
+        return Err((
+            unknown(p, "its result in the bulk response has no status"),
+            None,
+        ));
     };
     let response = r.get("response").filter(|v| !v.is_null());
     if (200..300).contains(&status) {
@@ -389,7 +395,8 @@ mod tests {
 
     #[test]
     fn limits_come_from_the_service_provider_config() {
-        let spc = json!({"bulk": {"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576}});
+        let spc =
+            json!({"bulk": {"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576}});
         assert_eq!(Limits::advertised(&spc), Ok(limits(1000, 1048576)));
         let off = json!({"bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0}});
         assert!(Limits::advertised(&off)

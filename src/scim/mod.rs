@@ -185,7 +185,12 @@ impl Client {
 
     /// One attempt of a call: a write goes through the bulk dispatcher when bulk is on, and is
     /// answered exactly as a single call would be.
-    async fn attempt_routed(&self, method: Method, path: &str, body: Option<&Json>) -> bulk::Answer {
+    async fn attempt_routed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> bulk::Answer {
         let write = matches!(method, Method::POST | Method::PATCH | Method::DELETE)
             && (path.starts_with("/Users") || path.starts_with("/Groups"));
         if write {
