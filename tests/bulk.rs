@@ -193,6 +193,15 @@ fn an_initial_sync_in_bulk_reaches_the_exact_state_in_few_requests() {
         "{out}"
     );
 
+    let check = env.ws.run(&["--config", "scimsync.toml", "check"]);
+    check.assert_success();
+    assert!(
+        check.stdout.contains(
+            "target \"app\": bulk: on (up to 50 operations and 1048576 bytes per request)"
+        ),
+        "{check}"
+    );
+
     // Nothing changed: a second cycle sends nothing, not even a ServiceProviderConfig read.
     let out = env.sync();
     out.assert_success();
@@ -351,6 +360,14 @@ fn a_target_without_bulk_gets_single_calls() {
     );
     let calls = env.proxy.calls();
     assert!(calls.iter().all(|c| !c.contains("/Bulk")), "{calls:#?}");
+    let check = env.ws.run(&["--config", "scimsync.toml", "check"]);
+    check.assert_success();
+    assert!(
+        check.stdout.contains(
+            "target \"app\": bulk: warning: bulk = true, but its /ServiceProviderConfig says bulk is not supported; writes go as single calls"
+        ),
+        "{check}"
+    );
     let creates = calls
         .iter()
         .filter(|c| c.starts_with("POST /v2/Users "))
