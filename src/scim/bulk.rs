@@ -563,7 +563,7 @@ mod tests {
             assert!(matches!(d, Delivery::Alone));
         }
         for d in settle(&ops, Ok(None)) {
-            assert!(done(d).expect_err("unknown").retryable);
+            assert!(done(d).expect_err("unknown").0.retryable);
         }
     }
 }
