@@ -374,3 +374,125 @@ fn a_target_without_bulk_gets_single_calls() {
         .count();
     assert_eq!(creates, n, "{calls:#?}");
 }
+
+#[test]
+fn updates_and_deletes_go_in_bulk_and_a_404_matches_again() {
+    let env = Env::start(bulk(20), "all = true", "deprovision = \"delete\"");
+    let n = 60;
+    env.directory(&users(n), &[]);
+    env.sync().assert_success();
+
+    // 30 renamed, two of them deleted behind scimsync's back; the last 10 leave the source.
+    let mut changed = users(50);
+    for (i, u) in changed.iter_mut().enumerate().take(30) {
+        u["surname"] = json!(format!("Changed{i}"));
+    }
+    for name in ["u0001", "u0002"] {
+        let id = env.server.user_by_username(name).expect("account")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        env.server.delete(&format!("/Users/{id}"));
+    }
+    env.directory(&changed, &[]);
+    let out = env.sync();
+    out.assert_success();
+    assert!(
+        out.stdout.contains(
+            "users created 2, updated 28, deprovisioned 10, unchanged 20, skipped 0, failed 0"
+        ),
+        "{out}"
+    );
+    let got = common::env::target_users(&env.server);
+    assert_eq!(got.len(), 50, "{:?}", got.keys().collect::<Vec<_>>());
+    for i in 0..50 {
+        let surname = if i < 30 {
+            format!("Changed{i}")
+        } else {
+            format!("Surname{i}")
+        };
+        assert_eq!(
+            got[&format!("u{i:04}")]["name"]["formatted"],
+            json!(format!("Given{i} {surname}"))
+        );
+    }
+    let ops: Vec<(String, String)> = env.bulk_requests().into_iter().flatten().collect();
+    let count = |m: &str| ops.iter().filter(|(method, _)| method == m).count();
+    // 30 PATCHes (two answered 404 inside the bulk response), 10 DELETEs, then the two
+    // creates after matching again.
+    assert_eq!(
+        (count("PATCH"), count("DELETE"), count("POST")),
+        (30, 10, 2),
+        "{ops:?}"
+    );
+    let singles: Vec<String> = env
+        .proxy
+        .calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("GET ") && !c.starts_with("POST /v2/Bulk "))
+        .collect();
+    assert!(singles.is_empty(), "writes sent alone: {singles:?}");
+}
+
+#[test]
+fn random_faults_on_every_request_converge_without_a_duplicate() {
+    let env = Env::start(
+        bulk(20),
+        "groups = [\"All\", \"Even\"]",
+        "timeout_seconds = 3\nretry_max_seconds = 15",
+    );
+    let n = 80;
+    env.directory(&users(n), &groups(n));
+    env.proxy.set_random_faults(Some(common::RandomFaults {
+        seed: 7_2026_11_23,
+        percent: 25,
+        mix: vec![
+            Fault::Status(500),
+            Fault::Status(503),
+            Fault::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            Fault::DropBeforeForward,
+            Fault::DropAfterForward,
+            Fault::Delay(std::time::Duration::from_millis(3500)),
+        ],
+        budget: 40,
+    }));
+    let mut outs = Vec::new();
+    let mut injected = 0;
+    for _ in 0..5 {
+        let out = env.sync();
+        injected += env
+            .proxy
+            .records()
+            .iter()
+            .filter(|r| r.fault.is_some())
+            .count();
+        let done = out.code == 0;
+        outs.push(out);
+        if done {
+            break;
+        }
+    }
+    let last = outs.last().expect("a cycle ran");
+    assert_eq!(
+        last.code,
+        0,
+        "not converged after {} cycles:\n{}",
+        outs.len(),
+        outs.iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    env.proxy.set_random_faults(None);
+    assert!(injected >= 10, "only {injected} faults were injected");
+    assert_exact(&env, &(0..n).collect::<Vec<_>>(), n, true);
+    let out = env.sync();
+    out.assert_success();
+    assert_eq!(env.proxy.count(), 0, "{out}");
+    eprintln!(
+        "converged in {} cycles, {injected} faults injected",
+        outs.len()
+    );
+}
