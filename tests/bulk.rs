@@ -444,8 +444,9 @@ fn random_faults_on_every_request_converge_without_a_duplicate() {
     let n = 80;
     env.directory(&users(n), &groups(n));
     env.proxy.set_random_faults(Some(common::RandomFaults {
-        seed: 7_2026_11_23,
-        percent: 25,
+        seed: 20_261_123,
+        // Bulk sends few requests: a high rate so that every kind of request meets faults.
+        percent: 50,
         mix: vec![
             Fault::Status(500),
             Fault::Status(503),
@@ -486,7 +487,7 @@ fn random_faults_on_every_request_converge_without_a_duplicate() {
             .join("\n")
     );
     env.proxy.set_random_faults(None);
-    assert!(injected >= 10, "only {injected} faults were injected");
+    assert!(injected >= 6, "only {injected} faults were injected");
     assert_exact(&env, &(0..n).collect::<Vec<_>>(), n, true);
     let out = env.sync();
     out.assert_success();
