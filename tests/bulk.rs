@@ -497,3 +497,56 @@ fn random_faults_on_every_request_converge_without_a_duplicate() {
         outs.len()
     );
 }
+
+#[test]
+fn a_bulk_request_refused_as_a_whole_is_sent_as_single_calls() {
+    let env = Env::start(bulk(1000), "all = true", "");
+    let n = 10;
+    env.directory(&users(n), &[]);
+    // 413: the request as a whole is refused, so its operations go alone. Then 501: the
+    // target has no bulk after all, so the rest of the cycle sends single calls.
+    env.proxy
+        .set_route_faults("/Bulk", [Fault::Status(413), Fault::Status(501)]);
+    let out = env.sync();
+    out.assert_success();
+    assert_exact(&env, &(0..n).collect::<Vec<_>>(), n, false);
+    let calls = env.proxy.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("POST /v2/Bulk "))
+            .collect::<Vec<_>>(),
+        ["POST /v2/Bulk 413"],
+        "{calls:#?}"
+    );
+    let creates = calls
+        .iter()
+        .filter(|c| c.starts_with("POST /v2/Users "))
+        .count();
+    assert_eq!(creates, n, "{calls:#?}");
+
+    // Changes in the next cycle: bulk again (a new cycle reads the target's config anew),
+    // and a 501 turns it off for the rest of that cycle.
+    let mut changed = users(n);
+    for u in &mut changed {
+        u["givenName"] = json!("Renamed");
+    }
+    env.directory(&changed, &[]);
+    let out = env.sync();
+    out.assert_success();
+    let calls = env.proxy.calls();
+    assert!(
+        calls.contains(&"POST /v2/Bulk 501".to_owned()),
+        "{calls:#?}"
+    );
+    let patches = calls
+        .iter()
+        .filter(|c| c.starts_with("PATCH /v2/Users/"))
+        .count();
+    assert_eq!(patches, n, "{calls:#?}");
+    assert!(common::env::target_users(&env.server)
+        .values()
+        .all(|u| u["name"]["formatted"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("Renamed "))));
+}
