@@ -115,6 +115,18 @@ async fn check_target(_config: &Config, target: &TargetConfig) -> bool {
             .map(|m| format!(" (max {m} results)"))
             .unwrap_or_default(),
     );
+    if target.bulk {
+        match crate::scim::bulk::Limits::advertised(&spc) {
+            Ok(l) => out!(
+                "target {name:?}: bulk: on (up to {} operations and {} bytes per request)",
+                l.max_operations,
+                l.max_payload_size
+            ),
+            Err(why) => out!(
+                "target {name:?}: bulk: warning: bulk = true, but {why}; writes go as single calls"
+            ),
+        }
+    }
     let mut ok = true;
     if !supported("patch") || !supported("filter") {
         out!("target {name:?}: FAILED: scimsync needs PATCH and filtering, which the target does not announce");

@@ -226,6 +226,9 @@ pub struct TargetConfig {
     /// … provided it attempted at least this many operations.
     #[serde(default = "default_quarantine_min_operations")]
     pub quarantine_min_operations: usize,
+    /// Carry writes in SCIM bulk requests (RFC 7644 §3.7) when the target advertises bulk.
+    #[serde(default)]
+    pub bulk: bool,
     #[serde(skip)]
     pub user_mapping: Vec<MappingConfig>,
     #[serde(skip)]

@@ -403,6 +403,12 @@ pub async fn run_target_with(
     }
     let concurrency = target.concurrency.max(1);
     progress.planned(planned.users.ops.len() + planned.groups.ops.len());
+    // With bulk, enough writes wait to fill requests; still only `concurrency` in flight.
+    let width = if planned.users.ops.is_empty() {
+        concurrency
+    } else {
+        client.write_width().await
+    };
     let outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(planned.users.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
@@ -412,7 +418,7 @@ pub async fn run_target_with(
             progress.finished(&target.name, "user", action, outcome.status());
             (id, outcome)
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(width)
         .collect()
         .await;
     let mut attempted = outcomes.len();
@@ -455,6 +461,11 @@ pub async fn run_target_with(
         groups.ops.clear();
     }
     progress.replanned(planned.groups.ops.len(), groups.ops.len());
+    let width = if groups.ops.is_empty() {
+        concurrency
+    } else {
+        client.write_width().await
+    };
     let group_outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(groups.ops.clone())
         .take_while(|_| std::future::ready(!stop.is_cancelled()))
         .map(|op| async {
@@ -464,7 +475,7 @@ pub async fn run_target_with(
             progress.finished(&target.name, "group", action, outcome.status());
             (id, outcome)
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(width)
         .collect()
         .await;
     attempted += group_outcomes.len();

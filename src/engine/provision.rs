@@ -184,7 +184,9 @@ async fn steps(
         return Ok(r);
     }
 
-    let client = Client::new(target).map_err(EngineError::Target)?;
+    let client = Client::new(target)
+        .map(Client::without_bulk)
+        .map_err(EngineError::Target)?;
     let exec = Executor {
         client: &client,
         snapshot: &snapshot,

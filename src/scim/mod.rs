@@ -5,6 +5,7 @@
 //! one place.
 
 pub mod auth;
+pub mod bulk;
 pub mod retry;
 
 use crate::config::TargetConfig;
@@ -104,6 +105,12 @@ pub struct Client {
     /// The first authentication rejection of this client's life (one cycle): later calls are
     /// not sent, so a wrong token costs one request rather than one per object.
     auth_rejected: Mutex<Option<String>>,
+    /// `bulk = true` in the configuration.
+    bulk_wanted: bool,
+    concurrency: usize,
+    /// Learnt from `/ServiceProviderConfig` before the first write: the bulk dispatcher, or
+    /// `None` when the target does not advertise bulk (then every write is a single call).
+    bulk: tokio::sync::OnceCell<Option<bulk::Dispatcher>>,
 }
 
 impl Client {
@@ -137,7 +144,125 @@ impl Client {
             requests: AtomicUsize::new(0),
             retry_max: Duration::from_secs(target.retry_max_seconds),
             auth_rejected: Mutex::new(None),
+            bulk_wanted: target.bulk,
+            concurrency: target.concurrency.max(1),
+            bulk: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The same client sending every write as a single call, whatever `bulk` says (one user
+    /// provisioned on demand gains nothing from bulk).
+    pub fn without_bulk(mut self) -> Client {
+        self.bulk_wanted = false;
+        self
+    }
+
+    /// How many writes a caller should keep pending: `concurrency`, or `concurrency ×
+    /// maxOperations` when bulk is on, so that bulk requests fill up while only `concurrency`
+    /// requests are in flight. With `bulk = true`, the first call reads the target's
+    /// `/ServiceProviderConfig` (one request).
+    pub async fn write_width(&self) -> usize {
+        match self.bulk().await {
+            Some(d) => d.width(),
+            None => self.concurrency,
+        }
+    }
+
+    /// The bulk dispatcher, when `bulk = true` and the target advertises bulk support. Read
+    /// once per client (one cycle); a target without bulk is reported once.
+    async fn bulk(&self) -> Option<&bulk::Dispatcher> {
+        if !self.bulk_wanted {
+            return None;
+        }
+        let d = self
+            .bulk
+            .get_or_init(|| async {
+                let path = "/ServiceProviderConfig";
+                let spc = backoff::future::retry(retry::policy(self.retry_max), || async {
+                    match self.attempt(Method::GET, path, None).await {
+                        Ok(v) => Ok(v),
+                        Err((e, retry_after)) if e.retryable => {
+                            Err(backoff::Error::Transient { err: e, retry_after })
+                        }
+                        Err((e, _)) => Err(backoff::Error::Permanent(e)),
+                    }
+                })
+                .await;
+                let limits = match spc {
+                    Ok(Some(spc)) => bulk::Limits::advertised(&spc),
+                    Ok(None) => Err("its /ServiceProviderConfig is empty".to_owned()),
+                    Err(e) => Err(format!("its /ServiceProviderConfig cannot be read ({e})")),
+                };
+                match limits {
+                    Ok(l) => {
+                        tracing::info!(target_name = %self.target, max_operations = l.max_operations, max_payload_size = l.max_payload_size, "Writes go in SCIM bulk requests.");
+                        Some(bulk::Dispatcher::new(l, self.concurrency))
+                    }
+                    Err(why) => {
+                        tracing::warn!(target_name = %self.target, "bulk = true, but {why}; sending single calls.");
+                        None
+                    }
+                }
+            })
+            .await
+            .as_ref()?;
+        (!d.disabled()).then_some(d)
+    }
+
+    /// One attempt of a call: a write goes through the bulk dispatcher when bulk is on, and is
+    /// answered exactly as a single call would be.
+    async fn attempt_routed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> bulk::Answer {
+        let write = matches!(method, Method::POST | Method::PATCH | Method::DELETE)
+            && (path.starts_with("/Users") || path.starts_with("/Groups"));
+        if write {
+            if let Some(d) = self.bulk().await {
+                if let Some(answer) = self.via_bulk(d, &method, path, body).await {
+                    return answer;
+                }
+            }
+        }
+        self.attempt(method, path, body).await
+    }
+
+    /// Queues a write and waits for its answer, sending bulk requests while it waits in the
+    /// queue; `None` when it must go as a single call.
+    async fn via_bulk(
+        &self,
+        d: &bulk::Dispatcher,
+        method: &Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Option<bulk::Answer> {
+        if self.auth_rejected().is_some() {
+            // The single path refuses it without sending anything.
+            return None;
+        }
+        let mut ticket = d.enqueue(method, path, body)?;
+        while !ticket.taken.load(std::sync::atomic::Ordering::Acquire) {
+            tokio::select! {
+                biased;
+                answer = &mut ticket.reply => return delivered(answer, method, path),
+                permit = d.senders.acquire() => {
+                    let Ok(_permit) = permit else { break };
+                    if d.underfull() {
+                        tokio::time::sleep(bulk::LINGER).await;
+                    }
+                    let batch = d.take_batch();
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let request = bulk::request_body(&batch);
+                    let answer = self.attempt(Method::POST, "/Bulk", Some(&request)).await;
+                    d.settle(batch, answer);
+                }
+            }
+        }
+        delivered(ticket.reply.await, method, path)
     }
 
     /// Why the target rejected the credentials, if it did during this client's life.
@@ -283,7 +408,7 @@ impl Client {
         body: Option<&Json>,
     ) -> Result<Option<Json>, ScimError> {
         backoff::future::retry(retry::policy(self.retry_max), || async {
-            match self.attempt(method.clone(), path, body).await {
+            match self.attempt_routed(method.clone(), path, body).await {
                 Ok(v) => Ok(v),
                 Err((e, retry_after)) if e.retryable && repeatable(&method, &e) => {
                     if e.status == Some(429) {
@@ -521,6 +646,31 @@ impl Client {
         };
         let retryable = code == StatusCode::TOO_MANY_REQUESTS.as_u16() || code >= 500;
         Err((err(Some(code), scim_type, detail, retryable), retry_after))
+    }
+}
+
+/// What a queued write's caller gets: the answer, `None` to send it alone, or (when the
+/// request carrying it was abandoned, at shutdown) an unknown outcome.
+fn delivered(
+    d: Result<bulk::Delivery, tokio::sync::oneshot::error::RecvError>,
+    method: &Method,
+    path: &str,
+) -> Option<bulk::Answer> {
+    match d {
+        Ok(bulk::Delivery::Done(answer)) => Some(answer),
+        Ok(bulk::Delivery::Alone) => None,
+        Err(_) => Some(Err((
+            ScimError {
+                method: method.to_string(),
+                path: path.to_owned(),
+                status: None,
+                scim_type: None,
+                detail: "outcome unknown: the bulk request carrying it was abandoned".into(),
+                retryable: true,
+                not_sent: false,
+            },
+            None,
+        ))),
     }
 }
 

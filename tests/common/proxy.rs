@@ -119,6 +119,8 @@ struct Shared {
     client: reqwest::Client,
     records: Mutex<Vec<Recorded>>,
     faults: Mutex<VecDeque<Fault>>,
+    /// Faults for the calls to one route only: (route suffix, plan).
+    route_faults: Mutex<Option<(String, VecDeque<Fault>)>>,
     random: Mutex<Option<(RandomFaults, u64)>>,
     gate: Mutex<Option<BearerGate>>,
 }
@@ -146,6 +148,7 @@ impl RecordingProxy {
             client: http_client(),
             records: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
+            route_faults: Mutex::new(None),
             random: Mutex::new(None),
             gate: Mutex::new(None),
         });
@@ -214,6 +217,14 @@ impl RecordingProxy {
     pub fn set_faults(&self, plan: impl IntoIterator<Item = Fault>) {
         let mut faults = self.shared.faults.lock().expect("faults lock");
         *faults = plan.into_iter().collect();
+    }
+
+    /// Plans faults for the next calls whose route (path without query) ends with `route`,
+    /// e.g. `/Bulk`, one per such call in arrival order; other calls neither get them nor use
+    /// them up. Takes precedence over the other plans for those calls.
+    pub fn set_route_faults(&self, route: &str, plan: impl IntoIterator<Item = Fault>) {
+        *self.shared.route_faults.lock().expect("route faults lock") =
+            Some((route.to_owned(), plan.into_iter().collect()));
     }
 
     /// Injects faults at random (seeded, so a failure can be replayed) into the calls that
@@ -285,7 +296,15 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let planned = shared.faults.lock().expect("faults lock").pop_front();
+    let route = path.split('?').next().unwrap_or_default();
+    let for_route = match &mut *shared.route_faults.lock().expect("route faults lock") {
+        Some((suffix, plan)) if route.ends_with(suffix.as_str()) => plan.pop_front(),
+        _ => None,
+    };
+    let planned = match for_route {
+        Some(f) => Some(f),
+        None => shared.faults.lock().expect("faults lock").pop_front(),
+    };
     let fault = match planned {
         Some(f) => Some(f),
         None => shared.random_fault(),
