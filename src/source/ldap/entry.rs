@@ -8,10 +8,11 @@ use super::ad::{self, Range};
 use crate::ids::SourceId;
 use crate::scope::normalize_dn;
 use crate::source::{
-    compute_soft_deleted, AttrValue, Directory, Rejected, SourceGroup, SourceObject,
+    compute_soft_deleted, AttrName, AttrValue, Directory, Rejected, SourceGroup, SourceObject,
 };
 use base64::Engine as _;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 
 /// One entry as the server returned it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,8 +140,9 @@ impl Entry {
 /// Source attribute names and the LDAP attributes they are read from.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AttrMap {
-    /// (source name, LDAP attribute), in a stable order; `objectId` is always there.
-    pairs: Vec<(String, String)>,
+    /// (source name, LDAP attribute), in a stable order; `objectId` is always there. The names
+    /// are built once and shared by every object read.
+    pairs: Vec<(AttrName, String)>,
 }
 
 impl AttrMap {
@@ -158,7 +160,10 @@ impl AttrMap {
             }
         }
         AttrMap {
-            pairs: merged.into_values().collect(),
+            pairs: merged
+                .into_values()
+                .map(|(n, a)| (AttrName::new(&n), a))
+                .collect(),
         }
     }
 
@@ -191,7 +196,7 @@ impl AttrMap {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
             .map(|(_, a)| a.as_str())
     }
 
@@ -218,6 +223,10 @@ pub(crate) struct Converter {
 const USER_CONTROL: &str = "userAccountControl";
 const USER_NAME: &str = "uid";
 const MEMBER_UID: &str = "memberUid";
+
+/// Names the converter adds to every user or group.
+static DN: LazyLock<AttrName> = LazyLock::new(|| AttrName::new("dn"));
+static ACCOUNT_ENABLED: LazyLock<AttrName> = LazyLock::new(|| AttrName::new("accountEnabled"));
 
 impl Converter {
     pub(crate) fn new(
@@ -289,7 +298,7 @@ impl Converter {
         let id = SourceId(id);
         let mut o = SourceObject::new(id.clone());
         for (name, attr) in &map.pairs {
-            if name.eq_ignore_ascii_case("objectId") {
+            if name.as_str().eq_ignore_ascii_case("objectId") {
                 continue;
             }
             let value = match e.values(attr) {
@@ -301,9 +310,9 @@ impl Converter {
                     .collect::<Result<Vec<_>, _>>()
                     .map(AttrValue::Multi),
             };
-            o.set(name, value.map_err(|why| reject(Some(id.clone()), why))?);
+            o.set_name(name, value.map_err(|why| reject(Some(id.clone()), why))?);
         }
-        o.set("dn", AttrValue::Single(e.dn.clone()));
+        o.set_name(&DN, AttrValue::Single(e.dn.clone()));
         Ok(o)
     }
 
@@ -315,8 +324,8 @@ impl Converter {
             if let [uac] = e.values(USER_CONTROL) {
                 let text = String::from_utf8_lossy(uac);
                 match ad::account_disabled(&text) {
-                    Some(disabled) => o.set(
-                        "accountEnabled",
+                    Some(disabled) => o.set_name(
+                        &ACCOUNT_ENABLED,
                         AttrValue::Single(if disabled { "False" } else { "True" }.to_owned()),
                     ),
                     None => {
@@ -337,52 +346,107 @@ impl Converter {
 
     /// Builds the directory: users, groups with their members resolved to objectIds. A read
     /// where two entries share an objectId fails as a whole, as the JSON source does.
+    #[cfg(test)]
     pub(crate) fn directory(&self, users: &[Entry], groups: &[Entry]) -> Result<Directory, String> {
-        let mut dir = Directory::default();
-        let mut seen: HashMap<SourceId, &str> = HashMap::new();
-        let mut by_dn: HashMap<String, SourceId> = HashMap::new();
-        let mut by_uid: HashMap<String, SourceId> = HashMap::new();
-        let check = |id: &SourceId, dn: &'_ str, seen: &mut HashMap<SourceId, &'_ str>| {
-            match seen.get(id) {
-                Some(other) => Err(format!(
-                    "{dn}: objectId {:?} is also the objectId of {other}; every user and group needs a unique objectId",
-                    id.0
-                )),
-                None => Ok(()),
-            }
-        };
+        let mut building = self.building();
+        building.users(users)?;
+        building.finish(groups)
+    }
+
+    /// A directory to build page by page: [`Building::users`] for each page of users, as it
+    /// arrives, then [`Building::finish`] with the groups.
+    pub(crate) fn building(&self) -> Building<'_> {
+        Building {
+            convert: self,
+            dir: Directory::default(),
+            seen: HashSet::new(),
+            by_dn: HashMap::new(),
+            by_uid: HashMap::new(),
+        }
+    }
+}
+
+/// A directory being built. Users are converted as their pages arrive, so that the reader can
+/// do it while the server prepares the next page; groups come last, since their members are
+/// resolved against every user and group.
+pub(crate) struct Building<'c> {
+    convert: &'c Converter,
+    dir: Directory,
+    /// Every objectId so far.
+    seen: HashSet<SourceId>,
+    /// Users and groups by normalised DN, users by lower-cased `uid`: the members' ids.
+    by_dn: HashMap<String, SourceId>,
+    by_uid: HashMap<String, SourceId>,
+}
+
+impl Building<'_> {
+    /// Converts users; two entries with one objectId fail the read.
+    pub(crate) fn users(&mut self, users: &[Entry]) -> Result<(), String> {
+        self.dir.users.reserve(users.len());
         for e in users {
-            match self.user(e) {
+            match self.convert.user(e) {
                 Ok(u) => {
-                    check(&u.id, &e.dn, &mut seen)?;
-                    seen.insert(u.id.clone(), &e.dn);
-                    by_dn.insert(normalize_dn(&e.dn), u.id.clone());
+                    self.check(&u.id, &e.dn, &[])?;
+                    self.seen.insert(u.id.clone());
+                    self.by_dn.insert(normalize_dn(&e.dn), u.id.clone());
                     for uid in e.values(USER_NAME) {
-                        by_uid
+                        self.by_uid
                             .entry(String::from_utf8_lossy(uid).to_lowercase())
                             .or_insert_with(|| u.id.clone());
                     }
-                    dir.users.push(u);
+                    self.dir.users.push(u);
                 }
-                Err(r) => reject(&mut dir, r),
+                Err(r) => reject(&mut self.dir, r),
             }
         }
+        Ok(())
+    }
+
+    /// Fails where `id` was seen before, naming both entries. `groups`: the groups converted
+    /// so far, which are not in the directory yet.
+    fn check(
+        &self,
+        id: &SourceId,
+        dn: &str,
+        groups: &[(&Entry, SourceObject)],
+    ) -> Result<(), String> {
+        if !self.seen.contains(id) {
+            return Ok(());
+        }
+        let other = self
+            .dir
+            .users
+            .iter()
+            .chain(groups.iter().map(|(_, g)| g))
+            .find(|o| &o.id == id)
+            .and_then(|o| o.get_str("dn"))
+            .unwrap_or("another entry");
+        Err(format!(
+            "{dn}: objectId {:?} is also the objectId of {other}; every user and group needs a unique objectId",
+            id.0
+        ))
+    }
+
+    /// Converts the groups, resolves their members and returns the directory.
+    pub(crate) fn finish(mut self, groups: &[Entry]) -> Result<Directory, String> {
+        let convert = self.convert;
         let mut objects = Vec::new();
         for e in groups {
-            match self.object(&self.groups, e) {
+            match convert.object(&convert.groups, e) {
                 Ok(g) => {
-                    check(&g.id, &e.dn, &mut seen)?;
-                    seen.insert(g.id.clone(), &e.dn);
-                    by_dn.insert(normalize_dn(&e.dn), g.id.clone());
+                    self.check(&g.id, &e.dn, &objects)?;
+                    self.seen.insert(g.id.clone());
+                    self.by_dn.insert(normalize_dn(&e.dn), g.id.clone());
                     objects.push((e, g));
                 }
-                Err(r) => reject(&mut dir, r),
+                Err(r) => reject(&mut self.dir, r),
             }
         }
+        let (by_dn, by_uid) = (&self.by_dn, &self.by_uid);
         for (e, object) in objects {
             let mut members = Vec::new();
             let mut added: BTreeSet<&SourceId> = BTreeSet::new();
-            for attr in &self.member_attrs {
+            for attr in &convert.member_attrs {
                 for v in e.values(attr) {
                     let value = String::from_utf8_lossy(v);
                     let dn = member_dn(&value);
@@ -411,9 +475,9 @@ impl Converter {
                     }
                 }
             }
-            dir.groups.push(SourceGroup { object, members });
+            self.dir.groups.push(SourceGroup { object, members });
         }
-        Ok(dir)
+        Ok(self.dir)
     }
 }
 
