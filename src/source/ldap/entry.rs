@@ -11,7 +11,7 @@ use crate::source::{
     compute_soft_deleted, AttrName, AttrValue, Directory, Rejected, SourceGroup, SourceObject,
 };
 use base64::Engine as _;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 /// One entry as the server returned it.
@@ -81,7 +81,9 @@ impl Entry {
             dn,
             ..Entry::default()
         };
-        for attr in parts.next()?.expect_constructed()? {
+        let attrs = parts.next()?.expect_constructed()?;
+        entry.attrs.reserve_exact(attrs.len());
+        for attr in attrs {
             let mut attr = attr.expect_constructed()?.into_iter();
             let name = String::from_utf8(attr.next()?.expect_primitive()?).ok()?;
             let values = attr
@@ -359,7 +361,7 @@ impl Converter {
         Building {
             convert: self,
             dir: Directory::default(),
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             by_dn: HashMap::new(),
             by_uid: HashMap::new(),
         }
@@ -369,14 +371,17 @@ impl Converter {
 /// A directory being built. Users are converted as their pages arrive, so that the reader can
 /// do it while the server prepares the next page; groups come last, since their members are
 /// resolved against every user and group.
+///
+/// Users and groups are known here by their index: the users' in `dir.users`, then the
+/// groups' after them (see [`object_at`]).
 pub(crate) struct Building<'c> {
     convert: &'c Converter,
     dir: Directory,
-    /// Every objectId so far.
-    seen: HashSet<SourceId>,
-    /// Users and groups by normalised DN, users by lower-cased `uid`: the members' ids.
-    by_dn: HashMap<String, SourceId>,
-    by_uid: HashMap<String, SourceId>,
+    /// Every objectId so far, with the index of its object.
+    seen: HashMap<SourceId, usize>,
+    /// Users and groups by normalised DN, users by lower-cased `uid`.
+    by_dn: HashMap<String, usize>,
+    by_uid: HashMap<String, usize>,
 }
 
 impl Building<'_> {
@@ -386,13 +391,14 @@ impl Building<'_> {
         for e in users {
             match self.convert.user(e) {
                 Ok(u) => {
+                    let index = self.dir.users.len();
                     self.check(&u.id, &e.dn, &[])?;
-                    self.seen.insert(u.id.clone());
-                    self.by_dn.insert(normalize_dn(&e.dn), u.id.clone());
+                    self.seen.insert(u.id.clone(), index);
+                    self.by_dn.insert(normalize_dn(&e.dn), index);
                     for uid in e.values(USER_NAME) {
                         self.by_uid
                             .entry(String::from_utf8_lossy(uid).to_lowercase())
-                            .or_insert_with(|| u.id.clone());
+                            .or_insert(index);
                     }
                     self.dir.users.push(u);
                 }
@@ -410,16 +416,11 @@ impl Building<'_> {
         dn: &str,
         groups: &[(&Entry, SourceObject)],
     ) -> Result<(), String> {
-        if !self.seen.contains(id) {
+        let Some(&first) = self.seen.get(id) else {
             return Ok(());
-        }
-        let other = self
-            .dir
-            .users
-            .iter()
-            .chain(groups.iter().map(|(_, g)| g))
-            .find(|o| &o.id == id)
-            .and_then(|o| o.get_str("dn"))
+        };
+        let other = object_at(&self.dir.users, groups, first)
+            .get_str("dn")
             .unwrap_or("another entry");
         Err(format!(
             "{dn}: objectId {:?} is also the objectId of {other}; every user and group needs a unique objectId",
@@ -434,28 +435,31 @@ impl Building<'_> {
         for e in groups {
             match convert.object(&convert.groups, e) {
                 Ok(g) => {
+                    let index = self.dir.users.len() + objects.len();
                     self.check(&g.id, &e.dn, &objects)?;
-                    self.seen.insert(g.id.clone());
-                    self.by_dn.insert(normalize_dn(&e.dn), g.id.clone());
+                    self.seen.insert(g.id.clone(), index);
+                    self.by_dn.insert(normalize_dn(&e.dn), index);
                     objects.push((e, g));
                 }
                 Err(r) => reject(&mut self.dir, r),
             }
         }
-        let (by_dn, by_uid) = (&self.by_dn, &self.by_uid);
-        for (e, object) in objects {
+        let users = &self.dir.users;
+        let mut members_of = Vec::with_capacity(objects.len());
+        for (e, _) in &objects {
             let mut members = Vec::new();
-            let mut added: BTreeSet<&SourceId> = BTreeSet::new();
+            let mut added: BTreeSet<usize> = BTreeSet::new();
+            let mut add = |index: usize| {
+                if added.insert(index) {
+                    members.push(object_at(users, &objects, index).id.clone());
+                }
+            };
             for attr in &convert.member_attrs {
                 for v in e.values(attr) {
                     let value = String::from_utf8_lossy(v);
                     let dn = member_dn(&value);
-                    match by_dn.get(&normalize_dn(dn)) {
-                        Some(id) => {
-                            if added.insert(id) {
-                                members.push(id.clone());
-                            }
-                        }
+                    match self.by_dn.get(&normalize_dn(dn)) {
+                        Some(&index) => add(index),
                         None => {
                             tracing::debug!(group = %e.dn, member = %dn, "Ignored a member that is not a user or group read from the source.")
                         }
@@ -464,20 +468,33 @@ impl Building<'_> {
             }
             for v in e.values(MEMBER_UID) {
                 let uid = String::from_utf8_lossy(v);
-                match by_uid.get(&uid.to_lowercase()) {
-                    Some(id) => {
-                        if added.insert(id) {
-                            members.push(id.clone());
-                        }
-                    }
+                match self.by_uid.get(&uid.to_lowercase()) {
+                    Some(&index) => add(index),
                     None => {
                         tracing::debug!(group = %e.dn, member_uid = %uid, "Ignored a memberUid that names no user read from the source.")
                     }
                 }
             }
-            self.dir.groups.push(SourceGroup { object, members });
+            members_of.push(members);
         }
+        self.dir.groups = objects
+            .into_iter()
+            .zip(members_of)
+            .map(|((_, object), members)| SourceGroup { object, members })
+            .collect();
         Ok(self.dir)
+    }
+}
+
+/// The user or group at `index`: the users first, then the groups.
+fn object_at<'a>(
+    users: &'a [SourceObject],
+    groups: &'a [(&Entry, SourceObject)],
+    index: usize,
+) -> &'a SourceObject {
+    match index.checked_sub(users.len()) {
+        None => &users[index],
+        Some(group) => &groups[group].1,
     }
 }
 
@@ -746,6 +763,51 @@ mod tests {
             )
             .expect_err("duplicate");
         assert!(e.starts_with("cn=G,ou=Groups,dc=example,dc=org: objectId \"same\" is also the objectId of uid=ada"), "{e}");
+    }
+
+    #[test]
+    fn users_converted_page_by_page_give_the_same_directory() {
+        let c = openldap();
+        let users = [
+            person("ada", "u-1"),
+            person("bob", "u-2"),
+            person("cy", "u-3"),
+        ];
+        let groups = [
+            group(
+                "Staff",
+                "g-1",
+                "member",
+                &[
+                    "uid=cy,ou=People,dc=example,dc=org",
+                    "cn=Posix,ou=Groups,dc=example,dc=org",
+                ],
+            ),
+            group("Posix", "g-2", "memberUid", &["bob", "ada"]),
+        ];
+        let mut building = c.building();
+        building.users(&users[..2]).expect("first page");
+        building.users(&users[2..]).expect("second page");
+        let paged = building.finish(&groups).expect("directory");
+        let whole = c.directory(&users, &groups).expect("directory");
+        assert_eq!(paged.users, whole.users);
+        assert_eq!(paged.groups, whole.groups);
+        let members: Vec<&str> = paged.groups[0]
+            .members
+            .iter()
+            .map(SourceId::as_str)
+            .collect();
+        assert_eq!(members, ["u-3", "g-2"]);
+
+        let mut building = c.building();
+        building.users(&users[..1]).expect("first page");
+        let e = building
+            .users(&[person("ada2", "u-1")])
+            .expect_err("the objectId of a user on an earlier page");
+        assert_eq!(
+            e,
+            "uid=ada2,ou=People,dc=example,dc=org: objectId \"u-1\" is also the objectId of uid=ada,ou=People,dc=example,dc=org; every user and group needs a unique objectId"
+        );
     }
 
     #[test]
