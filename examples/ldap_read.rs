@@ -5,6 +5,11 @@
 
 use std::time::Instant;
 
+/// The allocator of the `scimsync` binary (src/main.rs), so that the benchmark measures what
+/// ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(path) = args.next() else {

@@ -15,7 +15,7 @@ use super::{find_in, Directory, Source, SourceError, SourceObject};
 use crate::config::LdapSourceConfig;
 use crate::secret;
 use ldap3::controls::{Control, ControlType, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, ResultEntry, Scope};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -144,37 +144,43 @@ impl Source for LdapSource {
         let user_attrs = self.convert.user_attrs();
         let group_attrs = self.convert.group_attrs();
         let (mut session, conn) = self.connect().await?;
-        let (users, groups) = drive(conn, async {
+        // Users are converted page by page during the read; groups at the end, since their
+        // members are resolved against every user.
+        let mut building = self.convert.building();
+        let groups = drive(conn, async {
             session.bind().await?;
-            let users = session
+            session
                 .search(
                     "users",
                     "user_filter",
                     c.users_base_dn(),
                     c.user_filter(),
                     &user_attrs,
+                    |page| building.users(&page).map_err(|e| self.error(e)),
                 )
                 .await?;
-            let mut groups = session
+            let mut groups = Vec::new();
+            session
                 .search(
                     "groups",
                     "group_filter",
                     c.groups_base_dn(),
                     c.group_filter(),
                     &group_attrs,
+                    |page| {
+                        groups.extend(page);
+                        Ok(())
+                    },
                 )
                 .await?;
             for group in groups.iter_mut().filter(|g| !g.pending.is_empty()) {
                 ad::complete_ranges(group, &mut session).await?;
             }
             session.close().await;
-            Ok::<_, SourceError>((users, groups))
+            Ok::<_, SourceError>(groups)
         })
         .await?;
-        let dir = self
-            .convert
-            .directory(&users, &groups)
-            .map_err(|e| self.error(e))?;
+        let dir = building.finish(&groups).map_err(|e| self.error(e))?;
         tracing::debug!(
             users = dir.users.len(),
             groups = dir.groups.len(),
@@ -202,13 +208,18 @@ impl Source for LdapSource {
         let (mut session, conn) = self.connect().await?;
         let entries = drive(conn, async {
             session.bind().await?;
-            let entries = session
+            let mut entries = Vec::new();
+            session
                 .search(
                     "users",
                     "user_filter",
                     c.users_base_dn(),
                     &filter,
                     &self.convert.user_attrs(),
+                    |page| {
+                        entries.extend(page);
+                        Ok(())
+                    },
                 )
                 .await?;
             session.close().await;
@@ -317,7 +328,9 @@ impl Session<'_> {
     }
 
     /// A subtree search, page by page, until the server says the result is complete. Any page
-    /// that does not end in success fails the search.
+    /// that does not end in success fails the search. Each page goes to `on_page` once the
+    /// request for the next one is on its way, so that the server prepares that page while
+    /// this one is decoded and converted. Returns the number of entries.
     async fn search(
         &mut self,
         what: &str,
@@ -325,59 +338,63 @@ impl Session<'_> {
         base: &str,
         filter: &str,
         attrs: &[String],
-    ) -> Result<Vec<Entry>, SourceError> {
-        let page_size = i32::try_from(self.source.config.page_size()).unwrap_or(i32::MAX);
-        let mut entries = Vec::new();
+        mut on_page: impl FnMut(Vec<Entry>) -> Result<(), SourceError>,
+    ) -> Result<usize, SourceError> {
+        let source = self.source;
+        let failed = |e: LdapError| match e {
+            LdapError::FilterParsing => source.error(format!(
+                "{filter_key} {filter:?} is not a valid LDAP filter (RFC 4515)"
+            )),
+            e => source.error(format!(
+                "reading {what} under {base:?} failed: {}; nothing was planned",
+                op_error(e)
+            )),
+        };
+        let page_size = i32::try_from(source.config.page_size()).unwrap_or(i32::MAX);
+        let mut entries = 0;
         let mut cookie = Vec::new();
+        // The last page received, not decoded yet.
+        let mut received: Option<Vec<ResultEntry>> = None;
         loop {
             let control = PagedResults {
                 size: page_size,
                 cookie: std::mem::take(&mut cookie),
             };
-            let result = self
+            // Returns once the request is sent.
+            let mut stream = self
                 .ldap
                 .with_controls(control)
                 .with_timeout(OPERATION_TIMEOUT)
-                .search(base, Scope::Subtree, filter, attrs)
-                .await;
-            let ldap3::SearchResult(page, result) = match result {
-                Ok(r) => r,
-                Err(LdapError::FilterParsing) => {
-                    return Err(self.source.error(format!(
-                        "{filter_key} {filter:?} is not a valid LDAP filter (RFC 4515)"
-                    )))
-                }
-                Err(e) => {
-                    return Err(self.source.error(format!(
-                        "reading {what} under {base:?} failed: {}; nothing was planned",
-                        op_error(e)
-                    )))
-                }
-            };
+                .streaming_search(base, Scope::Subtree, filter, attrs)
+                .await
+                .map_err(failed)?;
+            if let Some(page) = received.take() {
+                on_page(decode_page(source, what, base, page)?)?;
+            }
+            let mut page = Vec::new();
+            while let Some(e) = stream.next().await.map_err(failed)? {
+                page.push(e);
+            }
+            let result = stream.finish().await;
             if result.rc != 0 {
-                return Err(self.source.error(format!(
+                return Err(source.error(format!(
                     "reading {what} under {base:?} ended early after {} entries: {}{}; nothing was planned",
-                    entries.len() + page.len(),
+                    entries + page.len(),
                     describe(&result),
                     hint(&result)
                 )));
             }
             if !result.refs.is_empty() {
-                return Err(self.source.error(format!(
+                return Err(source.error(format!(
                     "reading {what} under {base:?} returned referrals to {}, which scimsync does not follow; set the base DN to a naming context this server holds. Nothing was planned",
                     result.refs.join(", ")
                 )));
             }
-            for e in page {
-                if e.is_ref() || e.is_intermediate() {
-                    continue;
-                }
-                entries.push(Entry::from_result(e).ok_or_else(|| {
-                    self.source.error(format!(
-                        "reading {what} under {base:?} failed: the server sent an entry that is not valid BER; nothing was planned"
-                    ))
-                })?);
-            }
+            entries += page
+                .iter()
+                .filter(|e| !e.is_ref() && !e.is_intermediate())
+                .count();
+            received = Some(page);
             let next = result.ctrls.iter().find_map(|c| match c {
                 Control(Some(ControlType::PagedResults), raw) => {
                     Some(raw.parse::<PagedResults>().cookie)
@@ -391,7 +408,10 @@ impl Session<'_> {
                 _ => break,
             }
         }
-        tracing::debug!(what, base, entries = entries.len(), "Read LDAP entries.");
+        if let Some(page) = received {
+            on_page(decode_page(source, what, base, page)?)?;
+        }
+        tracing::debug!(what, base, entries, "Read LDAP entries.");
         Ok(entries)
     }
 
@@ -399,6 +419,25 @@ impl Session<'_> {
         // The read is complete; an unbind that fails changes nothing.
         let _ = self.ldap.unbind().await;
     }
+}
+
+/// The entries of one page (references and intermediate messages left out).
+fn decode_page(
+    source: &LdapSource,
+    what: &str,
+    base: &str,
+    page: Vec<ResultEntry>,
+) -> Result<Vec<Entry>, SourceError> {
+    page.into_iter()
+        .filter(|e| !e.is_ref() && !e.is_intermediate())
+        .map(|e| {
+            Entry::from_result(e).ok_or_else(|| {
+                source.error(format!(
+                    "reading {what} under {base:?} failed: the server sent an entry that is not valid BER; nothing was planned"
+                ))
+            })
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]

@@ -10,6 +10,7 @@ use crate::config::SourceConfig;
 use crate::ids::SourceId;
 use crate::mapping::expr::{Attributes, Value};
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -37,13 +38,46 @@ pub enum AttrValue {
     Multi(Vec<String>),
 }
 
+/// The name of an attribute: its key (lower-cased) and the spelling the source gave it.
+///
+/// Both are shared: a connector builds the names it renames to once and hands the same ones
+/// to every object it reads, so an attribute costs an allocation for its value only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttrName {
+    key: Arc<str>,
+    name: Arc<str>,
+}
+
+impl AttrName {
+    pub fn new(name: &str) -> Self {
+        let name: Arc<str> = Arc::from(name);
+        let key = with_key(&name, |key| {
+            if key == &*name {
+                name.clone()
+            } else {
+                Arc::from(key)
+            }
+        });
+        Self { key, name }
+    }
+
+    /// The name as the source spelled it.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A user or group from the directory: its immutable id and its attributes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceObject {
     pub id: SourceId,
     /// Keyed by lower-cased name; the value keeps the name as the source spelled it.
-    attrs: BTreeMap<String, (String, AttrValue)>,
+    attrs: BTreeMap<Arc<str>, (Arc<str>, AttrValue)>,
 }
+
+/// Names every object carries, shared by all of them.
+static OBJECT_ID: LazyLock<AttrName> = LazyLock::new(|| AttrName::new("objectId"));
+static IS_SOFT_DELETED: LazyLock<AttrName> = LazyLock::new(|| AttrName::new("IsSoftDeleted"));
 
 impl SourceObject {
     pub fn new(id: SourceId) -> Self {
@@ -51,13 +85,18 @@ impl SourceObject {
             id: id.clone(),
             attrs: BTreeMap::new(),
         };
-        o.set("objectId", AttrValue::Single(id.0));
+        o.set_name(&OBJECT_ID, AttrValue::Single(id.0));
         o
     }
 
     pub fn set(&mut self, name: &str, value: AttrValue) {
+        self.set_name(&AttrName::new(name), value);
+    }
+
+    /// [`SourceObject::set`] with a name built beforehand, which allocates nothing for it.
+    pub fn set_name(&mut self, name: &AttrName, value: AttrValue) {
         self.attrs
-            .insert(name.to_lowercase(), (name.to_owned(), value));
+            .insert(name.key.clone(), (name.name.clone(), value));
     }
 
     pub fn get(&self, name: &str) -> Option<&AttrValue> {
@@ -78,7 +117,7 @@ impl SourceObject {
 
     /// The attributes with their source spelling, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
-        self.attrs.values().map(|(n, v)| (n.as_str(), v))
+        self.attrs.values().map(|(n, v)| (&**n, v))
     }
 }
 
@@ -150,7 +189,6 @@ pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
     }
 }
 
-/// Computes `IsSoftDeleted` where the source did not give it: a disabled or deleted account.
 /// Calls `f` with the lower-cased `name`, the key of an attribute: short ASCII names (all the
 /// usual ones) are lower-cased on the stack, so a lookup allocates nothing.
 fn with_key<T>(name: &str, f: impl FnOnce(&str) -> T) -> T {
@@ -166,6 +204,7 @@ fn with_key<T>(name: &str, f: impl FnOnce(&str) -> T) -> T {
     f(&name.to_lowercase())
 }
 
+/// Computes `IsSoftDeleted` where the source did not give it: a disabled or deleted account.
 pub(crate) fn compute_soft_deleted(o: &mut SourceObject) {
     if o.has("IsSoftDeleted") {
         return;
@@ -175,5 +214,5 @@ pub(crate) fn compute_soft_deleted(o: &mut SourceObject) {
         .is_some_and(|v| v.eq_ignore_ascii_case("false"));
     let deleted = o.get_str("deletedDateTime").is_some_and(|v| !v.is_empty());
     let value = if disabled || deleted { "True" } else { "False" };
-    o.set("IsSoftDeleted", AttrValue::Single(value.to_owned()));
+    o.set_name(&IS_SOFT_DELETED, AttrValue::Single(value.to_owned()));
 }

@@ -8,10 +8,11 @@ use super::ad::{self, Range};
 use crate::ids::SourceId;
 use crate::scope::normalize_dn;
 use crate::source::{
-    compute_soft_deleted, AttrValue, Directory, Rejected, SourceGroup, SourceObject,
+    compute_soft_deleted, AttrName, AttrValue, Directory, Rejected, SourceGroup, SourceObject,
 };
 use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 /// One entry as the server returned it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,7 +81,9 @@ impl Entry {
             dn,
             ..Entry::default()
         };
-        for attr in parts.next()?.expect_constructed()? {
+        let attrs = parts.next()?.expect_constructed()?;
+        entry.attrs.reserve_exact(attrs.len());
+        for attr in attrs {
             let mut attr = attr.expect_constructed()?.into_iter();
             let name = String::from_utf8(attr.next()?.expect_primitive()?).ok()?;
             let values = attr
@@ -139,8 +142,9 @@ impl Entry {
 /// Source attribute names and the LDAP attributes they are read from.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AttrMap {
-    /// (source name, LDAP attribute), in a stable order; `objectId` is always there.
-    pairs: Vec<(String, String)>,
+    /// (source name, LDAP attribute), in a stable order; `objectId` is always there. The names
+    /// are built once and shared by every object read.
+    pairs: Vec<(AttrName, String)>,
 }
 
 impl AttrMap {
@@ -158,7 +162,10 @@ impl AttrMap {
             }
         }
         AttrMap {
-            pairs: merged.into_values().collect(),
+            pairs: merged
+                .into_values()
+                .map(|(n, a)| (AttrName::new(&n), a))
+                .collect(),
         }
     }
 
@@ -191,7 +198,7 @@ impl AttrMap {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
             .map(|(_, a)| a.as_str())
     }
 
@@ -218,6 +225,10 @@ pub(crate) struct Converter {
 const USER_CONTROL: &str = "userAccountControl";
 const USER_NAME: &str = "uid";
 const MEMBER_UID: &str = "memberUid";
+
+/// Names the converter adds to every user or group.
+static DN: LazyLock<AttrName> = LazyLock::new(|| AttrName::new("dn"));
+static ACCOUNT_ENABLED: LazyLock<AttrName> = LazyLock::new(|| AttrName::new("accountEnabled"));
 
 impl Converter {
     pub(crate) fn new(
@@ -289,7 +300,7 @@ impl Converter {
         let id = SourceId(id);
         let mut o = SourceObject::new(id.clone());
         for (name, attr) in &map.pairs {
-            if name.eq_ignore_ascii_case("objectId") {
+            if name.as_str().eq_ignore_ascii_case("objectId") {
                 continue;
             }
             let value = match e.values(attr) {
@@ -301,9 +312,9 @@ impl Converter {
                     .collect::<Result<Vec<_>, _>>()
                     .map(AttrValue::Multi),
             };
-            o.set(name, value.map_err(|why| reject(Some(id.clone()), why))?);
+            o.set_name(name, value.map_err(|why| reject(Some(id.clone()), why))?);
         }
-        o.set("dn", AttrValue::Single(e.dn.clone()));
+        o.set_name(&DN, AttrValue::Single(e.dn.clone()));
         Ok(o)
     }
 
@@ -315,8 +326,8 @@ impl Converter {
             if let [uac] = e.values(USER_CONTROL) {
                 let text = String::from_utf8_lossy(uac);
                 match ad::account_disabled(&text) {
-                    Some(disabled) => o.set(
-                        "accountEnabled",
+                    Some(disabled) => o.set_name(
+                        &ACCOUNT_ENABLED,
                         AttrValue::Single(if disabled { "False" } else { "True" }.to_owned()),
                     ),
                     None => {
@@ -337,61 +348,118 @@ impl Converter {
 
     /// Builds the directory: users, groups with their members resolved to objectIds. A read
     /// where two entries share an objectId fails as a whole, as the JSON source does.
+    #[cfg(test)]
     pub(crate) fn directory(&self, users: &[Entry], groups: &[Entry]) -> Result<Directory, String> {
-        let mut dir = Directory::default();
-        let mut seen: HashMap<SourceId, &str> = HashMap::new();
-        let mut by_dn: HashMap<String, SourceId> = HashMap::new();
-        let mut by_uid: HashMap<String, SourceId> = HashMap::new();
-        let check = |id: &SourceId, dn: &'_ str, seen: &mut HashMap<SourceId, &'_ str>| {
-            match seen.get(id) {
-                Some(other) => Err(format!(
-                    "{dn}: objectId {:?} is also the objectId of {other}; every user and group needs a unique objectId",
-                    id.0
-                )),
-                None => Ok(()),
-            }
-        };
+        let mut building = self.building();
+        building.users(users)?;
+        building.finish(groups)
+    }
+
+    /// A directory to build page by page: [`Building::users`] for each page of users, as it
+    /// arrives, then [`Building::finish`] with the groups.
+    pub(crate) fn building(&self) -> Building<'_> {
+        Building {
+            convert: self,
+            dir: Directory::default(),
+            seen: HashMap::new(),
+            by_dn: HashMap::new(),
+            by_uid: HashMap::new(),
+        }
+    }
+}
+
+/// A directory being built. Users are converted as their pages arrive, so that the reader can
+/// do it while the server prepares the next page; groups come last, since their members are
+/// resolved against every user and group.
+///
+/// Users and groups are known here by their index: the users' in `dir.users`, then the
+/// groups' after them (see [`object_at`]).
+pub(crate) struct Building<'c> {
+    convert: &'c Converter,
+    dir: Directory,
+    /// Every objectId so far, with the index of its object.
+    seen: HashMap<SourceId, usize>,
+    /// Users and groups by normalised DN, users by lower-cased `uid`.
+    by_dn: HashMap<String, usize>,
+    by_uid: HashMap<String, usize>,
+}
+
+impl Building<'_> {
+    /// Converts users; two entries with one objectId fail the read.
+    pub(crate) fn users(&mut self, users: &[Entry]) -> Result<(), String> {
+        self.dir.users.reserve(users.len());
         for e in users {
-            match self.user(e) {
+            match self.convert.user(e) {
                 Ok(u) => {
-                    check(&u.id, &e.dn, &mut seen)?;
-                    seen.insert(u.id.clone(), &e.dn);
-                    by_dn.insert(normalize_dn(&e.dn), u.id.clone());
+                    let index = self.dir.users.len();
+                    self.check(&u.id, &e.dn, &[])?;
+                    self.seen.insert(u.id.clone(), index);
+                    self.by_dn.insert(normalize_dn(&e.dn), index);
                     for uid in e.values(USER_NAME) {
-                        by_uid
+                        self.by_uid
                             .entry(String::from_utf8_lossy(uid).to_lowercase())
-                            .or_insert_with(|| u.id.clone());
+                            .or_insert(index);
                     }
-                    dir.users.push(u);
+                    self.dir.users.push(u);
                 }
-                Err(r) => reject(&mut dir, r),
+                Err(r) => reject(&mut self.dir, r),
             }
         }
+        Ok(())
+    }
+
+    /// Fails where `id` was seen before, naming both entries. `groups`: the groups converted
+    /// so far, which are not in the directory yet.
+    fn check(
+        &self,
+        id: &SourceId,
+        dn: &str,
+        groups: &[(&Entry, SourceObject)],
+    ) -> Result<(), String> {
+        let Some(&first) = self.seen.get(id) else {
+            return Ok(());
+        };
+        let other = object_at(&self.dir.users, groups, first)
+            .get_str("dn")
+            .unwrap_or("another entry");
+        Err(format!(
+            "{dn}: objectId {:?} is also the objectId of {other}; every user and group needs a unique objectId",
+            id.0
+        ))
+    }
+
+    /// Converts the groups, resolves their members and returns the directory.
+    pub(crate) fn finish(mut self, groups: &[Entry]) -> Result<Directory, String> {
+        let convert = self.convert;
         let mut objects = Vec::new();
         for e in groups {
-            match self.object(&self.groups, e) {
+            match convert.object(&convert.groups, e) {
                 Ok(g) => {
-                    check(&g.id, &e.dn, &mut seen)?;
-                    seen.insert(g.id.clone(), &e.dn);
-                    by_dn.insert(normalize_dn(&e.dn), g.id.clone());
+                    let index = self.dir.users.len() + objects.len();
+                    self.check(&g.id, &e.dn, &objects)?;
+                    self.seen.insert(g.id.clone(), index);
+                    self.by_dn.insert(normalize_dn(&e.dn), index);
                     objects.push((e, g));
                 }
-                Err(r) => reject(&mut dir, r),
+                Err(r) => reject(&mut self.dir, r),
             }
         }
-        for (e, object) in objects {
+        let users = &self.dir.users;
+        let mut members_of = Vec::with_capacity(objects.len());
+        for (e, _) in &objects {
             let mut members = Vec::new();
-            let mut added: BTreeSet<&SourceId> = BTreeSet::new();
-            for attr in &self.member_attrs {
+            let mut added: BTreeSet<usize> = BTreeSet::new();
+            let mut add = |index: usize| {
+                if added.insert(index) {
+                    members.push(object_at(users, &objects, index).id.clone());
+                }
+            };
+            for attr in &convert.member_attrs {
                 for v in e.values(attr) {
                     let value = String::from_utf8_lossy(v);
                     let dn = member_dn(&value);
-                    match by_dn.get(&normalize_dn(dn)) {
-                        Some(id) => {
-                            if added.insert(id) {
-                                members.push(id.clone());
-                            }
-                        }
+                    match self.by_dn.get(&normalize_dn(dn)) {
+                        Some(&index) => add(index),
                         None => {
                             tracing::debug!(group = %e.dn, member = %dn, "Ignored a member that is not a user or group read from the source.")
                         }
@@ -400,20 +468,33 @@ impl Converter {
             }
             for v in e.values(MEMBER_UID) {
                 let uid = String::from_utf8_lossy(v);
-                match by_uid.get(&uid.to_lowercase()) {
-                    Some(id) => {
-                        if added.insert(id) {
-                            members.push(id.clone());
-                        }
-                    }
+                match self.by_uid.get(&uid.to_lowercase()) {
+                    Some(&index) => add(index),
                     None => {
                         tracing::debug!(group = %e.dn, member_uid = %uid, "Ignored a memberUid that names no user read from the source.")
                     }
                 }
             }
-            dir.groups.push(SourceGroup { object, members });
+            members_of.push(members);
         }
-        Ok(dir)
+        self.dir.groups = objects
+            .into_iter()
+            .zip(members_of)
+            .map(|((_, object), members)| SourceGroup { object, members })
+            .collect();
+        Ok(self.dir)
+    }
+}
+
+/// The user or group at `index`: the users first, then the groups.
+fn object_at<'a>(
+    users: &'a [SourceObject],
+    groups: &'a [(&Entry, SourceObject)],
+    index: usize,
+) -> &'a SourceObject {
+    match index.checked_sub(users.len()) {
+        None => &users[index],
+        Some(group) => &groups[group].1,
     }
 }
 
@@ -682,6 +763,51 @@ mod tests {
             )
             .expect_err("duplicate");
         assert!(e.starts_with("cn=G,ou=Groups,dc=example,dc=org: objectId \"same\" is also the objectId of uid=ada"), "{e}");
+    }
+
+    #[test]
+    fn users_converted_page_by_page_give_the_same_directory() {
+        let c = openldap();
+        let users = [
+            person("ada", "u-1"),
+            person("bob", "u-2"),
+            person("cy", "u-3"),
+        ];
+        let groups = [
+            group(
+                "Staff",
+                "g-1",
+                "member",
+                &[
+                    "uid=cy,ou=People,dc=example,dc=org",
+                    "cn=Posix,ou=Groups,dc=example,dc=org",
+                ],
+            ),
+            group("Posix", "g-2", "memberUid", &["bob", "ada"]),
+        ];
+        let mut building = c.building();
+        building.users(&users[..2]).expect("first page");
+        building.users(&users[2..]).expect("second page");
+        let paged = building.finish(&groups).expect("directory");
+        let whole = c.directory(&users, &groups).expect("directory");
+        assert_eq!(paged.users, whole.users);
+        assert_eq!(paged.groups, whole.groups);
+        let members: Vec<&str> = paged.groups[0]
+            .members
+            .iter()
+            .map(SourceId::as_str)
+            .collect();
+        assert_eq!(members, ["u-3", "g-2"]);
+
+        let mut building = c.building();
+        building.users(&users[..1]).expect("first page");
+        let e = building
+            .users(&[person("ada2", "u-1")])
+            .expect_err("the objectId of a user on an earlier page");
+        assert_eq!(
+            e,
+            "uid=ada2,ou=People,dc=example,dc=org: objectId \"u-1\" is also the objectId of uid=ada,ou=People,dc=example,dc=org; every user and group needs a unique objectId"
+        );
     }
 
     #[test]
