@@ -45,6 +45,7 @@ fn record(i: usize, at: chrono::DateTime<chrono::Utc>) -> Entry {
             path: "/Users".into(),
             status: Some(201),
             duration_ms: 19,
+            bulk: false,
         }],
         detail: "created".into(),
         error: None,

@@ -193,6 +193,38 @@ fn an_initial_sync_in_bulk_reaches_the_exact_state_in_few_requests() {
         "{out}"
     );
 
+    // The provisioning log: each create's record holds its own result from inside the bulk
+    // response (201), and no record claims a POST /Bulk that carried other users too.
+    let log = env.ws.run(&[
+        "--config",
+        "scimsync.toml",
+        "logs",
+        "--json",
+        "--action",
+        "create",
+        "--limit",
+        "1000",
+    ]);
+    log.assert_success();
+    let records: Vec<serde_json::Value> = log
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .filter(|r: &serde_json::Value| r.get("kind").and_then(|k| k.as_str()) == Some("user"))
+        .collect();
+    assert_eq!(records.len(), n, "{log}");
+    for r in &records {
+        let calls = r["calls"].as_array().expect("calls");
+        assert!(
+            calls.iter().any(|c| c["method"] == "POST"
+                && c["path"] == "/Users"
+                && c["status"] == 201
+                && c["bulk"] == true),
+            "{r}"
+        );
+        assert!(calls.iter().all(|c| c["path"] != "/Bulk"), "{r}");
+    }
+
     let check = env.ws.run(&["--config", "scimsync.toml", "check"]);
     check.assert_success();
     assert!(

@@ -123,6 +123,10 @@ pub struct Call {
     /// The response status; `null` when no response came (connect error, timeout).
     pub status: Option<u16>,
     pub duration_ms: u64,
+    /// True when the operation travelled inside a `POST /Bulk` request: `status` is then that
+    /// operation's own result and `duration_ms` the time from queueing to its answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bulk: bool,
 }
 
 /// One provisioning decision, as stored and as emitted.
@@ -202,12 +206,13 @@ pub fn emit(e: &Entry) {
 /// A call as one line: `PATCH /Users/42 204 12ms`.
 pub fn call_text(c: &Call) -> String {
     format!(
-        "{} {} {} {}ms",
+        "{} {} {} {}ms{}",
         c.method,
         c.path,
         c.status
             .map_or_else(|| "no response".to_owned(), |s| s.to_string()),
-        c.duration_ms
+        c.duration_ms,
+        if c.bulk { " (in POST /Bulk)" } else { "" }
     )
 }
 
@@ -233,12 +238,22 @@ pub async fn collect<F: Future>(fut: F) -> F::Output {
 /// Notes one HTTP call in the running operation's collector; nothing outside [`collect`].
 /// The path must not hold a secret (it never does: tokens travel in a header).
 pub fn note_call(method: &str, path: &str, status: Option<u16>, took: Duration) {
+    note(method, path, status, took, false);
+}
+
+/// Notes one operation answered inside a `POST /Bulk` request (in the operation's own task).
+pub fn note_bulk_call(method: &str, path: &str, status: Option<u16>, took: Duration) {
+    note(method, path, status, took, true);
+}
+
+fn note(method: &str, path: &str, status: Option<u16>, took: Duration, bulk: bool) {
     let _ = COLLECTOR.try_with(|c| {
         c.borrow_mut().calls.push(Call {
             method: method.to_owned(),
             path: path.to_owned(),
             status,
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            bulk,
         });
     });
 }

@@ -231,6 +231,7 @@ mod tests {
                 path: "/Users/42".into(),
                 status: Some(204),
                 duration_ms: 12,
+                bulk: false,
             }],
             detail: String::new(),
             error: None,

@@ -355,10 +355,12 @@ pub async fn run_target_with(
     );
 
     // The caller names the target already.
-    let client = Client::new(target).map_err(|e| {
-        let prefix = format!("target {:?}: ", target.name);
-        EngineError::Target(e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
-    })?;
+    let client = Client::new(target)
+        .map_err(|e| {
+            let prefix = format!("target {:?}: ", target.name);
+            EngineError::Target(e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
+        })?
+        .stopping_on(stop.clone());
     let cycle_id = report.cycle_id.clone();
     let unmatched = planned
         .users
@@ -419,8 +421,11 @@ pub async fn run_target_with(
             (id, outcome)
         })
         .buffer_unordered(width)
-        .collect()
-        .await;
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .filter(|(_, o)| *o != Outcome::Interrupted)
+        .collect();
     let mut attempted = outcomes.len();
     escrow_outcomes(&snapshot, &client, &escrow, Kind::User, &outcomes, now)?;
     report.users.unchanged += planned.users.unchanged;
@@ -476,8 +481,11 @@ pub async fn run_target_with(
             (id, outcome)
         })
         .buffer_unordered(width)
-        .collect()
-        .await;
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .filter(|(_, o)| *o != Outcome::Interrupted)
+        .collect();
     attempted += group_outcomes.len();
     escrow_outcomes(
         &snapshot,
@@ -677,6 +685,8 @@ fn tally(
                 counts.failed += 1;
                 problems.push(format!("failed {kind} {id}: {why}"));
             }
+            // Filtered out before; not attempted this cycle.
+            Outcome::Interrupted => {}
         }
     }
 }
@@ -690,6 +700,9 @@ enum Outcome {
     Deprovisioned,
     Skipped(String),
     Failed(String),
+    /// A write not sent because shutdown began: the object was not attempted this cycle (no
+    /// escrow, no count); the next cycle plans it again.
+    Interrupted,
 }
 
 impl Outcome {
@@ -701,6 +714,7 @@ impl Outcome {
             }
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed(_) => "failed",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -1043,6 +1057,10 @@ impl Executor<'_> {
         e: ScimError,
         tried: Vec<audit::Modified>,
     ) -> Outcome {
+        if e.is_interrupted() {
+            // Not sent at all: nothing to record; the next cycle plans the object again.
+            return Outcome::Interrupted;
+        }
         let why = e.to_string();
         let mut entry = self.entry(kind, id, scim_id, action, Status::Failure);
         entry.error = Some(why.clone());

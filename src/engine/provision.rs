@@ -417,6 +417,7 @@ fn finish(r: &mut ProvisionReport, o: Outcome, scim_id: &ScimId) {
         Outcome::Deprovisioned => (format!("deprovisioned account {scim_id}"), false),
         Outcome::Skipped(why) => (format!("skipped: {why}"), true),
         Outcome::Failed(why) => (format!("failed: {why}"), true),
+        Outcome::Interrupted => ("not sent: scimsync is shutting down".to_owned(), true),
     };
     r.result = Some(text);
     r.failed |= failed;

@@ -79,8 +79,9 @@ pub(crate) type Answer = Result<Option<Json>, (ScimError, Option<Duration>)>;
 /// What a queued operation gets back.
 #[derive(Debug)]
 pub(crate) enum Delivery {
-    /// The answer a single call would have had.
-    Done(Answer),
+    /// The answer a single call would have had, with the status of the operation's own result
+    /// when the bulk response had one.
+    Done(Answer, Option<u16>),
     /// Not carried by bulk: send it as a single call.
     Alone,
 }
@@ -203,7 +204,9 @@ impl Dispatcher {
             Ok(Some(body)) => per_operation(&batch, &body),
             Ok(None) => batch
                 .iter()
-                .map(|p| Delivery::Done(Err((unknown(p, "the bulk response is empty"), None))))
+                .map(|p| {
+                    Delivery::Done(Err((unknown(p, "the bulk response is empty"), None)), None)
+                })
                 .collect(),
             Err((e, retry_after)) => {
                 let alone = match e.status {
@@ -226,10 +229,10 @@ impl Dispatcher {
                         if alone {
                             Delivery::Alone
                         } else {
-                            Delivery::Done(Err((
-                                whole_request_failure(p, &e, batch.len()),
-                                retry_after,
-                            )))
+                            Delivery::Done(
+                                Err((whole_request_failure(p, &e, batch.len()), retry_after)),
+                                e.status,
+                            )
                         }
                     })
                     .collect()
@@ -299,15 +302,24 @@ fn per_operation(batch: &[Pending], body: &Json) -> Vec<Delivery> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            // By position only where the result names the very resource: a create's result
+            // without its bulkId could be another create's, and taking it would give this
+            // object someone else's account, so that create's outcome stays unknown (the
+            // engine matches again before creating).
             let found = by_id.get(p.bulk_id.as_str()).copied().or_else(|| {
                 results.get(i).filter(|r| {
                     positional
+                        && p.method != Method::POST
                         && r.get("bulkId").is_none()
                         && r.get("method")
                             .and_then(Json::as_str)
                             .is_some_and(|m| m.eq_ignore_ascii_case(p.method.as_str()))
+                        && r.get("location")
+                            .and_then(Json::as_str)
+                            .is_some_and(|l| names_resource(l, &p.path))
                 })
             });
+            let status = found.and_then(|r| r.get("status")).and_then(status_of);
             let answer = match found {
                 None => Err((
                     unknown(p, "the bulk response has no result for this operation"),
@@ -315,9 +327,31 @@ fn per_operation(batch: &[Pending], body: &Json) -> Vec<Delivery> {
                 )),
                 Some(r) => one_result(p, r),
             };
-            Delivery::Done(answer)
+            Delivery::Done(answer, status)
         })
         .collect()
+}
+
+/// Whether a result's `location` (`https://host/v2/Users/ID`) names the resource at `path`
+/// (`/Users/ID`), ignoring a query or fragment.
+fn names_resource(location: &str, path: &str) -> bool {
+    let location = location.split(['?', '#']).next().unwrap_or("");
+    let decoded =
+        urlencoding::decode(location).map_or_else(|_| location.to_owned(), |d| d.into_owned());
+    !path.is_empty() && (location.ends_with(path) || decoded.ends_with(path))
+}
+
+/// The id of a created resource from its `location`: the segment after `/Users/` or
+/// `/Groups/`; `None` for anything else (a trailing slash, a location of another shape).
+fn created_id(location: &str) -> Option<String> {
+    let location = location.split(['?', '#']).next().unwrap_or("");
+    let mut segments = location.rsplit('/');
+    let id = segments.next().filter(|s| !s.is_empty())?;
+    let parent = segments.next()?;
+    if !(parent == "Users" || parent == "Groups") {
+        return None;
+    }
+    Some(urlencoding::decode(id).map_or_else(|_| id.to_owned(), |d| d.into_owned()))
 }
 
 /// The answer a single call would have had, from one operation's result.
@@ -338,12 +372,7 @@ fn one_result(p: &Pending, r: &Json) -> Answer {
             return Ok(Some(resource.clone()));
         }
         let location = r.get("location").and_then(Json::as_str).unwrap_or("");
-        let id = location
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .filter(|s| !s.is_empty() && !location.is_empty())
-            .map(|s| urlencoding::decode(s).map_or_else(|_| s.to_owned(), |d| d.into_owned()));
+        let id = created_id(location);
         return Ok(Some(match id {
             Some(id) => json!({"id": id, "meta": {"location": location}}),
             // `create` reports a created resource without an id.
@@ -474,7 +503,7 @@ mod tests {
 
     fn done(d: Delivery) -> Answer {
         match d {
-            Delivery::Done(a) => a,
+            Delivery::Done(a, _) => a,
             Delivery::Alone => panic!("expected an answer, got Alone"),
         }
     }
@@ -517,15 +546,53 @@ mod tests {
     }
 
     #[test]
-    fn results_without_bulk_ids_are_matched_by_position() {
+    fn results_without_bulk_ids_are_matched_by_position_only_when_they_name_the_resource() {
         let ops = [(Method::PATCH, "/Users/a"), (Method::DELETE, "/Users/b")];
         let response = json!({"Operations": [
-            {"method": "PATCH", "status": "200"},
-            {"method": "DELETE", "status": "204"}
+            {"method": "PATCH", "status": "200", "location": "http://h/v2/Users/a"},
+            {"method": "DELETE", "status": "204", "location": "http://h/v2/Users/b"}
         ]});
         for d in settle(&ops, Ok(Some(response))) {
             assert_eq!(done(d).expect("applied"), None);
         }
+        // Results in another order (or naming nothing) are not taken: the outcome is unknown,
+        // so the PATCH and DELETE are sent again rather than marked done.
+        let swapped = json!({"Operations": [
+            {"method": "PATCH", "status": "200", "location": "http://h/v2/Users/b"},
+            {"method": "DELETE", "status": "204"}
+        ]});
+        for d in settle(&ops, Ok(Some(swapped))) {
+            let (e, _) = done(d).expect_err("unknown");
+            assert!(e.retryable && e.status.is_none(), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_create_without_its_bulk_id_is_never_matched_by_position() {
+        let ops = [(Method::POST, "/Users"), (Method::POST, "/Users")];
+        let response = json!({"Operations": [
+            {"method": "POST", "status": "201", "location": "http://h/v2/Users/x"},
+            {"method": "POST", "status": "201", "location": "http://h/v2/Users/y"}
+        ]});
+        for d in settle(&ops, Ok(Some(response))) {
+            let (e, _) = done(d).expect_err("unknown");
+            assert!(e.retryable && e.detail.contains("outcome unknown"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_created_id_comes_only_from_a_users_or_groups_location() {
+        assert_eq!(
+            created_id("http://h/v2/Users/ab%20c").as_deref(),
+            Some("ab c")
+        );
+        assert_eq!(
+            created_id("http://h/v2/Groups/g1?x=1").as_deref(),
+            Some("g1")
+        );
+        assert_eq!(created_id("http://h/v2/Users/"), None);
+        assert_eq!(created_id("http://h/v2/Users"), None);
+        assert_eq!(created_id(""), None);
     }
 
     #[test]

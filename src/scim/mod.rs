@@ -65,6 +65,10 @@ impl ScimError {
     pub fn is_conflict(&self) -> bool {
         self.status == Some(409)
     }
+    /// A write never sent because scimsync is shutting down.
+    pub fn is_interrupted(&self) -> bool {
+        self.not_sent && self.status.is_none()
+    }
     /// The OAuth token endpoint, not the target, failed or refused the client credentials.
     pub fn is_token_request(&self) -> bool {
         self.detail.starts_with(TOKEN_REQUEST)
@@ -111,6 +115,8 @@ pub struct Client {
     /// Learnt from `/ServiceProviderConfig` before the first write: the bulk dispatcher, or
     /// `None` when the target does not advertise bulk (then every write is a single call).
     bulk: tokio::sync::OnceCell<Option<bulk::Dispatcher>>,
+    /// Cancelled at shutdown: from then on no new write is sent (in-flight calls finish).
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Client {
@@ -147,7 +153,28 @@ impl Client {
             bulk_wanted: target.bulk,
             concurrency: target.concurrency.max(1),
             bulk: tokio::sync::OnceCell::new(),
+            stop: tokio_util::sync::CancellationToken::new(),
         })
+    }
+
+    /// The same client refusing new writes once `stop` is cancelled: a write not yet sent
+    /// (also one waiting in a bulk queue) fails as [`ScimError::is_interrupted`], and the
+    /// engine counts its object as not attempted this cycle.
+    pub fn stopping_on(mut self, stop: tokio_util::sync::CancellationToken) -> Client {
+        self.stop = stop;
+        self
+    }
+
+    fn interrupted(&self, method: &Method, path: &str) -> ScimError {
+        ScimError {
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: None,
+            scim_type: None,
+            detail: "not sent: scimsync is shutting down".into(),
+            retryable: false,
+            not_sent: true,
+        }
     }
 
     /// The same client sending every write as a single call, whatever `bulk` says (one user
@@ -219,6 +246,9 @@ impl Client {
     ) -> bulk::Answer {
         let write = matches!(method, Method::POST | Method::PATCH | Method::DELETE)
             && (path.starts_with("/Users") || path.starts_with("/Groups"));
+        if write && self.stop.is_cancelled() {
+            return Err((self.interrupted(&method, path), None));
+        }
         if write {
             if let Some(d) = self.bulk().await {
                 if let Some(answer) = self.via_bulk(d, &method, path, body).await {
@@ -243,12 +273,20 @@ impl Client {
             return None;
         }
         let mut ticket = d.enqueue(method, path, body)?;
+        let queued = std::time::Instant::now();
         while !ticket.taken.load(std::sync::atomic::Ordering::Acquire) {
             tokio::select! {
                 biased;
-                answer = &mut ticket.reply => return delivered(answer, method, path),
+                answer = &mut ticket.reply => return delivered(answer, method, path, queued),
                 permit = d.senders.acquire() => {
                     let Ok(_permit) = permit else { break };
+                    if self.stop.is_cancelled() {
+                        if ticket.taken.load(std::sync::atomic::Ordering::Acquire) {
+                            break;
+                        }
+                        // Queued writes are not sent after a shutdown began.
+                        return Some(Err((self.interrupted(method, path), None)));
+                    }
                     if d.underfull() {
                         tokio::time::sleep(bulk::LINGER).await;
                     }
@@ -257,12 +295,17 @@ impl Client {
                         continue;
                     }
                     let request = bulk::request_body(&batch);
-                    let answer = self.attempt(Method::POST, "/Bulk", Some(&request)).await;
+                    // The request serves other objects' operations too: its own HTTP call is
+                    // kept out of this operation's log record, and each operation notes its
+                    // own result when it is delivered.
+                    let answer =
+                        crate::audit::collect(self.attempt(Method::POST, "/Bulk", Some(&request)))
+                            .await;
                     d.settle(batch, answer);
                 }
             }
         }
-        delivered(ticket.reply.await, method, path)
+        delivered(ticket.reply.await, method, path, queued)
     }
 
     /// Why the target rejected the credentials, if it did during this client's life.
@@ -655,9 +698,14 @@ fn delivered(
     d: Result<bulk::Delivery, tokio::sync::oneshot::error::RecvError>,
     method: &Method,
     path: &str,
+    queued: std::time::Instant,
 ) -> Option<bulk::Answer> {
     match d {
-        Ok(bulk::Delivery::Done(answer)) => Some(answer),
+        Ok(bulk::Delivery::Done(answer, status)) => {
+            let status = status.or_else(|| answer.as_ref().err().and_then(|(e, _)| e.status));
+            crate::audit::note_bulk_call(method.as_str(), path, status, queued.elapsed());
+            Some(answer)
+        }
         Ok(bulk::Delivery::Alone) => None,
         Err(_) => Some(Err((
             ScimError {
