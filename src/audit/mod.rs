@@ -220,6 +220,10 @@ pub fn call_text(c: &Call) -> String {
 struct Collector {
     started: Instant,
     calls: Vec<Call>,
+    /// Values of `Redact()` mappings of the object being handled: replaced by [`REDACTED`]
+    /// wherever they would reach a record (a matching filter in a call's path, a server's
+    /// error message quoting the value).
+    hidden: Vec<String>,
 }
 
 tokio::task_local! {
@@ -231,8 +235,38 @@ pub async fn collect<F: Future>(fut: F) -> F::Output {
     let collector = RefCell::new(Collector {
         started: Instant::now(),
         calls: Vec::new(),
+        hidden: Vec::new(),
     });
     COLLECTOR.scope(collector, fut).await
+}
+
+/// Hides these values (of `Redact()` mappings) from every record of the running operation,
+/// also in their URL-encoded form.
+pub fn hide(values: impl IntoIterator<Item = String>) {
+    let _ = COLLECTOR.try_with(|c| {
+        let mut c = c.borrow_mut();
+        for v in values.into_iter().filter(|v| !v.is_empty()) {
+            let encoded = urlencoding::encode(&v).into_owned();
+            if encoded != v {
+                c.hidden.push(encoded);
+            }
+            c.hidden.push(v);
+        }
+        // The longest first, so that a value inside another is not half replaced.
+        c.hidden.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    });
+}
+
+/// `text` with the running operation's hidden values replaced by [`REDACTED`].
+pub fn scrub(text: &str) -> String {
+    COLLECTOR
+        .try_with(|c| {
+            c.borrow()
+                .hidden
+                .iter()
+                .fold(text.to_owned(), |t, v| t.replace(v.as_str(), REDACTED))
+        })
+        .unwrap_or_else(|_| text.to_owned())
 }
 
 /// Notes one HTTP call in the running operation's collector; nothing outside [`collect`].
@@ -247,10 +281,11 @@ pub fn note_bulk_call(method: &str, path: &str, status: Option<u16>, took: Durat
 }
 
 fn note(method: &str, path: &str, status: Option<u16>, took: Duration, bulk: bool) {
+    let path = scrub(path);
     let _ = COLLECTOR.try_with(|c| {
         c.borrow_mut().calls.push(Call {
             method: method.to_owned(),
-            path: path.to_owned(),
+            path,
             status,
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             bulk,
@@ -300,6 +335,29 @@ mod tests {
         assert_eq!(paths(&b), ["/Users/2"]);
         assert_eq!(b[0].status, None);
         assert!(take_calls().0.is_empty(), "nothing is collected outside");
+    }
+
+    #[tokio::test]
+    async fn hidden_values_never_reach_a_calls_path_or_a_message() {
+        let (paths, message) = collect(async {
+            hide(["s3cret value".to_owned(), String::new()]);
+            note_call(
+                "GET",
+                "/Users?filter=employeeNumber%20eq%20%22s3cret%20value%22",
+                Some(200),
+                Duration::from_millis(1),
+            );
+            let paths: Vec<String> = take_calls().0.into_iter().map(|c| c.path).collect();
+            (paths, scrub("400: invalid value s3cret value"))
+        })
+        .await;
+        assert_eq!(
+            paths,
+            ["/Users?filter=employeeNumber%20eq%20%22[Redact]%22"]
+        );
+        assert_eq!(message, "400: invalid value [Redact]");
+        // Another operation hides nothing of this one's (and an empty value hides nothing).
+        assert_eq!(collect(async { scrub("a b") }).await, "a b");
     }
 
     #[test]

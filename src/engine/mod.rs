@@ -38,9 +38,17 @@ pub const MEMBER_BATCH: usize = 100;
 /// How many times a create whose outcome is unknown is matched and tried again.
 const CREATE_ROUNDS: u32 = 4;
 
-/// The pause before matching again after a create whose outcome is unknown.
-fn create_pause(round: u32) -> std::time::Duration {
-    std::time::Duration::from_millis(250u64 << round.min(6))
+/// The pause before matching again after a create whose outcome is unknown. After a timeout
+/// the target may still be working on the request (a bulk request carries many creates), so
+/// the pause lasts at least the request timeout: a match made sooner could miss an account
+/// that is about to exist, and create it twice.
+fn create_pause(round: u32, e: &ScimError, target: &TargetConfig) -> std::time::Duration {
+    let pause = std::time::Duration::from_millis(250u64 << round.min(6));
+    if e.is_timeout() {
+        pause.max(std::time::Duration::from_secs(target.timeout_seconds))
+    } else {
+        pause
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -877,6 +885,8 @@ impl Executor<'_> {
 
     /// Emits a record and stores it in the log; a storage error is only a warning.
     fn write(&self, mut entry: audit::Entry) {
+        entry.detail = audit::scrub(&entry.detail);
+        entry.error = entry.error.as_deref().map(audit::scrub);
         let at = chrono::Utc::now();
         entry.time = audit::timestamp(at);
         audit::emit(&entry);
@@ -973,6 +983,14 @@ impl Executor<'_> {
     }
 
     async fn user(&self, op: UserOp) -> Outcome {
+        if let UserOp::MatchOrCreate { desired, .. } | UserOp::Update { desired, .. } = &op {
+            audit::hide(
+                desired
+                    .redacted
+                    .iter()
+                    .filter_map(|p| desired.attrs.get(p).and_then(value_text)),
+            );
+        }
         match op {
             UserOp::MatchOrCreate { id, desired } => self.match_or_create_user(&id, &desired).await,
             UserOp::Update {
@@ -1117,7 +1135,7 @@ impl Executor<'_> {
                 Err(e) if e.retryable && rounds < CREATE_ROUNDS => {
                     rounds += 1;
                     tracing::debug!(object_id = %id, error = %e, "A create may not have been applied; matching again.");
-                    tokio::time::sleep(create_pause(rounds)).await;
+                    tokio::time::sleep(create_pause(rounds, &e, self.target)).await;
                 }
                 Err(e) => {
                     return self.failed_changes(
@@ -1463,7 +1481,7 @@ impl Executor<'_> {
                 // As for users: the POST may have been applied; match before creating again.
                 Err(e) if e.retryable && rounds < CREATE_ROUNDS => {
                     rounds += 1;
-                    tokio::time::sleep(create_pause(rounds)).await;
+                    tokio::time::sleep(create_pause(rounds, &e, self.target)).await;
                 }
                 Err(e) => return self.failed(Kind::Group, id, None, Action::Create, e),
             }

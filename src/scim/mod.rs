@@ -65,6 +65,11 @@ impl ScimError {
     pub fn is_conflict(&self) -> bool {
         self.status == Some(409)
     }
+    /// No answer came within the request timeout (also for a bulk request carrying this
+    /// operation); the target may still apply it.
+    pub fn is_timeout(&self) -> bool {
+        self.status.is_none() && self.detail.starts_with(TIMED_OUT)
+    }
     /// A write never sent because scimsync is shutting down.
     pub fn is_interrupted(&self) -> bool {
         self.not_sent && self.status.is_none()
@@ -96,6 +101,9 @@ impl From<TokenError> for ScimError {
         }
     }
 }
+
+/// How a request that got no answer in time is described (the start of its error's detail).
+const TIMED_OUT: &str = "timed out";
 
 pub struct Client {
     target: TargetName,
@@ -597,7 +605,7 @@ impl Client {
                 crate::telemetry::http_request(&self.target.0, &method, None, sent.elapsed());
                 crate::audit::note_call(method.as_str(), path, None, sent.elapsed());
                 let what = if e.is_timeout() {
-                    "timed out"
+                    TIMED_OUT
                 } else if e.is_connect() {
                     CANNOT_CONNECT
                 } else {
