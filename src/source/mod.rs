@@ -9,7 +9,9 @@ pub mod ldap;
 use crate::config::SourceConfig;
 use crate::ids::SourceId;
 use crate::mapping::expr::{Attributes, Value};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -41,27 +43,77 @@ pub enum AttrValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceObject {
     pub id: SourceId,
-    /// Keyed by lower-cased name; the value keeps the name as the source spelled it.
-    attrs: BTreeMap<String, (String, AttrValue)>,
+    /// Sorted by lower-cased name. A directory holds millions of these, so the attributes are
+    /// a sorted vector rather than a map, and their names are shared between objects.
+    attrs: Vec<Attr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Attr {
+    name: Arc<Name>,
+    value: AttrValue,
+}
+
+#[derive(Debug, PartialEq)]
+struct Name {
+    /// The lower-cased name: the key.
+    key: Box<str>,
+    /// The name as the source spelled it.
+    spelled: Box<str>,
+}
+
+thread_local! {
+    /// Attribute names seen on this thread, source spelling → (key, name). Directories use a
+    /// few dozen names for millions of values; sharing them saves two allocations per value.
+    static NAMES: RefCell<HashMap<Box<str>, Arc<Name>>> = RefCell::new(HashMap::new());
+}
+
+/// The shared [`Name`] of an attribute. Names beyond the first few thousand are not
+/// remembered, so that a source with unbounded attribute names cannot grow the table forever.
+fn interned(name: &str) -> Arc<Name> {
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(n) = names.get(name) {
+            return n.clone();
+        }
+        let n = Arc::new(Name {
+            key: name.to_lowercase().into(),
+            spelled: name.into(),
+        });
+        if names.len() < 4096 {
+            names.insert(name.into(), n.clone());
+        }
+        n
+    })
 }
 
 impl SourceObject {
     pub fn new(id: SourceId) -> Self {
         let mut o = Self {
             id: id.clone(),
-            attrs: BTreeMap::new(),
+            attrs: Vec::new(),
         };
         o.set("objectId", AttrValue::Single(id.0));
         o
     }
 
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.attrs.binary_search_by(|a| (*a.name.key).cmp(key))
+    }
+
     pub fn set(&mut self, name: &str, value: AttrValue) {
-        self.attrs
-            .insert(name.to_lowercase(), (name.to_owned(), value));
+        let attr = Attr {
+            name: interned(name),
+            value,
+        };
+        match self.position(&attr.name.key) {
+            Ok(i) => self.attrs[i] = attr,
+            Err(i) => self.attrs.insert(i, attr),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&AttrValue> {
-        with_key(name, |key| self.attrs.get(key)).map(|(_, v)| v)
+        with_key(name, |key| self.position(key).ok()).map(|i| &self.attrs[i].value)
     }
 
     /// A single-valued attribute as a string (the first value of a multi-valued one).
@@ -73,12 +125,12 @@ impl SourceObject {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        with_key(name, |key| self.attrs.contains_key(key))
+        with_key(name, |key| self.position(key).is_ok())
     }
 
     /// The attributes with their source spelling, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
-        self.attrs.values().map(|(n, v)| (n.as_str(), v))
+        self.attrs.iter().map(|a| (&*a.name.spelled, &a.value))
     }
 }
 
