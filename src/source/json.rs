@@ -107,10 +107,14 @@ impl Reader {
         match object(&id, kind, entry) {
             Ok((mut o, members)) if kind == "users" => {
                 compute_soft_deleted(&mut o);
+                o.shrink_to_fit();
                 debug_assert!(members.is_empty());
                 self.dir.users.push(o);
             }
-            Ok((o, members)) => self.dir.groups.push(SourceGroup { object: o, members }),
+            Ok((mut o, members)) => {
+                o.shrink_to_fit();
+                self.dir.groups.push(SourceGroup { object: o, members });
+            }
             Err(reason) => {
                 tracing::warn!(entry = %at, object_id = %id, %reason, "Skipped a directory entry.");
                 self.dir.rejected.push(Rejected {

@@ -128,6 +128,12 @@ impl SourceObject {
         with_key(name, |key| self.position(key).is_ok())
     }
 
+    /// Gives back the room kept for attributes not added: a directory of a million objects
+    /// read attribute by attribute would otherwise keep a third more than it holds.
+    pub fn shrink_to_fit(&mut self) {
+        self.attrs.shrink_to_fit();
+    }
+
     /// The attributes with their source spelling, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
         self.attrs.iter().map(|a| (&*a.name.spelled, &a.value))

@@ -36,6 +36,9 @@ pub enum StateError {
     },
 }
 
+/// What [`KvTree::for_each`] calls with each key and value.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StateError> + 'a;
+
 /// A byte-keyed tree: the operations the snapshot needs from a store.
 pub trait KvTree: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
@@ -43,10 +46,7 @@ pub trait KvTree: Send + Sync {
     fn remove(&self, key: &[u8]) -> Result<(), StateError>;
     /// Calls `f` with every key and value, in key order. One entry at a time, not a copy of
     /// the whole tree: a snapshot of a million users is read without holding its bytes twice.
-    fn for_each(
-        &self,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StateError>,
-    ) -> Result<(), StateError>;
+    fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError>;
     fn name(&self) -> String;
 }
 
@@ -64,10 +64,7 @@ impl KvTree for sled::Tree {
     fn remove(&self, key: &[u8]) -> Result<(), StateError> {
         sled::Tree::remove(self, key).map(|_| ()).map_err(storage)
     }
-    fn for_each(
-        &self,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StateError>,
-    ) -> Result<(), StateError> {
+    fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError> {
         for r in self.iter() {
             let (k, v) = r.map_err(storage)?;
             f(&k, &v)?;
@@ -106,10 +103,7 @@ impl KvTree for MemTree {
         self.map().remove(key);
         Ok(())
     }
-    fn for_each(
-        &self,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StateError>,
-    ) -> Result<(), StateError> {
+    fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError> {
         for (k, v) in self.map().iter() {
             f(k, v)?;
         }
