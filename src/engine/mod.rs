@@ -239,20 +239,21 @@ pub fn plan_target(
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
     guard::outage_guard(dir, &snapshot, config.min_source_ratio)?;
     url_guard(target, &snapshot, opts)?;
-    let want = desired_state(dir, &config.scope, target)?;
+    let mut want = desired_state(dir, &config.scope, target)?;
     let popts = plan_options(target, opts);
     let users_snap = snapshot.users()?;
-    let users = plan::plan_users(&users_snap, &want.users, &want.protected, popts);
-    // In a dry run the users about to be created count as having accounts.
-    let accounts: BTreeSet<SourceId> = users_snap
-        .iter()
-        .filter(|(id, _)| want.users.contains_key(*id))
-        .map(|(id, _)| id.clone())
-        .chain(users.ops.iter().filter_map(|op| match op {
-            UserOp::MatchOrCreate { id, .. } => Some(id.clone()),
-            _ => None,
-        }))
+    let mut accounts: BTreeSet<SourceId> = users_snap
+        .keys()
+        .filter(|id| want.users.contains_key(*id))
+        .cloned()
         .collect();
+    let wanted_users = std::mem::take(&mut want.users);
+    let users = plan::plan_users_owned(&users_snap, wanted_users, &want.protected, popts);
+    // In a dry run the users about to be created count as having accounts.
+    accounts.extend(users.ops.iter().filter_map(|op| match op {
+        UserOp::MatchOrCreate { id, .. } => Some(id.clone()),
+        _ => None,
+    }));
     let groups = plan::plan_groups(
         &snapshot.groups()?,
         &want.groups,

@@ -10,6 +10,7 @@ use crate::state::{GroupEntry, UserEntry};
 use serde::Serialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One attribute that changes: `None` is absent.
@@ -152,9 +153,45 @@ pub fn plan_users(
     protected: &BTreeSet<SourceId>,
     opts: PlanOptions,
 ) -> UserPlan {
+    let deprovisions = user_deprovisions(snapshot, |id| desired.contains_key(id), protected, opts);
+    plan_desired_users(
+        snapshot,
+        desired
+            .iter()
+            .map(|(id, d)| (Cow::Borrowed(id), Cow::Borrowed(d))),
+        deprovisions,
+        opts,
+    )
+}
+
+/// [`plan_users`] that takes the desired state by value: the operations take each desired
+/// resource over instead of copying it, which at a million users is a gigabyte less.
+pub fn plan_users_owned(
+    snapshot: &BTreeMap<SourceId, UserEntry>,
+    desired: BTreeMap<SourceId, Desired>,
+    protected: &BTreeSet<SourceId>,
+    opts: PlanOptions,
+) -> UserPlan {
+    let deprovisions = user_deprovisions(snapshot, |id| desired.contains_key(id), protected, opts);
+    plan_desired_users(
+        snapshot,
+        desired
+            .into_iter()
+            .map(|(id, d)| (Cow::Owned(id), Cow::Owned(d))),
+        deprovisions,
+        opts,
+    )
+}
+
+fn plan_desired_users<'a>(
+    snapshot: &BTreeMap<SourceId, UserEntry>,
+    desired: impl Iterator<Item = (Cow<'a, SourceId>, Cow<'a, Desired>)>,
+    deprovisions: Vec<UserOp>,
+    opts: PlanOptions,
+) -> UserPlan {
     let mut plan = UserPlan::default();
     for (id, want) in desired {
-        match snapshot.get(id) {
+        match snapshot.get(&*id) {
             Some(entry) if !opts.full => {
                 if entry.hash == hash(&want.attrs) {
                     plan.unchanged += 1;
@@ -165,22 +202,37 @@ pub fn plan_users(
                     plan.unchanged += 1;
                 } else {
                     plan.ops.push(UserOp::Update {
-                        id: id.clone(),
+                        id: id.into_owned(),
                         scim_id: entry.scim_id.clone(),
                         changes,
-                        desired: want.clone(),
+                        desired: want.into_owned(),
                     });
                 }
             }
             _ => plan.ops.push(UserOp::MatchOrCreate {
-                id: id.clone(),
-                desired: want.clone(),
+                id: id.into_owned(),
+                desired: want.into_owned(),
             }),
         }
     }
+    if opts.holds(deprovisions.len(), snapshot.len()) {
+        plan.held = deprovisions;
+    } else {
+        plan.ops.extend(deprovisions);
+    }
+    plan
+}
+
+/// The snapshot's users that are no longer desired, as deprovisions (not yet held back).
+fn user_deprovisions(
+    snapshot: &BTreeMap<SourceId, UserEntry>,
+    desired: impl Fn(&SourceId) -> bool,
+    protected: &BTreeSet<SourceId>,
+    opts: PlanOptions,
+) -> Vec<UserOp> {
     let mut deprovisions = Vec::new();
     for (id, entry) in snapshot {
-        if desired.contains_key(id) || protected.contains(id) {
+        if desired(id) || protected.contains(id) {
             continue;
         }
         if entry.deprovisioned && opts.mode == DeprovisionMode::Deactivate {
@@ -192,12 +244,7 @@ pub fn plan_users(
             mode: opts.mode,
         });
     }
-    if opts.holds(deprovisions.len(), snapshot.len()) {
-        plan.held = deprovisions;
-    } else {
-        plan.ops.extend(deprovisions);
-    }
-    plan
+    deprovisions
 }
 
 /// Plans the groups of one target. `accounts` are the users that have (or, in a dry run, are

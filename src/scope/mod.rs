@@ -8,6 +8,7 @@ use crate::config::ScopeConfig;
 use crate::ids::SourceId;
 use crate::source::{Directory, SourceGroup, SourceObject};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ScopeError {
@@ -21,7 +22,7 @@ pub enum ScopeError {
 #[derive(Debug, Default)]
 pub struct Scoped<'a> {
     /// In-scope users, with why each is in scope.
-    pub users: BTreeMap<SourceId, (&'a SourceObject, String)>,
+    pub users: BTreeMap<SourceId, (&'a SourceObject, Arc<str>)>,
     pub groups: Vec<ScopedGroup<'a>>,
 }
 
@@ -237,9 +238,10 @@ pub fn apply<'a>(dir: &'a Directory, scope: &ScopeConfig) -> Result<Scoped<'a>, 
     let users: BTreeMap<&SourceId, &SourceObject> = dir.users.iter().map(|u| (&u.id, u)).collect();
     let mut out = Scoped::default();
     if scope.all {
+        // One reason shared by every user: a million copies of it would cost megabytes.
+        let why: Arc<str> = Arc::from("all users are in scope");
         for u in &dir.users {
-            out.users
-                .insert(u.id.clone(), (u, "all users are in scope".to_owned()));
+            out.users.insert(u.id.clone(), (u, why.clone()));
         }
     }
     for id in &scope.users {
@@ -247,7 +249,7 @@ pub fn apply<'a>(dir: &'a Directory, scope: &ScopeConfig) -> Result<Scoped<'a>, 
             Some(u) => {
                 out.users
                     .entry(u.id.clone())
-                    .or_insert((u, "directly assigned".to_owned()));
+                    .or_insert((u, Arc::from("directly assigned")));
             }
             None => {
                 tracing::warn!(object_id = %id, "A directly assigned user is not in the source.")
@@ -260,14 +262,13 @@ pub fn apply<'a>(dir: &'a Directory, scope: &ScopeConfig) -> Result<Scoped<'a>, 
             .object
             .get_str("displayName")
             .unwrap_or(group.object.id.as_str());
+        let why: Arc<str> = Arc::from(format!("direct member of assigned group {name:?}"));
         let mut members = BTreeSet::new();
         for m in &group.members {
             // A member that is not a user is a nested group (or unknown): it contributes nobody.
             if let Some(u) = users.get(m) {
                 members.insert(m.clone());
-                out.users
-                    .entry(m.clone())
-                    .or_insert((u, format!("direct member of assigned group {name:?}")));
+                out.users.entry(m.clone()).or_insert((u, why.clone()));
             }
         }
         out.groups.push(ScopedGroup { group, members });

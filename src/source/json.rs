@@ -5,8 +5,9 @@ use super::{
     SourceObject,
 };
 use crate::ids::SourceId;
+use serde::de::{self, DeserializeSeed};
 use serde_json::Value as Json;
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 pub struct JsonSource {
@@ -39,6 +40,10 @@ impl Source for JsonSource {
 /// Parses a JSON directory. Structural problems (syntax, a missing or duplicate `objectId`)
 /// fail the whole read: guessing which of two entries is right could deprovision someone.
 /// An attribute value of an unusable shape rejects just that object.
+///
+/// The document is read as a stream: each entry is parsed into a small JSON value, turned
+/// into a [`SourceObject`] and dropped before the next one is read, so that a read holds the
+/// file's bytes and the directory, never a JSON tree of the whole file as well.
 pub fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Directory, SourceError> {
     let invalid = |message: String| SourceError::Invalid {
         path: path.to_owned(),
@@ -46,7 +51,15 @@ pub fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Directory, SourceEr
     };
     let text = std::str::from_utf8(bytes)
         .map_err(|e| invalid(format!("not valid UTF-8 (at byte {})", e.valid_up_to())))?;
-    let doc: Json = serde_json::from_str(text).map_err(|e| {
+    let mut reader = Reader::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result = DocSeed(&mut reader)
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    if let Some(message) = reader.fatal.take() {
+        return Err(invalid(message));
+    }
+    result.map_err(|e| {
         invalid(format!(
             "JSON syntax error at line {} column {}: {}",
             e.line(),
@@ -54,67 +67,190 @@ pub fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Directory, SourceEr
             e
         ))
     })?;
-    let Json::Object(mut doc) = doc else {
-        return Err(invalid(
-            "the top level must be an object with \"users\" and \"groups\"".into(),
-        ));
-    };
-    for key in doc.keys() {
-        if key != "users" && key != "groups" {
-            return Err(invalid(format!(
-                "unknown top-level key {key:?}, expected \"users\" and \"groups\""
+    Ok(reader.dir)
+}
+
+/// What a read has gathered so far; `fatal` is set by a structural problem that stops it
+/// (serde's error then only carries it out of the parser).
+#[derive(Default)]
+struct Reader {
+    dir: Directory,
+    seen: HashSet<SourceId>,
+    fatal: Option<String>,
+}
+
+impl Reader {
+    fn fail<E: de::Error>(&mut self, message: String) -> E {
+        let e = E::custom(&message);
+        self.fatal = Some(message);
+        e
+    }
+
+    /// One entry of `users` or `groups`, as the whole-document reader handled it before.
+    fn entry<E: de::Error>(&mut self, kind: &str, i: usize, item: Json) -> Result<(), E> {
+        let at = format!("{kind}[{i}]");
+        let Json::Object(entry) = item else {
+            return Err(self.fail(format!("{at}: must be an object")));
+        };
+        let id = match entry.get("objectId") {
+            Some(Json::String(s)) if !s.trim().is_empty() => SourceId(s.clone()),
+            Some(_) => return Err(self.fail(format!("{at}: objectId must be a non-empty string"))),
+            None => return Err(self.fail(format!("{at}: objectId is missing"))),
+        };
+        if self.seen.contains(&id) {
+            return Err(self.fail(format!(
+                "{at}: objectId {:?} is used by another entry; every user and group needs a unique objectId",
+                id.0
             )));
         }
-    }
-    let mut dir = Directory::default();
-    let mut seen = BTreeSet::new();
-    for (kind, list) in [
-        ("users", doc.remove("users")),
-        ("groups", doc.remove("groups")),
-    ] {
-        let items = match list {
-            None => Vec::new(),
-            Some(Json::Array(items)) => items,
-            Some(_) => return Err(invalid(format!("\"{kind}\" must be an array"))),
-        };
-        for (i, item) in items.into_iter().enumerate() {
-            let at = format!("{kind}[{i}]");
-            let Json::Object(entry) = item else {
-                return Err(invalid(format!("{at}: must be an object")));
-            };
-            let id = match entry.get("objectId") {
-                Some(Json::String(s)) if !s.trim().is_empty() => SourceId(s.clone()),
-                Some(_) => {
-                    return Err(invalid(format!(
-                        "{at}: objectId must be a non-empty string"
-                    )))
-                }
-                None => return Err(invalid(format!("{at}: objectId is missing"))),
-            };
-            if !seen.insert(id.clone()) {
-                return Err(invalid(format!(
-                    "{at}: objectId {:?} is used by another entry; every user and group needs a unique objectId",
-                    id.0
-                )));
+        self.seen.insert(id.clone());
+        match object(&id, kind, entry) {
+            Ok((mut o, members)) if kind == "users" => {
+                compute_soft_deleted(&mut o);
+                o.shrink_to_fit();
+                debug_assert!(members.is_empty());
+                self.dir.users.push(o);
             }
-            match object(&id, kind, entry) {
-                Ok((mut o, members)) if kind == "users" => {
-                    compute_soft_deleted(&mut o);
-                    debug_assert!(members.is_empty());
-                    dir.users.push(o);
-                }
-                Ok((o, members)) => dir.groups.push(SourceGroup { object: o, members }),
-                Err(reason) => {
-                    tracing::warn!(entry = %at, object_id = %id, %reason, "Skipped a directory entry.");
-                    dir.rejected.push(Rejected {
-                        id: Some(id),
-                        reason: format!("{at}: {reason}"),
-                    });
-                }
+            Ok((mut o, members)) => {
+                o.shrink_to_fit();
+                self.dir.groups.push(SourceGroup { object: o, members });
+            }
+            Err(reason) => {
+                tracing::warn!(entry = %at, object_id = %id, %reason, "Skipped a directory entry.");
+                self.dir.rejected.push(Rejected {
+                    id: Some(id),
+                    reason: format!("{at}: {reason}"),
+                });
             }
         }
+        Ok(())
     }
-    Ok(dir)
+}
+
+/// The top level: an object with `users` and `groups`.
+struct DocSeed<'r>(&'r mut Reader);
+
+impl<'de> de::DeserializeSeed<'de> for DocSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+const TOP_LEVEL: &str = "the top level must be an object with \"users\" and \"groups\"";
+
+impl<'de> de::Visitor<'de> for DocSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with \"users\" and \"groups\"")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.0.fail(TOP_LEVEL.to_owned()))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.0.fail(TOP_LEVEL.to_owned()))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.0.fail(TOP_LEVEL.to_owned()))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.0.fail(TOP_LEVEL.to_owned()))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.0.fail(TOP_LEVEL.to_owned()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.0.fail(TOP_LEVEL.to_owned()))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.0.fail(TOP_LEVEL.to_owned()))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut done: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "users" && key != "groups" {
+                return Err(self.0.fail(format!(
+                    "unknown top-level key {key:?}, expected \"users\" and \"groups\""
+                )));
+            }
+            if done.contains(&key) {
+                return Err(self
+                    .0
+                    .fail(format!("{key:?} appears twice at the top level")));
+            }
+            map.next_value_seed(ListSeed {
+                reader: &mut *self.0,
+                kind: if key == "users" { "users" } else { "groups" },
+            })?;
+            done.push(key);
+        }
+        Ok(())
+    }
+}
+
+/// The array of `users` or of `groups`, read one entry at a time.
+struct ListSeed<'r> {
+    reader: &'r mut Reader,
+    kind: &'static str,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ListSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(ListVisitor(self))
+    }
+}
+
+struct ListVisitor<'r>(ListSeed<'r>);
+
+impl ListVisitor<'_> {
+    fn not_an_array(&self) -> String {
+        format!("\"{}\" must be an array", self.0.kind)
+    }
+}
+
+impl<'de> de::Visitor<'de> for ListVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of {}", self.0.kind)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.wrong())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.wrong())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.wrong())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.wrong())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.wrong())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.wrong())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.wrong())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ListSeed { reader, kind } = self.0;
+        let mut i = 0;
+        while let Some(item) = seq.next_element::<Json>()? {
+            reader.entry(kind, i, item)?;
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl ListVisitor<'_> {
+    fn wrong<E: de::Error>(self) -> E {
+        let message = self.not_an_array();
+        self.0.reader.fail(message)
+    }
 }
 
 fn object(

@@ -9,7 +9,8 @@ pub mod ldap;
 use crate::config::SourceConfig;
 use crate::ids::SourceId;
 use crate::mapping::expr::{Attributes, Value};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,30 +41,19 @@ pub enum AttrValue {
 
 /// The name of an attribute: its key (lower-cased) and the spelling the source gave it.
 ///
-/// Both are shared: a connector builds the names it renames to once and hands the same ones
-/// to every object it reads, so an attribute costs an allocation for its value only.
+/// Shared: a connector builds the names it renames to once and hands the same ones to every
+/// object it reads, so an attribute costs an allocation for its value only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttrName {
-    key: Arc<str>,
-    name: Arc<str>,
-}
+pub struct AttrName(Arc<Name>);
 
 impl AttrName {
     pub fn new(name: &str) -> Self {
-        let name: Arc<str> = Arc::from(name);
-        let key = with_key(&name, |key| {
-            if key == &*name {
-                name.clone()
-            } else {
-                Arc::from(key)
-            }
-        });
-        Self { key, name }
+        Self(interned(name))
     }
 
     /// The name as the source spelled it.
     pub fn as_str(&self) -> &str {
-        &self.name
+        &self.0.spelled
     }
 }
 
@@ -71,8 +61,48 @@ impl AttrName {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceObject {
     pub id: SourceId,
-    /// Keyed by lower-cased name; the value keeps the name as the source spelled it.
-    attrs: BTreeMap<Arc<str>, (Arc<str>, AttrValue)>,
+    /// Sorted by lower-cased name. A directory holds millions of these, so the attributes are
+    /// a sorted vector rather than a map, and their names are shared between objects.
+    attrs: Vec<Attr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Attr {
+    name: Arc<Name>,
+    value: AttrValue,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Name {
+    /// The lower-cased name: the key.
+    key: Box<str>,
+    /// The name as the source spelled it.
+    spelled: Box<str>,
+}
+
+thread_local! {
+    /// Attribute names seen on this thread, source spelling → (key, name). Directories use a
+    /// few dozen names for millions of values; sharing them saves two allocations per value.
+    static NAMES: RefCell<HashMap<Box<str>, Arc<Name>>> = RefCell::new(HashMap::new());
+}
+
+/// The shared [`Name`] of an attribute. Names beyond the first few thousand are not
+/// remembered, so that a source with unbounded attribute names cannot grow the table forever.
+fn interned(name: &str) -> Arc<Name> {
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(n) = names.get(name) {
+            return n.clone();
+        }
+        let n = Arc::new(Name {
+            key: name.to_lowercase().into(),
+            spelled: name.into(),
+        });
+        if names.len() < 4096 {
+            names.insert(name.into(), n.clone());
+        }
+        n
+    })
 }
 
 /// Names every object carries, shared by all of them.
@@ -83,10 +113,14 @@ impl SourceObject {
     pub fn new(id: SourceId) -> Self {
         let mut o = Self {
             id: id.clone(),
-            attrs: BTreeMap::new(),
+            attrs: Vec::new(),
         };
         o.set_name(&OBJECT_ID, AttrValue::Single(id.0));
         o
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.attrs.binary_search_by(|a| (*a.name.key).cmp(key))
     }
 
     pub fn set(&mut self, name: &str, value: AttrValue) {
@@ -95,12 +129,18 @@ impl SourceObject {
 
     /// [`SourceObject::set`] with a name built beforehand, which allocates nothing for it.
     pub fn set_name(&mut self, name: &AttrName, value: AttrValue) {
-        self.attrs
-            .insert(name.key.clone(), (name.name.clone(), value));
+        let attr = Attr {
+            name: name.0.clone(),
+            value,
+        };
+        match self.position(&attr.name.key) {
+            Ok(i) => self.attrs[i] = attr,
+            Err(i) => self.attrs.insert(i, attr),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&AttrValue> {
-        with_key(name, |key| self.attrs.get(key)).map(|(_, v)| v)
+        with_key(name, |key| self.position(key).ok()).map(|i| &self.attrs[i].value)
     }
 
     /// A single-valued attribute as a string (the first value of a multi-valued one).
@@ -112,12 +152,18 @@ impl SourceObject {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        with_key(name, |key| self.attrs.contains_key(key))
+        with_key(name, |key| self.position(key).is_ok())
+    }
+
+    /// Gives back the room kept for attributes not added: a directory of a million objects
+    /// read attribute by attribute would otherwise keep a third more than it holds.
+    pub fn shrink_to_fit(&mut self) {
+        self.attrs.shrink_to_fit();
     }
 
     /// The attributes with their source spelling, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
-        self.attrs.values().map(|(n, v)| (&**n, v))
+        self.attrs.iter().map(|a| (&*a.name.spelled, &a.value))
     }
 }
 

@@ -38,21 +38,28 @@ pub enum StateError {
     },
 }
 
-/// Every key and value of a tree, in key order.
-pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+/// What [`KvTree::for_each`] calls with each key and value.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StateError> + 'a;
 
 /// A byte-keyed tree: the operations the snapshot needs from a store.
 pub trait KvTree: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError>;
     fn remove(&self, key: &[u8]) -> Result<(), StateError>;
-    fn scan(&self) -> Result<Entries, StateError>;
+    /// Calls `f` with every key and value, in key order. One entry at a time, not a copy of
+    /// the whole tree: a snapshot of a million users is read without holding its bytes twice.
+    fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError>;
     fn name(&self) -> String;
     /// Visits the entries whose key is at least `start`, in key order or (with `rev`) from the
     /// last one down, until `visit` returns false. A range scan, where the store has them.
     fn visit(&self, start: &[u8], rev: bool, visit: Visitor<'_>) -> Result<(), StateError> {
-        let mut entries = self.scan()?;
-        entries.retain(|(k, _)| k.as_slice() >= start);
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.for_each(&mut |k, v| {
+            if k >= start {
+                entries.push((k.to_vec(), v.to_vec()));
+            }
+            Ok(())
+        })?;
         if rev {
             entries.reverse();
         }
@@ -82,10 +89,12 @@ impl KvTree for sled::Tree {
     fn remove(&self, key: &[u8]) -> Result<(), StateError> {
         sled::Tree::remove(self, key).map(|_| ()).map_err(storage)
     }
-    fn scan(&self) -> Result<Entries, StateError> {
-        self.iter()
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
-            .collect()
+    fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError> {
+        for r in self.iter() {
+            let (k, v) = r.map_err(storage)?;
+            f(&k, &v)?;
+        }
+        Ok(())
     }
     fn name(&self) -> String {
         String::from_utf8_lossy(&sled::Tree::name(self)).into_owned()
@@ -140,12 +149,11 @@ impl KvTree for MemTree {
         self.map().remove(key);
         Ok(())
     }
-    fn scan(&self) -> Result<Entries, StateError> {
-        Ok(self
-            .map()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+    fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError> {
+        for (k, v) in self.map().iter() {
+            f(k, v)?;
+        }
+        Ok(())
     }
     fn name(&self) -> String {
         self.1.clone()
@@ -302,13 +310,13 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StateError> {
 }
 
 fn all<T: DeserializeOwned>(tree: &dyn KvTree) -> Result<BTreeMap<SourceId, T>, StateError> {
-    tree.scan()?
-        .into_iter()
-        .map(|(k, v)| {
-            let value = decode(tree, &k, &v)?;
-            Ok((SourceId(String::from_utf8_lossy(&k).into_owned()), value))
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    tree.for_each(&mut |k, v| {
+        let value = decode(tree, k, v)?;
+        out.insert(SourceId(String::from_utf8_lossy(k).into_owned()), value);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 impl Snapshot {
