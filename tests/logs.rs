@@ -335,3 +335,27 @@ fn held_deprovisions_are_staged_deletes_then_disables_once_allowed() {
     );
     assert_eq!(calls(&ada[0]).first().map(|c| c.0.as_str()), Some("PATCH"));
 }
+
+#[test]
+fn at_most_a_hundred_held_deprovisions_are_recorded_per_cycle() {
+    let env = Env::start(r#"groups = ["Staff"]"#, "deletion_threshold = 1");
+    let users: Vec<Value> = (0..105)
+        .map(|i| common::env::user(&format!("u-{i:03}"), "Test", &format!("User{i:03}")))
+        .collect();
+    let ids: Vec<String> = (0..105).map(|i| format!("u-{i:03}")).collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    env.directory(&users, &staff(&all));
+    env.sync(&[]).assert_success();
+    // 104 leave the group: every one is held, but only the first 100 are recorded one by
+    // one, so a threshold holding thousands every cycle cannot flood the log's retention.
+    env.directory(&users, &staff(&all[..1]));
+    let out = env.sync(&[]);
+    out.assert_code(1);
+    let staged = records(&env, &["--action", "StagedDelete", "--limit", "1000"]);
+    assert_eq!(staged.len(), 100, "{out}");
+    let distinct: std::collections::BTreeSet<&str> = staged
+        .iter()
+        .filter_map(|r| r["object_id"].as_str())
+        .collect();
+    assert_eq!(distinct.len(), 100);
+}

@@ -399,6 +399,7 @@ pub async fn run_target_with(
         claimed: Mutex::new(BTreeMap::new()),
         index,
         log: open_log(store),
+        staged: Default::default(),
     };
     for (id, e) in snapshot.users()? {
         exec.claim(&e.scim_id, &id);
@@ -746,7 +747,14 @@ struct Executor<'a> {
     index: Option<TargetIndex>,
     /// Where records are stored; none in a dry run.
     log: Option<state::Log>,
+    /// Held deprovisions recorded so far this cycle (see [`STAGED_RECORDS`]).
+    staged: std::sync::atomic::AtomicUsize,
 }
+
+/// At most this many held deprovisions are recorded one by one per target and cycle: a
+/// threshold holding thousands every cycle would otherwise push the rest of the history out of
+/// the log's retention. The cycle's report and `status` still give the full count.
+const STAGED_RECORDS: usize = 100;
 
 /// The result of looking for an existing resource.
 enum Found {
@@ -914,6 +922,15 @@ impl Executor<'_> {
 
     /// A deprovision held back by the deletion threshold.
     fn staged(&self, kind: Kind, id: &SourceId, scim_id: &ScimId, why: &str) {
+        let n = self
+            .staged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n == STAGED_RECORDS {
+            tracing::warn!(target_name = %self.target.name, "More deprovisions are held this cycle; only the first {STAGED_RECORDS} are recorded in the provisioning log.");
+        }
+        if n >= STAGED_RECORDS {
+            return;
+        }
         self.record(
             kind,
             id,

@@ -200,6 +200,7 @@ async fn steps(
         } else {
             super::open_log(store)
         },
+        staged: Default::default(),
     };
     for (sid, e) in snapshot.users()? {
         exec.claim(&e.scim_id, &sid);
