@@ -491,43 +491,14 @@ fn random_faults_on_every_request_converge_without_a_duplicate() {
         ],
         budget: 40,
     }));
-    let mut outs = Vec::new();
-    let mut injected = 0;
-    for _ in 0..5 {
-        let out = env.sync();
-        injected += env
-            .proxy
-            .records()
-            .iter()
-            .filter(|r| r.fault.is_some())
-            .count();
-        let done = out.code == 0;
-        outs.push(out);
-        if done {
-            break;
-        }
-    }
-    let last = outs.last().expect("a cycle ran");
-    assert_eq!(
-        last.code,
-        0,
-        "not converged after {} cycles:\n{}",
-        outs.len(),
-        outs.iter()
-            .map(|o| o.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let (cycles, injected) = common::until_converged(&env.proxy, 5, || env.sync());
     env.proxy.set_random_faults(None);
     assert!(injected >= 6, "only {injected} faults were injected");
     assert_exact(&env, &(0..n).collect::<Vec<_>>(), n, true);
     let out = env.sync();
     out.assert_success();
     assert_eq!(env.proxy.count(), 0, "{out}");
-    eprintln!(
-        "converged in {} cycles, {injected} faults injected",
-        outs.len()
-    );
+    eprintln!("converged in {cycles} cycles, {injected} faults injected");
 }
 
 #[test]

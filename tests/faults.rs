@@ -153,33 +153,7 @@ fn a_quarter_of_requests_failing_converges_within_four_cycles() {
         budget: 80,
     }));
     let start = Instant::now();
-    let mut outs = Vec::new();
-    let mut injected = 0;
-    for _ in 0..4 {
-        let out = env.sync(&[]);
-        injected += env
-            .proxy
-            .records()
-            .iter()
-            .filter(|r| r.fault.is_some())
-            .count();
-        let done = out.code == 0;
-        outs.push(out);
-        if done {
-            break;
-        }
-    }
-    let last = outs.last().expect("a cycle ran");
-    assert_eq!(
-        last.code,
-        0,
-        "not converged after {} cycles:\n{}",
-        outs.len(),
-        outs.iter()
-            .map(|o| o.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let (cycles, injected) = common::until_converged(&env.proxy, 4, || env.sync(&[]));
     env.proxy.set_random_faults(None);
     assert!(injected >= 20, "only {injected} faults were injected");
     assert_exact(&env, n);
@@ -189,7 +163,7 @@ fn a_quarter_of_requests_failing_converges_within_four_cycles() {
     assert_eq!(env.proxy.count(), 0, "{out}");
     eprintln!(
         "converged in {} cycles, {:?}, {injected} faults injected",
-        outs.len(),
+        cycles,
         start.elapsed()
     );
 }

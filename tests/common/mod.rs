@@ -168,3 +168,32 @@ pub(crate) fn interrupt(pid: u32) {
         .expect("run kill");
     assert!(status.success(), "kill -INT {pid} failed: {status}");
 }
+
+/// Runs `cycle` until one exits 0, at most `max` times, while `proxy` injects faults; returns
+/// how many cycles ran and how many faults were injected meanwhile. Panics with every cycle's
+/// output when none converged.
+pub fn until_converged(
+    proxy: &RecordingProxy,
+    max: usize,
+    mut cycle: impl FnMut() -> RunOutput,
+) -> (usize, usize) {
+    let mut outs: Vec<RunOutput> = Vec::new();
+    let mut injected = 0;
+    for _ in 0..max {
+        let out = cycle();
+        injected += proxy.records().iter().filter(|r| r.fault.is_some()).count();
+        let done = out.code == 0;
+        outs.push(out);
+        if done {
+            return (outs.len(), injected);
+        }
+    }
+    panic!(
+        "not converged after {} cycles:\n{}",
+        outs.len(),
+        outs.iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
