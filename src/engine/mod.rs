@@ -1732,3 +1732,40 @@ fn user_entry(scim_id: ScimId, desired: &Desired, matched_by: MatchedBy) -> User
         changed_at: state::now(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desired_state_owned_gives_what_the_borrowed_one_gives() {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("x.toml"),
+            "[source]\nkind = \"json\"\npath = \"d.json\"\n[scope]\ngroups = [\"g1\", \"g2\"]\n\
+             [[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/v2\"\ntoken_env = \"T\"\n\
+             [[target.user_mapping]]\ntarget = \"userName\"\nsource = \"mail\"\nmatching_precedence = 1\n",
+        )
+        .expect("valid");
+        // u3 has no mail (rejected), u5 is in no assigned group, g3 is not assigned, and u9 is
+        // not a user.
+        let dir = crate::source::json::parse(
+            std::path::Path::new("d.json"),
+            br#"{"users": [{"objectId": "u4", "mail": "d@x"}, {"objectId": "u1", "mail": "a@x"},
+                           {"objectId": "u3"}, {"objectId": "u2", "mail": "b@x"},
+                           {"objectId": "u5", "mail": "e@x"}],
+                "groups": [
+                  {"objectId": "g1", "displayName": "One", "members": ["u4", "u1", "u3", "u9"]},
+                  {"objectId": "g2", "displayName": "Two", "members": ["u2", "u4"]},
+                  {"objectId": "g3", "displayName": "Three", "members": ["u5"]}
+                ]}"#,
+        )
+        .expect("valid");
+        let target = &config.targets[0];
+        let borrowed = desired_state(&dir, &config.scope, target).expect("in scope");
+        let owned = desired_state_owned(dir, &config.scope, target).expect("in scope");
+        assert_eq!(format!("{owned:?}"), format!("{borrowed:?}"));
+        assert_eq!(owned.users.len(), 3);
+        assert_eq!(owned.rejected.len(), borrowed.rejected.len());
+        assert!(owned.protected.contains(&SourceId::from("u3")));
+    }
+}
