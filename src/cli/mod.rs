@@ -274,20 +274,28 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
         Ok(t) => t,
         Err(code) => return code,
     };
-    let dir = match read_source(config).await {
+    let mut dir = match read_source(config).await {
         Ok(d) => d,
         Err(code) => return code,
     };
+    let last = targets.len().saturating_sub(1);
     let mut code = EXIT_OK;
     let mut document = plan_json::PlanDocument {
         format_version: plan_json::FORMAT_VERSION,
         targets: Vec::new(),
     };
-    for target in targets {
+    for (i, target) in targets.into_iter().enumerate() {
         // Never at the same time as the daemon's scheduled cycle of this target.
         let _cycle = ctx.locks.lock(&target.name).await;
         let result = if opts.dry_run {
-            engine::plan_target(&dir, config, target, store, opts).map(|p| {
+            // The last target's plan takes the directory over, so that it can drop each
+            // source object once mapped (a million users would otherwise be held twice).
+            let planned = if i == last {
+                engine::plan_target_owned(std::mem::take(&mut dir), config, target, store, opts)
+            } else {
+                engine::plan_target(&dir, config, target, store, opts)
+            };
+            planned.map(|p| {
                 let mut report = CycleReport {
                     target: target.name.clone(),
                     dry_run: true,

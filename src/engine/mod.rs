@@ -190,6 +190,73 @@ fn require(d: Desired, attr: &str) -> Result<Desired, mapping::MappingError> {
     }
 }
 
+/// [`desired_state`] that consumes the directory: each in-scope user is mapped and its
+/// `SourceObject` dropped at once, so that a read of a million users is never held next to
+/// its whole desired state. The result is the same as [`desired_state`]'s.
+pub fn desired_state_owned(
+    mut dir: Directory,
+    scope: &ScopeConfig,
+    target: &TargetConfig,
+) -> Result<DesiredState, ScopeError> {
+    let mut out = DesiredState::default();
+    for r in std::mem::take(&mut dir.rejected) {
+        if let Some(id) = r.id {
+            out.protected.insert(id.clone());
+            out.rejected.push((id, Kind::User, r.reason));
+        }
+    }
+    // The groups are few: map them while the scope still borrows the directory, and keep each
+    // one's member set, which the desired group takes over once the users are mapped.
+    let (mut in_scope, groups) = {
+        let scoped = scope::apply(&dir, scope)?;
+        let groups: Vec<_> = scoped
+            .groups
+            .into_iter()
+            .map(|g| {
+                let mapped = mapping::map(&target.mappings.groups, &g.group.object)
+                    .and_then(|d| require(d, "displayName"));
+                (g.group.object.id.clone(), mapped, g.members)
+            })
+            .collect();
+        let in_scope: BTreeSet<SourceId> = scoped.users.into_keys().collect();
+        (in_scope, groups)
+    };
+    dir.groups = Vec::new();
+    // Where an id appears twice, the scope took its last object: so does this walk backwards.
+    let mut failed = BTreeMap::new();
+    for user in std::mem::take(&mut dir.users).into_iter().rev() {
+        if !in_scope.remove(&user.id) {
+            continue;
+        }
+        match mapping::map(&target.mappings.users, &user).and_then(|d| require(d, "userName")) {
+            Ok(d) => {
+                out.users.insert(user.id, d);
+            }
+            Err(e) => {
+                failed.insert(user.id, e.to_string());
+            }
+        }
+    }
+    // Rejections in id order, as [`desired_state`] gives them.
+    for (id, why) in failed {
+        out.protected.insert(id.clone());
+        out.rejected.push((id, Kind::User, why));
+    }
+    for (id, mapped, mut members) in groups {
+        match mapped {
+            Ok(desired) => {
+                members.retain(|m| out.users.contains_key(m));
+                out.groups.insert(id, DesiredGroup { desired, members });
+            }
+            Err(e) => {
+                out.protected.insert(id.clone());
+                out.rejected.push((id, Kind::Group, e.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The plans a cycle would carry out, for `plan` and `--dry-run`.
 #[derive(Debug, Default, Serialize)]
 pub struct PlannedCycle {
@@ -239,28 +306,45 @@ pub fn plan_target(
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
     guard::outage_guard(dir, &snapshot, config.min_source_ratio)?;
     url_guard(target, &snapshot, opts)?;
-    let mut want = desired_state(dir, &config.scope, target)?;
+    let want = desired_state(dir, &config.scope, target)?;
+    plan_desired(want, &snapshot, target, opts)
+}
+
+/// [`plan_target`] that consumes the directory, for the last (or only) target of a `plan`:
+/// the source objects are dropped as they are mapped, which halves the peak at scale.
+pub fn plan_target_owned(
+    dir: Directory,
+    config: &Config,
+    target: &TargetConfig,
+    store: &Store,
+    opts: CycleOptions,
+) -> Result<PlannedCycle, EngineError> {
+    let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
+    guard::outage_guard(&dir, &snapshot, config.min_source_ratio)?;
+    url_guard(target, &snapshot, opts)?;
+    let want = desired_state_owned(dir, &config.scope, target)?;
+    plan_desired(want, &snapshot, target, opts)
+}
+
+fn plan_desired(
+    mut want: DesiredState,
+    snapshot: &Snapshot,
+    target: &TargetConfig,
+    opts: CycleOptions,
+) -> Result<PlannedCycle, EngineError> {
     let popts = plan_options(target, opts);
-    let users_snap = snapshot.users()?;
-    let mut accounts: BTreeSet<SourceId> = users_snap
-        .keys()
-        .filter(|id| want.users.contains_key(*id))
-        .cloned()
-        .collect();
-    let wanted_users = std::mem::take(&mut want.users);
-    let users = plan::plan_users_owned(&users_snap, wanted_users, &want.protected, popts);
-    // In a dry run the users about to be created count as having accounts.
-    accounts.extend(users.ops.iter().filter_map(|op| match op {
-        UserOp::MatchOrCreate { id, .. } => Some(id.clone()),
-        _ => None,
-    }));
-    let groups = plan::plan_groups(
+    // The users with an account after this plan (those in the snapshot and still wanted, and
+    // the ones about to be created or matched) are exactly the desired users: so the group
+    // plan asks the desired users, and goes first, while they are still at hand.
+    let groups = plan::plan_groups_owned(
         &snapshot.groups()?,
-        &want.groups,
-        &accounts,
+        std::mem::take(&mut want.groups),
+        |m| want.users.contains_key(m),
         &want.protected,
         popts,
     );
+    let wanted_users = std::mem::take(&mut want.users);
+    let users = plan::plan_users_owned(&snapshot.users()?, wanted_users, &want.protected, popts);
     Ok(PlannedCycle {
         users,
         groups,
@@ -1663,5 +1747,42 @@ fn user_entry(scim_id: ScimId, desired: &Desired, matched_by: MatchedBy) -> User
         deprovisioned: false,
         matched_by,
         changed_at: state::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desired_state_owned_gives_what_the_borrowed_one_gives() {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("x.toml"),
+            "[source]\nkind = \"json\"\npath = \"d.json\"\n[scope]\ngroups = [\"g1\", \"g2\"]\n\
+             [[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/v2\"\ntoken_env = \"T\"\n\
+             [[target.user_mapping]]\ntarget = \"userName\"\nsource = \"mail\"\nmatching_precedence = 1\n",
+        )
+        .expect("valid");
+        // u3 has no mail (rejected), u5 is in no assigned group, g3 is not assigned, and u9 is
+        // not a user.
+        let dir = crate::source::json::parse(
+            std::path::Path::new("d.json"),
+            br#"{"users": [{"objectId": "u4", "mail": "d@x"}, {"objectId": "u1", "mail": "a@x"},
+                           {"objectId": "u3"}, {"objectId": "u2", "mail": "b@x"},
+                           {"objectId": "u5", "mail": "e@x"}],
+                "groups": [
+                  {"objectId": "g1", "displayName": "One", "members": ["u4", "u1", "u3", "u9"]},
+                  {"objectId": "g2", "displayName": "Two", "members": ["u2", "u4"]},
+                  {"objectId": "g3", "displayName": "Three", "members": ["u5"]}
+                ]}"#,
+        )
+        .expect("valid");
+        let target = &config.targets[0];
+        let borrowed = desired_state(&dir, &config.scope, target).expect("in scope");
+        let owned = desired_state_owned(dir, &config.scope, target).expect("in scope");
+        assert_eq!(format!("{owned:?}"), format!("{borrowed:?}"));
+        assert_eq!(owned.users.len(), 3);
+        assert_eq!(owned.rejected.len(), borrowed.rejected.len());
+        assert!(owned.protected.contains(&SourceId::from("u3")));
     }
 }

@@ -256,9 +256,50 @@ pub fn plan_groups(
     protected: &BTreeSet<SourceId>,
     opts: PlanOptions,
 ) -> GroupPlan {
+    let deprovisions = group_deprovisions(snapshot, |id| desired.contains_key(id), protected, opts);
+    plan_desired_groups(
+        snapshot,
+        desired
+            .iter()
+            .map(|(id, g)| (Cow::Borrowed(id), Cow::Borrowed(g))),
+        |m| accounts.contains(m),
+        deprovisions,
+        opts,
+    )
+}
+
+/// [`plan_groups`] that takes the desired groups by value, so that the operations take each
+/// group's member set over instead of copying it, and asks `has_account` whether a user has
+/// (or is about to get) an account instead of needing a set of them.
+pub fn plan_groups_owned(
+    snapshot: &BTreeMap<SourceId, GroupEntry>,
+    desired: BTreeMap<SourceId, DesiredGroup>,
+    has_account: impl Fn(&SourceId) -> bool,
+    protected: &BTreeSet<SourceId>,
+    opts: PlanOptions,
+) -> GroupPlan {
+    let deprovisions = group_deprovisions(snapshot, |id| desired.contains_key(id), protected, opts);
+    plan_desired_groups(
+        snapshot,
+        desired
+            .into_iter()
+            .map(|(id, g)| (Cow::Owned(id), Cow::Owned(g))),
+        has_account,
+        deprovisions,
+        opts,
+    )
+}
+
+fn plan_desired_groups<'a>(
+    snapshot: &BTreeMap<SourceId, GroupEntry>,
+    desired: impl Iterator<Item = (Cow<'a, SourceId>, Cow<'a, DesiredGroup>)>,
+    has_account: impl Fn(&SourceId) -> bool,
+    deprovisions: Vec<GroupOp>,
+    opts: PlanOptions,
+) -> GroupPlan {
     let mut plan = GroupPlan::default();
     for (id, want) in desired {
-        match snapshot.get(id) {
+        match snapshot.get(&*id) {
             Some(entry) if !opts.full => {
                 let changes = diff(&entry.attrs, &want.desired.attrs);
                 // A member whose user has no account (its mapping failed, say) cannot be added
@@ -266,7 +307,7 @@ pub fn plan_groups(
                 let add: Vec<SourceId> = want
                     .members
                     .iter()
-                    .filter(|m| !entry.members.contains_key(*m) && accounts.contains(*m))
+                    .filter(|m| !entry.members.contains_key(*m) && has_account(m))
                     .cloned()
                     .collect();
                 let remove: Vec<(SourceId, ScimId)> = entry
@@ -279,32 +320,20 @@ pub fn plan_groups(
                     plan.unchanged += 1;
                 } else {
                     plan.ops.push(GroupOp::Update {
-                        id: id.clone(),
+                        id: id.into_owned(),
                         scim_id: entry.scim_id.clone(),
                         changes,
                         add,
                         remove,
-                        group: want.clone(),
+                        group: want.into_owned(),
                     });
                 }
             }
             _ => plan.ops.push(GroupOp::MatchOrCreate {
-                id: id.clone(),
-                group: want.clone(),
+                id: id.into_owned(),
+                group: want.into_owned(),
             }),
         }
-    }
-    let mut deprovisions = Vec::new();
-    for (id, entry) in snapshot {
-        if desired.contains_key(id) || protected.contains(id) {
-            continue;
-        }
-        deprovisions.push(GroupOp::Deprovision {
-            id: id.clone(),
-            scim_id: entry.scim_id.clone(),
-            mode: opts.mode,
-            members: entry.members.values().cloned().collect(),
-        });
     }
     if opts.holds(deprovisions.len(), snapshot.len()) {
         plan.held = deprovisions;
@@ -312,6 +341,25 @@ pub fn plan_groups(
         plan.ops.extend(deprovisions);
     }
     plan
+}
+
+/// The snapshot's groups that are no longer desired, as deprovisions (not yet held back).
+fn group_deprovisions(
+    snapshot: &BTreeMap<SourceId, GroupEntry>,
+    desired: impl Fn(&SourceId) -> bool,
+    protected: &BTreeSet<SourceId>,
+    opts: PlanOptions,
+) -> Vec<GroupOp> {
+    snapshot
+        .iter()
+        .filter(|(id, _)| !desired(id) && !protected.contains(*id))
+        .map(|(id, entry)| GroupOp::Deprovision {
+            id: id.clone(),
+            scim_id: entry.scim_id.clone(),
+            mode: opts.mode,
+            members: entry.members.values().cloned().collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
