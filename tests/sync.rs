@@ -170,6 +170,20 @@ fn initial_sync_of_the_sample_directory_with_the_example_config() {
         "{}",
         out.stdout
     );
+    // The idle cycle still counts the groups it left alone and records itself.
+    assert!(
+        out.stdout
+            .contains("groups created 0, updated 0, deprovisioned 0, unchanged 2"),
+        "{}",
+        out.stdout
+    );
+    let status = ws.run(&["--config", "scimsync.toml", "status"]);
+    status.assert_success();
+    assert!(
+        status.stdout.contains(", 0 requests, 0 problems")
+            && status.stdout.contains("deprovisioned 0, unchanged 20"),
+        "{status}"
+    );
 }
 
 #[test]

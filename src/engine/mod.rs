@@ -454,6 +454,39 @@ pub async fn run_target_with(
             EngineError::Target(e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
         })?
         .stopping_on(stop.clone());
+    // Nothing to send, nothing held, nothing in escrow: the snapshot will not change, so the
+    // group plan made with the users stands and no claim, second plan or cleanup is needed.
+    // This keeps a no-change cycle at the cost of reading the source and one snapshot scan.
+    let idle = planned.users.ops.is_empty()
+        && planned.groups.ops.is_empty()
+        && report.held == 0
+        && escrow.is_empty();
+    if idle {
+        progress.planned(0);
+        report.users.unchanged += planned.users.unchanged;
+        report.groups.unchanged += planned.groups.unchanged;
+        if stop.is_cancelled() {
+            report.problems.push(STOPPED_EARLY.into());
+        }
+        let (users, groups) = snapshot.counts()?;
+        crate::telemetry::managed(&target.name, users, groups);
+        let log = open_log(store);
+        finish_cycle(
+            dir,
+            config,
+            target,
+            store,
+            &snapshot,
+            &client,
+            log.as_ref(),
+            opts,
+            now,
+            0,
+            &mut report,
+        )
+        .await?;
+        return Ok((report, planned));
+    }
     let cycle_id = report.cycle_id.clone();
     let unmatched = planned
         .users
@@ -485,12 +518,9 @@ pub async fn run_target_with(
         log: open_log(store),
         staged: Default::default(),
     };
-    for (id, e) in snapshot.users()? {
-        exec.claim(&e.scim_id, &id);
-    }
-    for (id, e) in snapshot.groups()? {
-        exec.claim_kind(true, &e.scim_id, &id);
-    }
+    snapshot.scim_ids(&mut |group, id, scim_id| {
+        exec.claim_kind(group, &scim_id, &id);
+    })?;
     // Held deprovisions are staged: recorded, not carried out (Entra's StagedDelete).
     for op in &planned.users.held {
         if let UserOp::Deprovision { id, scim_id, .. } = op {
@@ -598,21 +628,58 @@ pub async fn run_target_with(
     );
 
     if stop.is_cancelled() {
-        report.problems.push(
-            "stopped early for shutdown: operations not started are left to the next cycle".into(),
-        );
+        report.problems.push(STOPPED_EARLY.into());
     }
+    drop(users_snap);
+    let (users_now, groups_now) = snapshot.counts()?;
+    crate::telemetry::managed(&target.name, users_now, groups_now);
     // An object that left the source and has no account needs no retry any more.
-    let (users_now, groups_now) = (snapshot.users()?, snapshot.groups()?);
-    crate::telemetry::managed(&target.name, users_now.len(), groups_now.len());
     for id in snapshot.escrow()?.keys() {
         let wanted = want.users.contains_key(id)
             || want.groups.contains_key(id)
             || want.protected.contains(id);
-        if !wanted && !users_now.contains_key(id) && !groups_now.contains_key(id) {
+        if !wanted && !snapshot.holds(id)? {
             snapshot.escrow_clear(id)?;
         }
     }
+    drop(want);
+    finish_cycle(
+        dir,
+        config,
+        target,
+        store,
+        &snapshot,
+        &client,
+        exec.log.as_ref(),
+        opts,
+        now,
+        attempted,
+        &mut report,
+    )
+    .await?;
+    let planned = PlannedCycle { groups, ..planned };
+    Ok((report, planned))
+}
+
+const STOPPED_EARLY: &str =
+    "stopped early for shutdown: operations not started are left to the next cycle";
+
+/// The end of every cycle that ran: the report's closing lines, the facts kept for the next
+/// cycle (last good source size, target url, quarantine, last cycle) and the flush.
+#[allow(clippy::too_many_arguments)]
+async fn finish_cycle(
+    dir: &Directory,
+    config: &Config,
+    target: &TargetConfig,
+    store: &Store,
+    snapshot: &Snapshot,
+    client: &Client,
+    log: Option<&state::Log>,
+    opts: CycleOptions,
+    now: chrono::DateTime<chrono::Utc>,
+    attempted: usize,
+    report: &mut CycleReport,
+) -> Result<(), EngineError> {
     if let Some(why) = client.auth_rejected() {
         // One line for the calls never sent, rather than one per object.
         let before = report.problems.len();
@@ -633,16 +700,15 @@ pub async fn run_target_with(
     }
     let reason =
         guard::quarantine_reason(target, client.auth_rejected().as_deref(), attempted, failed);
-    report.quarantine = guard::judge(&snapshot, target, reason, now)?;
+    report.quarantine = guard::judge(snapshot, target, reason, now)?;
     report.escrow = snapshot.escrow()?.len();
     report.requests = client.requests();
-    snapshot.set_meta("last_cycle", &report)?;
-    if let Some(log) = &exec.log {
+    snapshot.set_meta("last_cycle", &*report)?;
+    if let Some(log) = log {
         prune_log(log, config).await;
     }
     store.flush().await?;
-    let planned = PlannedCycle { groups, ..planned };
-    Ok((report, planned))
+    Ok(())
 }
 
 /// The provisioning log, or none (with a warning) when the store cannot open it: the log

@@ -338,6 +338,45 @@ impl Snapshot {
     pub fn groups(&self) -> Result<BTreeMap<SourceId, GroupEntry>, StateError> {
         all(self.groups.as_ref())
     }
+    /// Every user's and group's SCIM id, entry by entry: what the claims of a cycle need,
+    /// without decoding the attributes of a whole snapshot.
+    pub fn scim_ids(&self, f: &mut dyn FnMut(bool, SourceId, ScimId)) -> Result<(), StateError> {
+        #[derive(Deserialize)]
+        struct Id {
+            scim_id: ScimId,
+        }
+        for (group, tree) in [(false, &self.users), (true, &self.groups)] {
+            let tree = tree.as_ref();
+            tree.for_each(&mut |k, v| {
+                let Id { scim_id } = decode(tree, k, v)?;
+                f(
+                    group,
+                    SourceId(String::from_utf8_lossy(k).into_owned()),
+                    scim_id,
+                );
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+    /// How many users and groups the snapshot holds, without decoding them.
+    pub fn counts(&self) -> Result<(usize, usize), StateError> {
+        let mut counts = (0, 0);
+        self.users.for_each(&mut |_, _| {
+            counts.0 += 1;
+            Ok(())
+        })?;
+        self.groups.for_each(&mut |_, _| {
+            counts.1 += 1;
+            Ok(())
+        })?;
+        Ok(counts)
+    }
+    /// True when the snapshot holds a user or a group with this source id.
+    pub fn holds(&self, id: &SourceId) -> Result<bool, StateError> {
+        let key = id.as_str().as_bytes();
+        Ok(self.users.get(key)?.is_some() || self.groups.get(key)?.is_some())
+    }
     pub fn put_group(&self, id: &SourceId, entry: &GroupEntry) -> Result<(), StateError> {
         self.groups.insert(id.as_str().as_bytes(), encode(entry)?)
     }
