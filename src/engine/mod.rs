@@ -352,7 +352,9 @@ fn plan_desired(
     })
 }
 
-/// Runs one cycle of one target against a directory read.
+/// Runs one cycle of one target against a directory read. Returns its report and its plan:
+/// whole for a dry run; after a real cycle, the operations were handed over to be carried out
+/// and only what was held back remains in it.
 pub async fn run_target(
     dir: &Directory,
     config: &Config,
@@ -529,27 +531,22 @@ pub async fn run_target_with(
     }
     let concurrency = target.concurrency.max(1);
     progress.planned(planned.users.ops.len() + planned.groups.ops.len());
-    // With bulk, enough writes wait to fill requests; still only `concurrency` in flight.
-    let width = if planned.users.ops.is_empty() {
-        concurrency
-    } else {
-        client.write_width().await
-    };
-    let outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(planned.users.ops.clone())
-        .take_while(|_| std::future::ready(!stop.is_cancelled()))
-        .map(|op| async {
+    // The operations are handed over, not copied: at an initial sync they hold every
+    // desired resource.
+    let outcomes = execute(
+        std::mem::take(&mut planned.users.ops),
+        &client,
+        concurrency,
+        stop,
+        |op| async {
             let id = op.id().clone();
             let action = progress::user_action(&op);
             let outcome = audit::collect(exec.user(op)).await;
             progress.finished(&target.name, "user", action, outcome.status());
             (id, outcome)
-        })
-        .buffer_unordered(width)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .filter(|(_, o)| *o != Outcome::Interrupted)
-        .collect();
+        },
+    )
+    .await;
     let mut attempted = outcomes.len();
     escrow_outcomes(&snapshot, &client, &escrow, Kind::User, &outcomes, now)?;
     report.users.unchanged += planned.users.unchanged;
@@ -590,26 +587,20 @@ pub async fn run_target_with(
         groups.ops.clear();
     }
     progress.replanned(planned.groups.ops.len(), groups.ops.len());
-    let width = if groups.ops.is_empty() {
-        concurrency
-    } else {
-        client.write_width().await
-    };
-    let group_outcomes: Vec<(SourceId, Outcome)> = futures::stream::iter(groups.ops.clone())
-        .take_while(|_| std::future::ready(!stop.is_cancelled()))
-        .map(|op| async {
+    let group_outcomes = execute(
+        std::mem::take(&mut groups.ops),
+        &client,
+        concurrency,
+        stop,
+        |op| async {
             let id = group_op_id(&op).clone();
             let action = progress::group_action(&op);
             let outcome = audit::collect(exec.group(op, &users_snap)).await;
             progress.finished(&target.name, "group", action, outcome.status());
             (id, outcome)
-        })
-        .buffer_unordered(width)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .filter(|(_, o)| *o != Outcome::Interrupted)
-        .collect();
+        },
+    )
+    .await;
     attempted += group_outcomes.len();
     escrow_outcomes(
         &snapshot,
@@ -659,6 +650,34 @@ pub async fn run_target_with(
     .await?;
     let planned = PlannedCycle { groups, ..planned };
     Ok((report, planned))
+}
+
+/// Runs planned operations, as many at once as the client takes (`concurrency`, or enough to
+/// fill bulk requests), starting none once `stop` is cancelled. A write never sent because
+/// shutdown began is left out: its object was not attempted this cycle.
+async fn execute<Op, Fut>(
+    ops: Vec<Op>,
+    client: &Client,
+    concurrency: usize,
+    stop: &CancellationToken,
+    run: impl FnMut(Op) -> Fut,
+) -> Vec<(SourceId, Outcome)>
+where
+    Fut: std::future::Future<Output = (SourceId, Outcome)>,
+{
+    // With bulk, enough writes wait to fill requests; still only `concurrency` in flight.
+    let width = if ops.is_empty() {
+        concurrency
+    } else {
+        client.write_width().await
+    };
+    futures::stream::iter(ops)
+        .take_while(|_| std::future::ready(!stop.is_cancelled()))
+        .map(run)
+        .buffer_unordered(width)
+        .filter(|(_, o)| std::future::ready(*o != Outcome::Interrupted))
+        .collect()
+        .await
 }
 
 const STOPPED_EARLY: &str =
