@@ -130,13 +130,14 @@ fn gather(ctx: &Ctx) -> Result<Status, StateError> {
         let last_failure: Option<CycleFailure> = snapshot
             .meta::<CycleFailure>(daemon::LAST_FAILURE)?
             .filter(|f| last_cycle.as_ref().is_none_or(|c| f.at > c.started_at));
+        let (managed_users, managed_groups) = snapshot.counts()?;
         targets.push(TargetStatus {
             name: t.name.clone(),
             schedule: t.schedule.clone(),
             next_run: daemon::schedule::next_run(&t.schedule, chrono::Utc::now())
                 .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            managed_users: snapshot.users()?.len(),
-            managed_groups: snapshot.groups()?.len(),
+            managed_users,
+            managed_groups,
             last_cycle,
             last_failure,
             quarantine: snapshot.quarantine()?,

@@ -255,7 +255,8 @@ async fn target_loop(name: String, shared: Arc<Shared>) {
     let empty = shared
         .store
         .snapshot(&TargetName(name.clone()))
-        .and_then(|s| Ok(s.users()?.is_empty() && s.groups()?.is_empty()))
+        .and_then(|s| s.counts())
+        .map(|counts| counts == (0, 0))
         .unwrap_or(false);
     if empty {
         tracing::info!(target = %name, "Empty snapshot: running the initial sync now.");

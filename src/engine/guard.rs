@@ -19,7 +19,7 @@ pub fn outage_guard(
     let got = dir.users.len();
     let last: usize = snapshot.meta("last_good_users")?.unwrap_or(0);
     if got == 0 {
-        let managed = snapshot.users()?.len();
+        let managed = snapshot.counts()?.0;
         if managed > 0 || last > 0 {
             return Err(EngineError::Guard(format!(
                 "the source returned no users, while the last good read had {last} and {managed} accounts are managed; \

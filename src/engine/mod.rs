@@ -17,6 +17,7 @@ use crate::scope::{self, ScopeError};
 use crate::source::Directory;
 use crate::state::{
     self, EscrowEntry, GroupEntry, MatchedBy, Quarantine, Snapshot, StateError, Store, UserEntry,
+    UserSummary,
 };
 use futures::StreamExt;
 use index::TargetIndex;
@@ -344,7 +345,15 @@ fn plan_desired(
         popts,
     );
     let wanted_users = std::mem::take(&mut want.users);
-    let users = plan::plan_users_owned(&snapshot.users()?, wanted_users, &want.protected, popts);
+    // The snapshot's users are read as summaries; a user's attributes are decoded only where
+    // its hash differs, so a cycle never holds the decoded snapshot next to the desired state.
+    let users = plan::plan_users_owned(
+        &snapshot.user_summaries()?,
+        wanted_users,
+        &want.protected,
+        popts,
+        |id| Ok::<_, StateError>(snapshot.user(id)?.map(|e| e.attrs).unwrap_or_default()),
+    )?;
     Ok(PlannedCycle {
         users,
         groups,
@@ -559,7 +568,7 @@ pub async fn run_target_with(
 
     // Groups are planned again now that the users' accounts exist.
     let want = desired_state(dir, &config.scope, target)?;
-    let users_snap = snapshot.users()?;
+    let users_snap = snapshot.user_summaries()?;
     let accounts: BTreeSet<SourceId> = users_snap.keys().cloned().collect();
     let mut groups = plan::plan_groups(
         &snapshot.groups()?,
@@ -1471,7 +1480,7 @@ impl Executor<'_> {
         }
     }
 
-    async fn group(&self, op: GroupOp, users: &BTreeMap<SourceId, UserEntry>) -> Outcome {
+    async fn group(&self, op: GroupOp, users: &BTreeMap<SourceId, UserSummary>) -> Outcome {
         let resolve = |ids: &[SourceId]| -> Vec<(SourceId, ScimId)> {
             ids.iter()
                 .filter_map(|m| users.get(m).map(|e| (m.clone(), e.scim_id.clone())))
@@ -1636,7 +1645,7 @@ impl Executor<'_> {
         &self,
         id: &SourceId,
         group: &DesiredGroup,
-        users: &BTreeMap<SourceId, UserEntry>,
+        users: &BTreeMap<SourceId, UserSummary>,
     ) -> Outcome {
         let want: Vec<(SourceId, ScimId)> = group
             .members
@@ -1736,7 +1745,7 @@ impl Executor<'_> {
         resource: &Json,
         by: String,
         want: &[(SourceId, ScimId)],
-        users: &BTreeMap<SourceId, UserEntry>,
+        users: &BTreeMap<SourceId, UserSummary>,
     ) -> Outcome {
         let Some(scim_id) = resource.get("id").and_then(Json::as_str).map(ScimId::from) else {
             return Outcome::Failed("the matched group has no id".into());

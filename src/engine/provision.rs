@@ -202,7 +202,7 @@ async fn steps(
         },
         staged: Default::default(),
     };
-    for (sid, e) in snapshot.users()? {
+    for (sid, e) in snapshot.user_summaries()? {
         exec.claim(&e.scim_id, &sid);
     }
 

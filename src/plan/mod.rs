@@ -6,7 +6,7 @@
 use crate::config::DeprovisionMode;
 use crate::ids::{ScimId, SourceId};
 use crate::mapping::Desired;
-use crate::state::{GroupEntry, UserEntry};
+use crate::state::{GroupEntry, UserEntry, UserSummary};
 use serde::Serialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -153,51 +153,73 @@ pub fn plan_users(
     protected: &BTreeSet<SourceId>,
     opts: PlanOptions,
 ) -> UserPlan {
-    let deprovisions = user_deprovisions(snapshot, |id| desired.contains_key(id), protected, opts);
-    plan_desired_users(
-        snapshot,
+    let known: BTreeMap<SourceId, UserSummary> = snapshot
+        .iter()
+        .map(|(id, e)| (id.clone(), UserSummary::from(e)))
+        .collect();
+    let deprovisions = user_deprovisions(&known, |id| desired.contains_key(id), protected, opts);
+    let planned = plan_known_users(
+        &known,
         desired
             .iter()
             .map(|(id, d)| (Cow::Borrowed(id), Cow::Borrowed(d))),
         deprovisions,
         opts,
-    )
+        |id| {
+            Ok::<_, std::convert::Infallible>(
+                snapshot
+                    .get(id)
+                    .map(|e| e.attrs.clone())
+                    .unwrap_or_default(),
+            )
+        },
+    );
+    match planned {
+        Ok(plan) => plan,
+        Err(never) => match never {},
+    }
 }
 
-/// [`plan_users`] that takes the desired state by value: the operations take each desired
-/// resource over instead of copying it, which at a million users is a gigabyte less.
-pub fn plan_users_owned(
-    snapshot: &BTreeMap<SourceId, UserEntry>,
+/// [`plan_users`] for a cycle: the snapshot is given as its [`UserSummary`]s, and `attrs`
+/// decodes the attributes last pushed for a user whose hash differs (the only ones a diff
+/// needs), so that a whole snapshot is never decoded next to the desired state. The desired
+/// users are taken by value: each operation takes its resource over instead of a copy, which
+/// at a million users is a gigabyte less.
+pub fn plan_users_owned<E>(
+    known: &BTreeMap<SourceId, UserSummary>,
     desired: BTreeMap<SourceId, Desired>,
     protected: &BTreeSet<SourceId>,
     opts: PlanOptions,
-) -> UserPlan {
-    let deprovisions = user_deprovisions(snapshot, |id| desired.contains_key(id), protected, opts);
-    plan_desired_users(
-        snapshot,
+    attrs: impl FnMut(&SourceId) -> Result<BTreeMap<String, Json>, E>,
+) -> Result<UserPlan, E> {
+    let deprovisions = user_deprovisions(known, |id| desired.contains_key(id), protected, opts);
+    plan_known_users(
+        known,
         desired
             .into_iter()
             .map(|(id, d)| (Cow::Owned(id), Cow::Owned(d))),
         deprovisions,
         opts,
+        attrs,
     )
 }
 
-fn plan_desired_users<'a>(
-    snapshot: &BTreeMap<SourceId, UserEntry>,
+fn plan_known_users<'a, E>(
+    known: &BTreeMap<SourceId, UserSummary>,
     desired: impl Iterator<Item = (Cow<'a, SourceId>, Cow<'a, Desired>)>,
     deprovisions: Vec<UserOp>,
     opts: PlanOptions,
-) -> UserPlan {
+    mut attrs: impl FnMut(&SourceId) -> Result<BTreeMap<String, Json>, E>,
+) -> Result<UserPlan, E> {
     let mut plan = UserPlan::default();
     for (id, want) in desired {
-        match snapshot.get(&*id) {
+        match known.get(&*id) {
             Some(entry) if !opts.full => {
                 if entry.hash == hash(&want.attrs) {
                     plan.unchanged += 1;
                     continue;
                 }
-                let changes = diff(&entry.attrs, &want.attrs);
+                let changes = diff(&attrs(&id)?, &want.attrs);
                 if changes.is_empty() {
                     plan.unchanged += 1;
                 } else {
@@ -215,23 +237,23 @@ fn plan_desired_users<'a>(
             }),
         }
     }
-    if opts.holds(deprovisions.len(), snapshot.len()) {
+    if opts.holds(deprovisions.len(), known.len()) {
         plan.held = deprovisions;
     } else {
         plan.ops.extend(deprovisions);
     }
-    plan
+    Ok(plan)
 }
 
 /// The snapshot's users that are no longer desired, as deprovisions (not yet held back).
 fn user_deprovisions(
-    snapshot: &BTreeMap<SourceId, UserEntry>,
+    known: &BTreeMap<SourceId, UserSummary>,
     desired: impl Fn(&SourceId) -> bool,
     protected: &BTreeSet<SourceId>,
     opts: PlanOptions,
 ) -> Vec<UserOp> {
     let mut deprovisions = Vec::new();
-    for (id, entry) in snapshot {
+    for (id, entry) in known {
         if desired(id) || protected.contains(id) {
             continue;
         }
@@ -441,6 +463,46 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_owned_plan_decodes_only_the_users_whose_hash_differs() {
+        let b = desired(&[("userName", json!("b")), ("name.formatted", json!("B"))]);
+        let b2 = desired(&[("userName", json!("b")), ("name.formatted", json!("B2"))]);
+        let c = desired(&[("userName", json!("c"))]);
+        let snapshot: BTreeMap<_, _> = [
+            (SourceId::from("b"), entry(&b, "sb")),
+            (SourceId::from("c"), entry(&c, "sc")),
+            (SourceId::from("gone"), entry(&c, "sg")),
+        ]
+        .into();
+        let want: BTreeMap<_, _> = [
+            (SourceId::from("b"), b2.clone()),
+            (SourceId::from("c"), c.clone()),
+        ]
+        .into();
+        let known = snapshot
+            .iter()
+            .map(|(id, e)| (id.clone(), UserSummary::from(e)))
+            .collect();
+        let mut decoded = Vec::new();
+        let plan = plan_users_owned(&known, want.clone(), &BTreeSet::new(), opts(), |id| {
+            decoded.push(id.clone());
+            Ok::<_, String>(snapshot[id].attrs.clone())
+        })
+        .expect("no decode fails");
+        assert_eq!(decoded, vec![SourceId::from("b")]);
+        assert_eq!(
+            plan.ops,
+            plan_users(&snapshot, &want, &BTreeSet::new(), opts()).ops
+        );
+        assert_eq!(plan.unchanged, 1);
+
+        // A snapshot entry that cannot be decoded stops the plan instead of planning blind.
+        let failed = plan_users_owned(&known, want, &BTreeSet::new(), opts(), |id| {
+            Err(format!("{id} is corrupt"))
+        });
+        assert_eq!(failed.err(), Some("b is corrupt".to_owned()));
     }
 
     #[test]

@@ -185,6 +185,28 @@ pub struct UserEntry {
     pub changed_at: String,
 }
 
+/// What a cycle reads of every snapshot user before it knows which ones changed: the account,
+/// the hash of what was pushed and whether it was deprovisioned. Decoded from a [`UserEntry`]'s
+/// bytes without building its attributes, so a plan holds this for the whole snapshot and
+/// decodes a whole entry only where the hash differs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UserSummary {
+    pub scim_id: ScimId,
+    pub hash: String,
+    #[serde(default)]
+    pub deprovisioned: bool,
+}
+
+impl From<&UserEntry> for UserSummary {
+    fn from(e: &UserEntry) -> Self {
+        UserSummary {
+            scim_id: e.scim_id.clone(),
+            hash: e.hash.clone(),
+            deprovisioned: e.deprovisioned,
+        }
+    }
+}
+
 /// A group as last confirmed by the target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupEntry {
@@ -321,6 +343,10 @@ fn all<T: DeserializeOwned>(tree: &dyn KvTree) -> Result<BTreeMap<SourceId, T>, 
 
 impl Snapshot {
     pub fn users(&self) -> Result<BTreeMap<SourceId, UserEntry>, StateError> {
+        all(self.users.as_ref())
+    }
+    /// Every user's [`UserSummary`], decoded entry by entry.
+    pub fn user_summaries(&self) -> Result<BTreeMap<SourceId, UserSummary>, StateError> {
         all(self.users.as_ref())
     }
     pub fn user(&self, id: &SourceId) -> Result<Option<UserEntry>, StateError> {
