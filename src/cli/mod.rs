@@ -24,6 +24,7 @@ use crate::source::{self, Directory};
 use clap::{Parser, Subcommand};
 use control::Request;
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -285,16 +286,18 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
         targets: Vec::new(),
     };
     for (i, target) in targets.into_iter().enumerate() {
+        // The last (or only) target takes the directory over, so that its plan can drop each
+        // source object once mapped: a large directory is never held next to its whole
+        // desired state.
+        let source = if i == last {
+            Cow::Owned(std::mem::take(&mut dir))
+        } else {
+            Cow::Borrowed(&dir)
+        };
         // Never at the same time as the daemon's scheduled cycle of this target.
         let _cycle = ctx.locks.lock(&target.name).await;
         let result = if opts.dry_run {
-            // The last target's plan takes the directory over, so that it can drop each
-            // source object once mapped (a million users would otherwise be held twice).
-            let planned = if i == last {
-                engine::plan_target_owned(std::mem::take(&mut dir), config, target, store, opts)
-            } else {
-                engine::plan_target(&dir, config, target, store, opts)
-            };
+            let planned = engine::plan_target(source, config, target, store, opts);
             planned.map(|p| {
                 let mut report = CycleReport {
                     target: target.name.clone(),
@@ -318,7 +321,7 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
             }
             let progress = engine::Progress::default();
             let cycle =
-                engine::run_target_with(&dir, config, target, store, opts, &ctx.stop, &progress);
+                engine::run_target_with(source, config, target, store, opts, &ctx.stop, &progress);
             // The daemon running a sync for a client draws nothing.
             if progress::enabled() && ctx.daemon.is_none() {
                 progress::show(&target.name, &progress, cycle).await

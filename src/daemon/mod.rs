@@ -326,7 +326,7 @@ async fn cycle(shared: &Shared, name: &str) {
             return Ok(None);
         }
         engine::run_target_until(
-            &dir,
+            std::borrow::Cow::Owned(dir),
             &config,
             target,
             &shared.store,

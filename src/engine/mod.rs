@@ -23,6 +23,7 @@ use futures::StreamExt;
 use index::TargetIndex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -296,35 +297,60 @@ fn url_guard(
     }
 }
 
-/// Plans one target without any call to it.
+/// Plans one target without any call to it. Given the directory by value (the last or only
+/// target of a run), the plan drops each source object once it is mapped, which halves the
+/// peak at scale; borrowed, the directory stays for the next target.
 pub fn plan_target(
-    dir: &Directory,
+    dir: Cow<'_, Directory>,
     config: &Config,
     target: &TargetConfig,
     store: &Store,
     opts: CycleOptions,
 ) -> Result<PlannedCycle, EngineError> {
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
-    guard::outage_guard(dir, &snapshot, config.min_source_ratio)?;
-    url_guard(target, &snapshot, opts)?;
-    let want = desired_state(dir, &config.scope, target)?;
+    let want = desired_state_checked(dir, config, target, &snapshot, opts)?;
     plan_desired(want, &snapshot, target, opts)
 }
 
-/// [`plan_target`] that consumes the directory, for the last (or only) target of a `plan`:
-/// the source objects are dropped as they are mapped, which halves the peak at scale.
-pub fn plan_target_owned(
-    dir: Directory,
+/// The guards that stop a cycle before anything is planned, then the desired state.
+fn desired_state_checked(
+    dir: Cow<'_, Directory>,
     config: &Config,
     target: &TargetConfig,
-    store: &Store,
+    snapshot: &Snapshot,
     opts: CycleOptions,
-) -> Result<PlannedCycle, EngineError> {
-    let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
-    guard::outage_guard(&dir, &snapshot, config.min_source_ratio)?;
-    url_guard(target, &snapshot, opts)?;
-    let want = desired_state_owned(dir, &config.scope, target)?;
-    plan_desired(want, &snapshot, target, opts)
+) -> Result<DesiredState, EngineError> {
+    guard::outage_guard(&dir, snapshot, config.min_source_ratio)?;
+    url_guard(target, snapshot, opts)?;
+    Ok(match dir {
+        Cow::Borrowed(dir) => desired_state(dir, &config.scope, target)?,
+        Cow::Owned(dir) => desired_state_owned(dir, &config.scope, target)?,
+    })
+}
+
+/// What a real cycle still needs of its desired state once the plan has taken it over: the
+/// groups are planned again after the users' accounts exist, and the escrow is cleared of the
+/// objects that left the source. Kept instead of the directory, which is about ten times the
+/// size and is then free to go.
+struct Replan {
+    groups: BTreeMap<SourceId, DesiredGroup>,
+    users: BTreeSet<SourceId>,
+    protected: BTreeSet<SourceId>,
+}
+
+impl Replan {
+    fn of(want: &DesiredState) -> Replan {
+        Replan {
+            groups: want.groups.clone(),
+            users: want.users.keys().cloned().collect(),
+            protected: want.protected.clone(),
+        }
+    }
+
+    /// Whether the source still wants (or could not read) this object.
+    fn wants(&self, id: &SourceId) -> bool {
+        self.users.contains(id) || self.groups.contains_key(id) || self.protected.contains(id)
+    }
 }
 
 fn plan_desired(
@@ -363,22 +389,11 @@ fn plan_desired(
 
 /// Runs one cycle of one target against a directory read. Returns its report and its plan:
 /// whole for a dry run; after a real cycle, the operations were handed over to be carried out
-/// and only what was held back remains in it.
-pub async fn run_target(
-    dir: &Directory,
-    config: &Config,
-    target: &TargetConfig,
-    store: &Store,
-    opts: CycleOptions,
-) -> Result<(CycleReport, PlannedCycle), EngineError> {
-    run_target_until(dir, config, target, store, opts, &CancellationToken::new()).await
-}
-
-/// [`run_target`] that starts no new operation once `stop` is cancelled (shutdown); the
-/// operations already started finish and are recorded, the rest wait for the next cycle.
-/// A separate argument rather than a `CycleOptions` field, which is `Copy`.
+/// and only what was held back remains in it. Starts no new operation once `stop` is
+/// cancelled (shutdown); the operations already started finish and are recorded, the rest
+/// wait for the next cycle. Given the directory by value, the cycle frees it once planned.
 pub async fn run_target_until(
-    dir: &Directory,
+    dir: Cow<'_, Directory>,
     config: &Config,
     target: &TargetConfig,
     store: &Store,
@@ -391,7 +406,7 @@ pub async fn run_target_until(
 
 /// [`run_target_until`] that counts the operations in `progress` as they finish.
 pub async fn run_target_with(
-    dir: &Directory,
+    dir: Cow<'_, Directory>,
     config: &Config,
     target: &TargetConfig,
     store: &Store,
@@ -409,7 +424,10 @@ pub async fn run_target_with(
         quarantined_before: snapshot.quarantine()?,
         ..Default::default()
     };
-    let mut planned = plan_target(dir, config, target, store, opts)?;
+    let source_users = dir.users.len();
+    let want = desired_state_checked(dir, config, target, &snapshot, opts)?;
+    let replan = Replan::of(&want);
+    let mut planned = plan_desired(want, &snapshot, target, opts)?;
     for (id, kind, why) in &planned.rejected {
         let counts = match kind {
             Kind::User => &mut report.users,
@@ -483,7 +501,7 @@ pub async fn run_target_with(
         crate::telemetry::managed(&target.name, users, groups);
         let log = open_log(store);
         finish_cycle(
-            dir,
+            source_users,
             config,
             target,
             store,
@@ -567,14 +585,13 @@ pub async fn run_target_with(
     );
 
     // Groups are planned again now that the users' accounts exist.
-    let want = desired_state(dir, &config.scope, target)?;
     let users_snap = snapshot.user_summaries()?;
     let accounts: BTreeSet<SourceId> = users_snap.keys().cloned().collect();
     let mut groups = plan::plan_groups(
         &snapshot.groups()?,
-        &want.groups,
+        &replan.groups,
         &accounts,
-        &want.protected,
+        &replan.protected,
         plan_options(target, opts),
     );
     for op in &groups.held {
@@ -635,16 +652,13 @@ pub async fn run_target_with(
     crate::telemetry::managed(&target.name, users_now, groups_now);
     // An object that left the source and has no account needs no retry any more.
     for id in snapshot.escrow()?.keys() {
-        let wanted = want.users.contains_key(id)
-            || want.groups.contains_key(id)
-            || want.protected.contains(id);
-        if !wanted && !snapshot.holds(id)? {
+        if !replan.wants(id) && !snapshot.holds(id)? {
             snapshot.escrow_clear(id)?;
         }
     }
-    drop(want);
+    drop(replan);
     finish_cycle(
-        dir,
+        source_users,
         config,
         target,
         store,
@@ -696,7 +710,7 @@ const STOPPED_EARLY: &str =
 /// cycle (last good source size, target url, quarantine, last cycle) and the flush.
 #[allow(clippy::too_many_arguments)]
 async fn finish_cycle(
-    dir: &Directory,
+    source_users: usize,
     config: &Config,
     target: &TargetConfig,
     store: &Store,
@@ -717,8 +731,8 @@ async fn finish_cycle(
             "the target rejected the credentials ({why}); {not_sent} further operations and every group were not sent"
         ));
     }
-    if !dir.users.is_empty() {
-        snapshot.set_meta("last_good_users", &dir.users.len())?;
+    if source_users > 0 {
+        snapshot.set_meta("last_good_users", &source_users)?;
     }
     let failed = report.users.failed + report.groups.failed;
     // A snapshot moves to a new url only once a full sync re-matched everything there.
