@@ -419,18 +419,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn new_changed_same_and_gone() {
-        let a = desired(&[("userName", json!("a")), ("active", json!(true))]);
+    /// A snapshot of users b, c and gone, and the desired state: b renamed (b2), c the same.
+    fn changed_same_and_gone() -> (BTreeMap<SourceId, UserEntry>, Desired, Desired) {
         let b = desired(&[("userName", json!("b")), ("name.formatted", json!("B"))]);
         let b2 = desired(&[("userName", json!("b")), ("name.formatted", json!("B2"))]);
         let c = desired(&[("userName", json!("c"))]);
-        let snapshot: BTreeMap<_, _> = [
+        let snapshot = [
             (SourceId::from("b"), entry(&b, "sb")),
             (SourceId::from("c"), entry(&c, "sc")),
             (SourceId::from("gone"), entry(&c, "sg")),
         ]
         .into();
+        (snapshot, b2, c)
+    }
+
+    #[test]
+    fn new_changed_same_and_gone() {
+        let a = desired(&[("userName", json!("a")), ("active", json!(true))]);
+        let (snapshot, b2, c) = changed_same_and_gone();
         let want: BTreeMap<_, _> = [
             (SourceId::from("a"), a.clone()),
             (SourceId::from("b"), b2.clone()),
@@ -467,20 +473,8 @@ mod tests {
 
     #[test]
     fn the_owned_plan_decodes_only_the_users_whose_hash_differs() {
-        let b = desired(&[("userName", json!("b")), ("name.formatted", json!("B"))]);
-        let b2 = desired(&[("userName", json!("b")), ("name.formatted", json!("B2"))]);
-        let c = desired(&[("userName", json!("c"))]);
-        let snapshot: BTreeMap<_, _> = [
-            (SourceId::from("b"), entry(&b, "sb")),
-            (SourceId::from("c"), entry(&c, "sc")),
-            (SourceId::from("gone"), entry(&c, "sg")),
-        ]
-        .into();
-        let want: BTreeMap<_, _> = [
-            (SourceId::from("b"), b2.clone()),
-            (SourceId::from("c"), c.clone()),
-        ]
-        .into();
+        let (snapshot, b2, c) = changed_same_and_gone();
+        let want: BTreeMap<_, _> = [(SourceId::from("b"), b2), (SourceId::from("c"), c)].into();
         let known = snapshot
             .iter()
             .map(|(id, e)| (id.clone(), UserSummary::from(e)))
