@@ -378,7 +378,18 @@ fn plan_desired(
         wanted_users,
         &want.protected,
         popts,
-        |id| Ok::<_, StateError>(snapshot.user(id)?.map(|e| e.attrs).unwrap_or_default()),
+        |id| {
+            // The summary was read in this plan, under the target's lock: an entry gone now
+            // means the state changed underneath, and an empty diff base would re-send all.
+            snapshot
+                .user(id)?
+                .map(|e| e.attrs)
+                .ok_or_else(|| StateError::Corrupt {
+                    tree: format!("users/{}", target.name),
+                    key: id.to_string(),
+                    message: "the entry vanished while the cycle was planned".into(),
+                })
+        },
     )?;
     Ok(PlannedCycle {
         users,

@@ -488,9 +488,25 @@ mod tests {
         assert_eq!(decoded, vec![SourceId::from("b")]);
         assert_eq!(
             plan.ops,
-            plan_users(&snapshot, &want, &BTreeSet::new(), opts()).ops
+            vec![
+                UserOp::Update {
+                    id: "b".into(),
+                    scim_id: "sb".into(),
+                    changes: vec![Change {
+                        path: "name.formatted".into(),
+                        old: Some(json!("B")),
+                        new: Some(json!("B2"))
+                    }],
+                    desired: want[&SourceId::from("b")].clone(),
+                },
+                UserOp::Deprovision {
+                    id: "gone".into(),
+                    scim_id: "sg".into(),
+                    mode: DeprovisionMode::Deactivate
+                },
+            ]
         );
-        assert_eq!(plan.unchanged, 1);
+        assert_eq!((plan.unchanged, plan.held.len()), (1, 0));
 
         // A snapshot entry that cannot be decoded stops the plan instead of planning blind.
         let failed = plan_users_owned(&known, want, &BTreeSet::new(), opts(), |id| {
