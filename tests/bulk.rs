@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::env::{even_and_all_groups as groups, numbered_users as users};
 use common::{Fault, RecordingProxy, RunOutput, ScimServer, Workspace};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -92,30 +93,6 @@ impl Env {
 
 fn bulk(max_operations: u64) -> Value {
     json!({"supported": true, "maxOperations": max_operations, "maxPayloadSize": 1048576})
-}
-
-fn user(i: usize) -> Value {
-    json!({
-        "objectId": format!("u{i:04}"),
-        "mail": format!("user{i}@example.org"),
-        "givenName": format!("Given{i}"),
-        "surname": format!("Surname{i}"),
-        "accountEnabled": i % 7 != 0,
-    })
-}
-
-fn users(n: usize) -> Vec<Value> {
-    (0..n).map(user).collect()
-}
-
-/// Two groups: even users in "Even", every user in "All".
-fn groups(n: usize) -> Vec<Value> {
-    let all: Vec<String> = (0..n).map(|i| format!("u{i:04}")).collect();
-    let even: Vec<String> = (0..n).step_by(2).map(|i| format!("u{i:04}")).collect();
-    vec![
-        json!({"objectId": "g-all", "displayName": "All", "members": all}),
-        json!({"objectId": "g-even", "displayName": "Even", "members": even}),
-    ]
 }
 
 /// Asserts the target holds exactly the users `ids` of `user(i)` (no duplicate: the strict
@@ -243,25 +220,9 @@ fn an_initial_sync_in_bulk_reaches_the_exact_state_in_few_requests() {
 #[test]
 fn a_rejected_operation_fails_only_its_user() {
     // scim2-server refuses an attribute its schema lacks: only u0007 has one.
-    let extra = r#"
-[[target.user_mapping]]
-target = 'emails[type eq "work"].value'
-source = "mail"
-matching_precedence = 1
-
-[[target.user_mapping]]
-target = "userName"
-source = "objectId"
-matching_precedence = 2
-
-[[target.user_mapping]]
-target = "active"
-expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
-
-[[target.user_mapping]]
-target = "name.formatted"
-expression = 'Join(" ", [givenName], [surname])'
-
+    let extra = format!(
+        r#"
+{core}
 [[target.user_mapping]]
 target = "externalId"
 source = "objectId"
@@ -269,8 +230,10 @@ source = "objectId"
 [[target.user_mapping]]
 target = "favoriteColor"
 source = "favoriteColor"
-"#;
-    let env = Env::start(bulk(1000), "all = true", extra);
+"#,
+        core = common::env::CORE_USER_MAPPINGS
+    );
+    let env = Env::start(bulk(1000), "all = true", &extra);
     let n = 40;
     let mut us = users(n);
     us[7]["favoriteColor"] = json!("teal");

@@ -56,29 +56,14 @@ schedule = "{schedule}"
 rate_limit = {rate_limit}
 concurrency = 4
 
-[[target.user_mapping]]
-target = 'emails[type eq "work"].value'
-source = "mail"
-matching_precedence = 1
-
-[[target.user_mapping]]
-target = "userName"
-source = "objectId"
-matching_precedence = 2
-
-[[target.user_mapping]]
-target = "active"
-expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
-
-[[target.user_mapping]]
-target = "name.formatted"
-expression = 'Join(" ", [givenName], [surname])'
+{core}
 
 [[target.user_mapping]]
 target = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
 source = "{department_source}"
 "#,
-                url = self.proxy.url
+                url = self.proxy.url,
+                core = common::env::CORE_USER_MAPPINGS,
             ),
         );
     }

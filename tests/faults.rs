@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::env::{even_and_all_groups as groups, numbered_users as users};
 use common::{Fault, RandomFaults, RecordingProxy, RunOutput, ScimServer, Workspace};
 use scimsync::ids::{SourceId, TargetName};
 use scimsync::state::Store;
@@ -77,30 +78,6 @@ impl Env {
             .escrow()
             .expect("escrow")
     }
-}
-
-fn user(i: usize) -> Value {
-    json!({
-        "objectId": format!("u{i:04}"),
-        "mail": format!("user{i}@example.org"),
-        "givenName": format!("Given{i}"),
-        "surname": format!("Surname{i}"),
-        "accountEnabled": i % 7 != 0,
-    })
-}
-
-fn users(n: usize) -> Vec<Value> {
-    (0..n).map(user).collect()
-}
-
-/// Two groups: even users in "Even", every user in "All".
-fn groups(n: usize) -> Vec<Value> {
-    let all: Vec<String> = (0..n).map(|i| format!("u{i:04}")).collect();
-    let even: Vec<String> = (0..n).step_by(2).map(|i| format!("u{i:04}")).collect();
-    vec![
-        json!({"objectId": "g-all", "displayName": "All", "members": all}),
-        json!({"objectId": "g-even", "displayName": "Even", "members": even}),
-    ]
 }
 
 /// Asserts the target holds exactly the desired state of `users(n)` and `groups(n)`.

@@ -7,6 +7,53 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
+/// The Entra default user mappings that every test configuration starts from: mail matched
+/// first, objectId as userName second, `active` from IsSoftDeleted, the formatted name.
+pub const CORE_USER_MAPPINGS: &str = r#"[[target.user_mapping]]
+target = 'emails[type eq "work"].value'
+source = "mail"
+matching_precedence = 1
+
+[[target.user_mapping]]
+target = "userName"
+source = "objectId"
+matching_precedence = 2
+
+[[target.user_mapping]]
+target = "active"
+expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
+
+[[target.user_mapping]]
+target = "name.formatted"
+expression = 'Join(" ", [givenName], [surname])'
+"#;
+
+/// User `i` of the numbered test directory (`u0007`, `user7@example.org`); every seventh is
+/// disabled.
+pub fn numbered_user(i: usize) -> Value {
+    json!({
+        "objectId": format!("u{i:04}"),
+        "mail": format!("user{i}@example.org"),
+        "givenName": format!("Given{i}"),
+        "surname": format!("Surname{i}"),
+        "accountEnabled": i % 7 != 0,
+    })
+}
+
+pub fn numbered_users(n: usize) -> Vec<Value> {
+    (0..n).map(numbered_user).collect()
+}
+
+/// Two groups of the numbered users: even users in "Even", every user in "All".
+pub fn even_and_all_groups(n: usize) -> Vec<Value> {
+    let all: Vec<String> = (0..n).map(|i| format!("u{i:04}")).collect();
+    let even: Vec<String> = (0..n).step_by(2).map(|i| format!("u{i:04}")).collect();
+    vec![
+        json!({"objectId": "g-all", "displayName": "All", "members": all}),
+        json!({"objectId": "g-even", "displayName": "Even", "members": even}),
+    ]
+}
+
 /// A real server, a recording proxy in front of it, and a workspace holding the configuration.
 pub struct Env {
     pub server: ScimServer,
@@ -44,23 +91,7 @@ token_file = "token"
 rate_limit = 1000
 {extra}
 
-[[target.user_mapping]]
-target = 'emails[type eq "work"].value'
-source = "mail"
-matching_precedence = 1
-
-[[target.user_mapping]]
-target = "userName"
-source = "objectId"
-matching_precedence = 2
-
-[[target.user_mapping]]
-target = "active"
-expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
-
-[[target.user_mapping]]
-target = "name.formatted"
-expression = 'Join(" ", [givenName], [surname])'
+{CORE_USER_MAPPINGS}
 
 [[target.user_mapping]]
 target = "externalId"
