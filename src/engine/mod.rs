@@ -309,7 +309,7 @@ pub fn plan_target(
 ) -> Result<PlannedCycle, EngineError> {
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
     let want = desired_state_checked(dir, config, target, &snapshot, opts)?;
-    plan_desired(want, &snapshot, target, opts)
+    plan_desired(want, &snapshot.user_summaries()?, &snapshot, target, opts)
 }
 
 /// The guards that stop a cycle before anything is planned, then the desired state.
@@ -353,8 +353,11 @@ impl Replan {
     }
 }
 
+/// Plans the desired state against the snapshot, whose users' summaries (`known`) the caller
+/// has read.
 fn plan_desired(
     mut want: DesiredState,
+    known: &BTreeMap<SourceId, UserSummary>,
     snapshot: &Snapshot,
     target: &TargetConfig,
     opts: CycleOptions,
@@ -373,24 +376,18 @@ fn plan_desired(
     let wanted_users = std::mem::take(&mut want.users);
     // The snapshot's users are read as summaries; a user's attributes are decoded only where
     // its hash differs, so a cycle never holds the decoded snapshot next to the desired state.
-    let users = plan::plan_users_owned(
-        &snapshot.user_summaries()?,
-        wanted_users,
-        &want.protected,
-        popts,
-        |id| {
-            // The summary was read in this plan, under the target's lock: an entry gone now
-            // means the state changed underneath, and an empty diff base would re-send all.
-            snapshot
-                .user(id)?
-                .map(|e| e.attrs)
-                .ok_or_else(|| StateError::Corrupt {
-                    tree: format!("users/{}", target.name),
-                    key: id.to_string(),
-                    message: "the entry vanished while the cycle was planned".into(),
-                })
-        },
-    )?;
+    let users = plan::plan_users_owned(known, wanted_users, &want.protected, popts, |id| {
+        // The summary was read in this plan, under the target's lock: an entry gone now
+        // means the state changed underneath, and an empty diff base would re-send all.
+        snapshot
+            .user(id)?
+            .map(|e| e.attrs)
+            .ok_or_else(|| StateError::Corrupt {
+                tree: format!("users/{}", target.name),
+                key: id.to_string(),
+                message: "the entry vanished while the cycle was planned".into(),
+            })
+    })?;
     Ok(PlannedCycle {
         users,
         groups,
@@ -436,9 +433,19 @@ pub async fn run_target_with(
         ..Default::default()
     };
     let source_users = dir.users.len();
+    // The snapshot's summaries are read on a blocking thread while the directory is mapped:
+    // the two are independent, and with a second core the scan no longer adds to the cycle.
+    let scan = {
+        let snapshot = snapshot.clone();
+        tokio::task::spawn_blocking(move || snapshot.user_summaries())
+    };
     let want = desired_state_checked(dir, config, target, &snapshot, opts)?;
     let replan = Replan::of(&want);
-    let mut planned = plan_desired(want, &snapshot, target, opts)?;
+    let known = scan
+        .await
+        .map_err(|e| StateError::Storage(format!("the snapshot scan stopped: {e}")))??;
+    let mut planned = plan_desired(want, &known, &snapshot, target, opts)?;
+    drop(known);
     for (id, kind, why) in &planned.rejected {
         let counts = match kind {
             Kind::User => &mut report.users,
