@@ -445,7 +445,6 @@ pub async fn run_target_with(
         .await
         .map_err(|e| StateError::Storage(format!("the snapshot scan stopped: {e}")))??;
     let mut planned = plan_desired(want, &known, &snapshot, target, opts)?;
-    drop(known);
     for (id, kind, why) in &planned.rejected {
         let counts = match kind {
             Kind::User => &mut report.users,
@@ -565,8 +564,14 @@ pub async fn run_target_with(
         log: open_log(store),
         staged: Default::default(),
     };
-    snapshot.scim_ids(&mut |group, id, scim_id| {
-        exec.claim_kind(group, &scim_id, &id);
+    // The users' accounts are claimed from the summaries the plan read (nothing has written
+    // to the snapshot since, under the target's lock), the groups' from one scan of their ids.
+    for (id, user) in &known {
+        exec.claim_kind(false, &user.scim_id, id);
+    }
+    drop(known);
+    snapshot.group_scim_ids(&mut |id, scim_id| {
+        exec.claim_kind(true, &scim_id, &id);
     })?;
     // Held deprovisions are staged: recorded, not carried out (Entra's StagedDelete).
     for op in &planned.users.held {

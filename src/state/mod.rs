@@ -364,26 +364,19 @@ impl Snapshot {
     pub fn groups(&self) -> Result<BTreeMap<SourceId, GroupEntry>, StateError> {
         all(self.groups.as_ref())
     }
-    /// Every user's and group's SCIM id, entry by entry: what the claims of a cycle need,
-    /// without decoding the attributes of a whole snapshot.
-    pub fn scim_ids(&self, f: &mut dyn FnMut(bool, SourceId, ScimId)) -> Result<(), StateError> {
+    /// Every group's SCIM id, entry by entry, without decoding the groups' attributes and
+    /// members. (The users' ids come with their [`UserSummary`]s.)
+    pub fn group_scim_ids(&self, f: &mut dyn FnMut(SourceId, ScimId)) -> Result<(), StateError> {
         #[derive(Deserialize)]
         struct Id {
             scim_id: ScimId,
         }
-        for (group, tree) in [(false, &self.users), (true, &self.groups)] {
-            let tree = tree.as_ref();
-            tree.for_each(&mut |k, v| {
-                let Id { scim_id } = decode(tree, k, v)?;
-                f(
-                    group,
-                    SourceId(String::from_utf8_lossy(k).into_owned()),
-                    scim_id,
-                );
-                Ok(())
-            })?;
-        }
-        Ok(())
+        let tree = self.groups.as_ref();
+        tree.for_each(&mut |k, v| {
+            let Id { scim_id } = decode(tree, k, v)?;
+            f(SourceId(String::from_utf8_lossy(k).into_owned()), scim_id);
+            Ok(())
+        })
     }
     /// How many users and groups the snapshot holds, without decoding them.
     pub fn counts(&self) -> Result<(usize, usize), StateError> {
