@@ -18,7 +18,7 @@ mod slapd;
 mod token;
 mod workspace;
 
-pub use proxy::{Fault, RandomFaults, Recorded, RecordingProxy};
+pub use proxy::{Deviation, Fault, RandomFaults, Recorded, RecordingProxy};
 pub use scim_server::ScimServer;
 pub use slapd::{Slapd, SERVICE_DN, SUFFIX};
 pub use token::{TokenRequest, TokenServer};

@@ -1,5 +1,6 @@
 //! A recording HTTP proxy in front of a real server: forwards every call unchanged, records
-//! it, and injects the faults a test plans.
+//! it, and injects the faults a test plans. It can also make the real server behave like
+//! other real SCIM servers do, call after call ([`Deviation`]).
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
@@ -9,10 +10,10 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
 use super::http_client;
@@ -37,6 +38,11 @@ pub struct Recorded {
     pub response_body: Option<Value>,
     /// The fault injected into this call, if any.
     pub fault: Option<Fault>,
+    /// The deviation that changed this call, if any: it answered the call itself (then
+    /// `fault` is `None`), or rewrote the request forwarded or the response returned. When
+    /// several did, the one that answered, else the first to rewrite the request, else the
+    /// one that rewrote the response.
+    pub deviation: Option<Deviation>,
     /// When the proxy received the call.
     pub at: std::time::Instant,
 }
@@ -92,6 +98,69 @@ pub enum Fault {
     Unfiltered,
 }
 
+/// A way in which real SCIM servers differ from scim2-server, allowed by RFC 7643/7644 or
+/// common in the field. While set ([`RecordingProxy::set_deviations`]) the proxy imposes it on
+/// every matching call, on top of the real server, so that the pair behaves like such a
+/// server. A call the proxy answers itself never reaches the upstream.
+///
+/// Deviations in SCIM Bulk requests: only [`Deviation::EmailsWithoutType`] (types dropped
+/// from the data, and from any `response` of the answer; a PATCH selecting e-mails by type
+/// is not refused there) and [`Deviation::MembersIgnoredOnCreate`] apply inside a Bulk.
+///
+/// When several are set, the request-side checks run in this order, the first to answer
+/// winning: `GET` with a filter: `FilterIgnoredEmpty`, `CompoundFilterRefused`,
+/// `EmailsWithoutType`; `PATCH …/Groups/ID`: `AddRemoveCombinedRefused`,
+/// `MemberPathRemoveRefused`; `PATCH …/Users/ID`: `SubAttributePath501`, `EmailsWithoutType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Deviation {
+    /// E-mails have no `type` (RFC 7643 §4.1.2 makes it optional): it is dropped from every
+    /// `emails` value of every JSON response (resources, `Resources` of a ListResponse,
+    /// `response` of Bulk operations) and of every request that writes users (POST and PUT
+    /// `…/Users`, PATCH values, Bulk data), so the upstream stores none. A `GET` whose filter
+    /// selects e-mails by type (`emails[type eq …]`, any operator, or `emails.type`, also
+    /// inside `and`/`or`) is answered `200` with an empty ListResponse. A PATCH operation on
+    /// `…/Users/ID` whose path selects e-mails by type is answered as scim2-server answers it
+    /// for a user whose e-mails have no type: `add`/`replace` get `400 noTarget` (the whole
+    /// PATCH, not forwarded), `remove` is a no-op (left out; when nothing is left, `204`
+    /// without forwarding); an operation on `emails.type` is ignored likewise.
+    ///
+    /// `emails.value eq "x"`, `emails eq "x"` and `emails[value eq "x"]` are forwarded
+    /// unchanged: scim2-server 0.8.3 finds the user with each of the three forms (and with
+    /// `emails[type eq "work"].value eq "x"`, `emails.type eq "work"` and attribute names in
+    /// any case), so no rewriting is needed.
+    EmailsWithoutType,
+    /// A `GET` whose filter holds a value filter with `and` (`emails[type eq "work" and
+    /// value eq "x"]`) is answered `400` `invalidFilter` (`and` outside brackets is fine).
+    CompoundFilterRefused,
+    /// Filters are ignored and find nothing: every `GET` with a `filter` parameter is
+    /// answered `200` with an empty ListResponse, and `GET …/ServiceProviderConfig` is
+    /// forwarded but says `"filter": {"supported": false, …}`.
+    FilterIgnoredEmpty,
+    /// `members` is dropped from the body of `POST …/Groups` (and of Bulk `POST /Groups`
+    /// operations): groups are created empty, and the answer shows no members.
+    MembersIgnoredOnCreate,
+    /// A `PATCH …/Groups/ID` with a `remove` (any case) whose path is a value filter on
+    /// members (`members[value eq "ID"]`) is answered `400` `invalidPath`; the form
+    /// `{"op": "remove", "path": "members", "value": [{"value": "ID"}, …]}` works instead (the
+    /// proxy turns it into one `members[value eq "ID"]` operation per value, the only form
+    /// scim2-server takes).
+    MemberPathRemoveRefused,
+    /// A `PATCH …/Users/ID` with any operation whose path has a sub-attribute or a value
+    /// filter is answered `501 Not Implemented`. A schema URN prefix does not count: the path
+    /// is read after its last `:` before any `[`, so
+    /// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department` passes, while
+    /// `…:enterprise:2.0:User:manager.value` and `…:core:2.0:User:name.givenName` do not.
+    /// Operations without a path pass whatever keys their value has.
+    SubAttributePath501,
+    /// A `PATCH …/Groups/ID` that both adds members (`add` with path `members`, or without a
+    /// path and a value holding `members`) and removes members (`remove` with path `members`
+    /// or `members[…]`) is answered `400` `invalidValue`: one or the other per request.
+    AddRemoveCombinedRefused,
+    /// Paging is ignored: a `GET` with `startIndex` and no filter is forwarded with
+    /// `startIndex=1`, so every page is the first page.
+    StartIndexIgnored,
+}
+
 /// A seeded random fault plan: each call, when no planned fault is left, gets one of `mix`
 /// with probability `percent`/100, at most `budget` times in all.
 #[derive(Clone, Debug)]
@@ -123,6 +192,7 @@ struct Shared {
     route_faults: Mutex<Option<(String, VecDeque<Fault>)>>,
     random: Mutex<Option<(RandomFaults, u64)>>,
     gate: Mutex<Option<BearerGate>>,
+    deviations: Mutex<Vec<Deviation>>,
 }
 
 /// The proxy as the target's authorisation check: only bearer tokens `accept` takes get
@@ -151,6 +221,7 @@ impl RecordingProxy {
             route_faults: Mutex::new(None),
             random: Mutex::new(None),
             gate: Mutex::new(None),
+            deviations: Mutex::new(Vec::new()),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
@@ -234,6 +305,21 @@ impl RecordingProxy {
             let state = p.seed.max(1);
             (p, state)
         });
+    }
+
+    /// Makes the proxy behave like a SCIM server with these deviations, for every call from
+    /// now on until the next call of this method; replaces the previous set, and an empty set
+    /// makes the proxy faithful again. A fault planned or drawn for a call takes precedence:
+    /// a fault that answers by itself keeps the call from the deviations; one that forwards
+    /// (a delay, a drop after forwarding, [`Fault::Unfiltered`]) forwards through them.
+    pub fn set_deviations(&self, set: impl IntoIterator<Item = Deviation>) {
+        let mut deviations = self.shared.deviations.lock().expect("deviations lock");
+        *deviations = Vec::new();
+        for deviation in set {
+            if !deviations.contains(&deviation) {
+                deviations.push(deviation);
+            }
+        }
     }
 
     /// Makes the proxy check bearer tokens with `accept` (say, against a test token server):
@@ -331,19 +417,13 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         fault
     };
 
-    let send = || shared.send(&parts.method, &path, &upstream_headers, &body);
-    let (answer, dropped) = match &fault {
-        None | Some(Fault::Pass) => (send().await, false),
-        Some(Fault::Status(status)) => (scim_error(*status, None), false),
+    let deviations = shared.deviations.lock().expect("deviations lock").clone();
+    let (answer, dropped, deviation) = match &fault {
+        Some(Fault::Status(status)) => (scim_error(*status, None), false, None),
         Some(Fault::TooManyRequests { retry_after_secs }) => {
-            (scim_error(429, Some(*retry_after_secs)), false)
+            (scim_error(429, Some(*retry_after_secs)), false, None)
         }
-        Some(Fault::Delay(delay)) => {
-            tokio::time::sleep(*delay).await;
-            (send().await, false)
-        }
-        Some(Fault::DropBeforeForward) => (scim_error(502, None), true),
-        Some(Fault::DropAfterForward) => (send().await, true),
+        Some(Fault::DropBeforeForward) => (scim_error(502, None), true, None),
         Some(Fault::Respond {
             status,
             content_type,
@@ -358,16 +438,32 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
                 headers,
                 body: Bytes::from(body.clone()),
             };
-            (answer, false)
+            (answer, false, None)
         }
-        Some(Fault::Unfiltered) => {
-            let unfiltered = without_filter(&path);
-            (
-                shared
-                    .send(&parts.method, &unfiltered, &upstream_headers, &body)
-                    .await,
-                false,
-            )
+        // The faults that forward: to the upstream as the deviations make it.
+        None
+        | Some(Fault::Pass)
+        | Some(Fault::Delay(_))
+        | Some(Fault::DropAfterForward)
+        | Some(Fault::Unfiltered) => {
+            if let Some(Fault::Delay(delay)) = &fault {
+                tokio::time::sleep(*delay).await;
+            }
+            let target = match &fault {
+                Some(Fault::Unfiltered) => without_filter(&path),
+                _ => path.clone(),
+            };
+            let (answer, deviation) = shared
+                .serve(
+                    &parts.method,
+                    &target,
+                    &upstream_headers,
+                    &body,
+                    &deviations,
+                )
+                .await;
+            let dropped = matches!(fault, Some(Fault::DropAfterForward));
+            (answer, dropped, deviation)
         }
     };
 
@@ -389,6 +485,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         status: if dropped { 0 } else { answer.status.as_u16() },
         response_body: json_or_text(&answer.body),
         fault,
+        deviation,
         at,
     };
     shared.records.lock().expect("records lock").push(record);
@@ -425,6 +522,35 @@ impl Shared {
         Some(plan.mix[pick].clone())
     }
 
+    /// Forwards a call to the upstream as `deviations` make it: they may answer it without
+    /// forwarding, or rewrite what is forwarded and what comes back. Returns the answer and
+    /// the deviation that changed the call, if any.
+    async fn serve(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+        deviations: &[Deviation],
+    ) -> (Answer, Option<Deviation>) {
+        if deviations.is_empty() {
+            return (self.send(method, path, headers, body).await, None);
+        }
+        match deviate_request(method, path, body, deviations) {
+            Verdict::Answer(answer, deviation) => (answer, Some(deviation)),
+            Verdict::Forward {
+                path,
+                body,
+                changed_by,
+            } => {
+                let mut answer = self.send(method, &path, headers, &body).await;
+                let route = path.split('?').next().unwrap_or_default();
+                let response_by = deviate_response(method, route, &mut answer, deviations);
+                (answer, changed_by.or(response_by))
+            }
+        }
+    }
+
     async fn send(
         &self,
         method: &axum::http::Method,
@@ -459,6 +585,643 @@ impl Shared {
             answer
         })
     }
+}
+
+/// What the deviations make of a request.
+enum Verdict {
+    /// Answer this, without forwarding.
+    Answer(Answer, Deviation),
+    /// Forward this path and body; `changed_by` is the deviation that rewrote them, if any.
+    Forward {
+        path: String,
+        body: Bytes,
+        changed_by: Option<Deviation>,
+    },
+}
+
+/// The request side of the deviations (see [`Deviation`] for each, and for their order).
+fn deviate_request(method: &Method, path: &str, body: &Bytes, set: &[Deviation]) -> Verdict {
+    use Deviation::*;
+    let has = |deviation: Deviation| set.contains(&deviation);
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let params = parse_query(query);
+    let mut json: Option<Value> = serde_json::from_slice(body).ok();
+    let mut forward_path = path.to_owned();
+    let mut changed_by: Option<Deviation> = None;
+    let mut body_changed = false;
+    let mut changed = |deviation: Deviation, body: bool| {
+        changed_by = changed_by.or(Some(deviation));
+        body_changed |= body;
+    };
+
+    if *method == Method::GET {
+        let filter = params
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case("filter"))
+            .map(|(_, value)| value.as_str());
+        if let Some(filter) = filter {
+            if has(FilterIgnoredEmpty) {
+                return Verdict::Answer(empty_list(), FilterIgnoredEmpty);
+            }
+            if has(CompoundFilterRefused) && has_compound_value_filter(filter) {
+                return Verdict::Answer(
+                    scim_refusal(
+                        400,
+                        Some("invalidFilter"),
+                        "Value filters with \"and\" are not supported.",
+                    ),
+                    CompoundFilterRefused,
+                );
+            }
+            if has(EmailsWithoutType) && selects_email_type(filter) {
+                return Verdict::Answer(empty_list(), EmailsWithoutType);
+            }
+        } else if has(StartIndexIgnored) {
+            if let Some(first) = first_page(route, query) {
+                forward_path = first;
+                changed(StartIndexIgnored, false);
+            }
+        }
+    } else if *method == Method::POST && is_collection(route, "Groups") {
+        if has(MembersIgnoredOnCreate) && json.as_mut().is_some_and(remove_members) {
+            changed(MembersIgnoredOnCreate, true);
+        }
+    } else if (*method == Method::POST && is_collection(route, "Users"))
+        || (*method == Method::PUT && is_resource(route, "Users"))
+    {
+        if has(EmailsWithoutType) && json.as_mut().is_some_and(strip_email_types) {
+            changed(EmailsWithoutType, true);
+        }
+    } else if *method == Method::POST && is_collection(route, "Bulk") {
+        let operations = json
+            .as_mut()
+            .and_then(|json| key_mut(json, "Operations"))
+            .and_then(Value::as_array_mut);
+        for operation in operations.into_iter().flatten() {
+            let method = key(operation, "method")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let path = key(operation, "path")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let Some(data) = key_mut(operation, "data") else {
+                continue;
+            };
+            if has(MembersIgnoredOnCreate)
+                && method == "POST"
+                && is_collection(&path, "Groups")
+                && remove_members(data)
+            {
+                changed(MembersIgnoredOnCreate, true);
+            }
+            let users = is_collection(&path, "Users") || is_resource(&path, "Users");
+            if has(EmailsWithoutType) && users {
+                let stripped = if method == "PATCH" {
+                    // An operation without a target is not refused inside a Bulk: it is
+                    // forwarded as it is.
+                    matches!(typeless_patch(data), Typeless::Changed)
+                } else {
+                    strip_email_types(data)
+                };
+                if stripped {
+                    changed(EmailsWithoutType, true);
+                }
+            }
+        }
+    } else if *method == Method::PATCH && is_resource(route, "Groups") {
+        if let Some(operations) = json.as_mut().and_then(operations_mut) {
+            if has(AddRemoveCombinedRefused)
+                && operations.iter().any(adds_members)
+                && operations.iter().any(removes_members)
+            {
+                return Verdict::Answer(
+                    scim_refusal(
+                        400,
+                        Some("invalidValue"),
+                        "Members can be added or removed in one request, not both.",
+                    ),
+                    AddRemoveCombinedRefused,
+                );
+            }
+            if has(MemberPathRemoveRefused) {
+                let by_filter = operations.iter().any(|op| {
+                    op_is(op, "remove")
+                        && op_path(op).is_some_and(|p| {
+                            attr_path(p).to_ascii_lowercase().starts_with("members[")
+                        })
+                });
+                if by_filter {
+                    return Verdict::Answer(
+                        scim_refusal(
+                            400,
+                            Some("invalidPath"),
+                            "The value-filter path members[…] is not supported; remove members \
+                             with path \"members\" and their values.",
+                        ),
+                        MemberPathRemoveRefused,
+                    );
+                }
+                if let Some(translated) = members_by_filter(operations) {
+                    *operations = translated;
+                    changed(MemberPathRemoveRefused, true);
+                }
+            }
+        }
+    } else if *method == Method::PATCH && is_resource(route, "Users") {
+        if let Some(operations) = json.as_mut().and_then(operations_mut) {
+            if has(SubAttributePath501)
+                && operations
+                    .iter()
+                    .filter_map(op_path)
+                    .any(|p| attr_path(p).contains(['.', '[']))
+            {
+                return Verdict::Answer(
+                    scim_refusal(
+                        501,
+                        None,
+                        "PATCH paths with a sub-attribute or a value filter are not implemented.",
+                    ),
+                    SubAttributePath501,
+                );
+            }
+        }
+        if has(EmailsWithoutType) {
+            if let Some(json) = json.as_mut() {
+                match typeless_patch(json) {
+                    Typeless::NoTarget => {
+                        // As scim2-server answers for a user whose e-mails have no type.
+                        let answer = scim_refusal(
+                            400,
+                            Some("noTarget"),
+                            "no value of 'emails' matches the path filter",
+                        );
+                        return Verdict::Answer(answer, EmailsWithoutType);
+                    }
+                    Typeless::Changed => {
+                        if operations_mut(json).is_some_and(|ops| ops.is_empty()) {
+                            // Nothing left to do; scim2-server refuses an empty PatchOp.
+                            return Verdict::Answer(no_content(), EmailsWithoutType);
+                        }
+                        changed(EmailsWithoutType, true);
+                    }
+                    Typeless::Unchanged => {}
+                }
+            }
+        }
+    }
+
+    let body = match json {
+        Some(json) if body_changed => Bytes::from(json.to_string()),
+        _ => body.clone(),
+    };
+    Verdict::Forward {
+        path: forward_path,
+        body,
+        changed_by,
+    }
+}
+
+/// The response side of the deviations: rewrites what the upstream answered; returns the
+/// deviation that changed it, if any.
+fn deviate_response(
+    method: &Method,
+    route: &str,
+    answer: &mut Answer,
+    set: &[Deviation],
+) -> Option<Deviation> {
+    let mut json: Value = serde_json::from_slice(&answer.body).ok()?;
+    let mut changed_by = None;
+    if set.contains(&Deviation::FilterIgnoredEmpty)
+        && *method == Method::GET
+        && is_collection(route, "ServiceProviderConfig")
+    {
+        if let Some(config) = json.as_object_mut() {
+            let filter = config
+                .entry("filter")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(filter) = filter.as_object_mut() {
+                filter.insert("supported".to_owned(), Value::Bool(false));
+                changed_by = Some(Deviation::FilterIgnoredEmpty);
+            }
+        }
+    }
+    if set.contains(&Deviation::EmailsWithoutType) && strip_email_types(&mut json) {
+        changed_by = changed_by.or(Some(Deviation::EmailsWithoutType));
+    }
+    if changed_by.is_some() {
+        answer.body = Bytes::from(json.to_string());
+    }
+    changed_by
+}
+
+/// Whether the last segment of `route` (a path without query) is `name` (any case):
+/// `/v2/Users`.
+fn is_collection(route: &str, name: &str) -> bool {
+    let mut segments = route.trim_end_matches('/').rsplit('/');
+    segments
+        .next()
+        .is_some_and(|last| last.eq_ignore_ascii_case(name))
+}
+
+/// Whether `route` is one resource of the collection `name`: `/v2/Users/ID`.
+fn is_resource(route: &str, name: &str) -> bool {
+    let mut segments = route.trim_end_matches('/').rsplit('/');
+    let id = segments.next().unwrap_or_default();
+    !id.is_empty()
+        && segments
+            .next()
+            .is_some_and(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// The listing's path with `startIndex` set to 1, when it has another value.
+fn first_page(route: &str, query: &str) -> Option<String> {
+    let mut changed = false;
+    let pairs: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if form_decode(key).eq_ignore_ascii_case("startIndex") && form_decode(value) != "1" {
+                changed = true;
+                format!("{key}=1")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    changed.then(|| format!("{route}?{}", pairs.join("&")))
+}
+
+/// The member of a JSON object named `name` in any case (SCIM names are case-insensitive).
+fn key_mut<'a>(value: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    value
+        .as_object_mut()?
+        .iter_mut()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+fn key<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+/// Drops the `members` of a group's body; whether it had some.
+fn remove_members(group: &mut Value) -> bool {
+    let Some(object) = group.as_object_mut() else {
+        return false;
+    };
+    let before = object.len();
+    object.retain(|key, _| !key.eq_ignore_ascii_case("members"));
+    object.len() != before
+}
+
+/// Drops `type` from every value of every `emails` attribute anywhere in `value`; whether
+/// there was one.
+fn strip_email_types(value: &mut Value) -> bool {
+    let mut changed = false;
+    match value {
+        Value::Object(object) => {
+            for (key, item) in object.iter_mut() {
+                changed |= if key.eq_ignore_ascii_case("emails") {
+                    strip_type_keys(item)
+                } else {
+                    strip_email_types(item)
+                };
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                changed |= strip_email_types(item);
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
+/// Drops `type` from an e-mail value, or from each of a list of them.
+fn strip_type_keys(emails: &mut Value) -> bool {
+    match emails {
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| strip_type_keys(item) | changed),
+        Value::Object(email) => {
+            let before = email.len();
+            email.retain(|key, _| !key.eq_ignore_ascii_case("type"));
+            email.len() != before
+        }
+        _ => false,
+    }
+}
+
+/// What [`typeless_patch`] made of a PatchOp.
+enum Typeless {
+    Unchanged,
+    Changed,
+    /// An operation adds or replaces e-mails selected by type: none can match.
+    NoTarget,
+}
+
+/// Applies [`Deviation::EmailsWithoutType`] to a PatchOp body: drops e-mail types from its
+/// values, and the operations that do nothing without types.
+fn typeless_patch(patch: &mut Value) -> Typeless {
+    let Some(operations) = operations_mut(patch) else {
+        return Typeless::Unchanged;
+    };
+    let mut changed = false;
+    let mut kept = Vec::with_capacity(operations.len());
+    for op in operations.iter() {
+        let mut op = op.clone();
+        let path = op_path(&op).map(attr_path).map(|p| p.to_ascii_lowercase());
+        match path.as_deref() {
+            Some(path)
+                if path == "emails"
+                    || path.starts_with("emails[")
+                    || path.starts_with("emails.") =>
+            {
+                let (filter, sub) = split_value_path(path);
+                let by_type = filter.is_some_and(|f| words(&skeleton(f)).any(|w| w == "type"));
+                if by_type && !op_is(&op, "remove") {
+                    return Typeless::NoTarget;
+                }
+                if by_type || sub == Some("type") {
+                    // Nothing to remove, or a sub-attribute the server does not keep.
+                    changed = true;
+                    continue;
+                }
+                if let Some(value) = key_mut(&mut op, "value") {
+                    changed |= strip_type_keys(value);
+                }
+            }
+            _ => {
+                if let Some(value) = key_mut(&mut op, "value") {
+                    changed |= strip_email_types(value);
+                }
+            }
+        }
+        kept.push(op);
+    }
+    if !changed {
+        return Typeless::Unchanged;
+    }
+    *operations = kept;
+    Typeless::Changed
+}
+
+/// `emails[type eq "work"].value` into (`Some("type eq \"work\"")`, `Some("value")`);
+/// `emails.type` into (`None`, `Some("type")`).
+fn split_value_path(path: &str) -> (Option<&str>, Option<&str>) {
+    match path.find('[') {
+        Some(open) => {
+            let close = closing_bracket(path, open).unwrap_or(path.len());
+            let filter = &path[open + 1..close];
+            let sub = path
+                .get(close + 1..)
+                .and_then(|rest| rest.strip_prefix('.'));
+            (Some(filter), sub)
+        }
+        None => (None, path.split_once('.').map(|(_, sub)| sub)),
+    }
+}
+
+/// The index of the `]` that closes the `[` at `open`, skipping string literals.
+fn closing_bracket(text: &str, open: usize) -> Option<usize> {
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices().skip_while(|(i, _)| *i <= open) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            ']' if !in_string => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The PatchOp's operations.
+fn operations_mut(patch: &mut Value) -> Option<&mut Vec<Value>> {
+    key_mut(patch, "Operations")?.as_array_mut()
+}
+
+fn op_is(op: &Value, name: &str) -> bool {
+    key(op, "op")
+        .and_then(Value::as_str)
+        .is_some_and(|op| op.eq_ignore_ascii_case(name))
+}
+
+fn op_path(op: &Value) -> Option<&str> {
+    key(op, "path").and_then(Value::as_str)
+}
+
+/// A PATCH path without its schema URN prefix:
+/// `urn:ietf:params:scim:schemas:core:2.0:User:name.givenName` is `name.givenName`. The
+/// prefix ends at the last `:` before any `[` (a filter may hold colons in its strings).
+fn attr_path(path: &str) -> &str {
+    let path = path.trim();
+    if !path
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+    {
+        return path;
+    }
+    let head = &path[..path.find('[').unwrap_or(path.len())];
+    match head.rfind(':') {
+        Some(colon) => &path[colon + 1..],
+        None => path,
+    }
+}
+
+/// An `add` of group members: path `members`, or no path and a value with `members`.
+fn adds_members(op: &Value) -> bool {
+    op_is(op, "add")
+        && match op_path(op) {
+            Some(path) => attr_path(path).eq_ignore_ascii_case("members"),
+            None => key(op, "value").and_then(|v| key(v, "members")).is_some(),
+        }
+}
+
+/// A `remove` of group members: path `members` or `members[…]`.
+fn removes_members(op: &Value) -> bool {
+    op_is(op, "remove")
+        && op_path(op).is_some_and(|path| {
+            let path = attr_path(path).to_ascii_lowercase();
+            path == "members" || path.starts_with("members[")
+        })
+}
+
+/// The operations with each `{"op": "remove", "path": "members", "value": [{"value": ID},
+/// …]}` made into one `members[value eq "ID"]` removal per value; `None` when there is none.
+fn members_by_filter(operations: &[Value]) -> Option<Vec<Value>> {
+    let mut changed = false;
+    let mut out = Vec::with_capacity(operations.len());
+    for op in operations {
+        let ids = (op_is(op, "remove")
+            && op_path(op).is_some_and(|p| attr_path(p).eq_ignore_ascii_case("members")))
+        .then(|| key(op, "value"))
+        .flatten()
+        .and_then(member_ids);
+        match ids {
+            Some(ids) => {
+                let name = key(op, "op").cloned().unwrap_or_else(|| json!("remove"));
+                for id in ids {
+                    out.push(json!({
+                        "op": name,
+                        "path": format!("members[value eq {}]", quote(id)),
+                    }));
+                }
+                changed = true;
+            }
+            None => out.push(op.clone()),
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The ids of a members value, `[{"value": ID}, …]` or `{"value": ID}`, when each has one.
+fn member_ids(value: &Value) -> Option<Vec<&str>> {
+    let items = match value {
+        Value::Array(items) => items.iter().collect::<Vec<_>>(),
+        Value::Object(_) => vec![value],
+        _ => return None,
+    };
+    items
+        .into_iter()
+        .map(|item| key(item, "value").and_then(Value::as_str))
+        .collect::<Option<Vec<_>>>()
+        .filter(|ids| !ids.is_empty())
+}
+
+/// A SCIM string literal.
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The filter with each string literal emptied (`"…"` into `""`) and in lower case: what is
+/// left is attribute paths, operators, brackets and parentheses.
+fn skeleton(filter: &str) -> String {
+    let mut out = String::with_capacity(filter.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in filter.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    in_string = false;
+                    out.push('"');
+                }
+                _ => {}
+            }
+        } else {
+            if c == '"' {
+                in_string = true;
+            }
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// The words of a filter skeleton: attribute paths, operators and keywords.
+fn words(skeleton: &str) -> impl Iterator<Item = &str> {
+    skeleton
+        .split(|c: char| c.is_whitespace() || "()[]\"".contains(c))
+        .filter(|word| !word.is_empty())
+}
+
+/// The value filters of a filter skeleton: (attribute before `[`, text inside the brackets).
+fn value_filters(skeleton: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(open) = skeleton[from..].find('[').map(|i| from + i) {
+        let close = skeleton[open..]
+            .find(']')
+            .map_or(skeleton.len(), |i| open + i);
+        let start = skeleton[..open]
+            .rfind(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .map_or(0, |i| i + 1);
+        out.push((&skeleton[start..open], &skeleton[open + 1..close]));
+        from = (close + 1).min(skeleton.len());
+    }
+    out
+}
+
+/// Whether a filter holds a value filter with `and`: `emails[type eq "work" and value eq
+/// "x"]`.
+fn has_compound_value_filter(filter: &str) -> bool {
+    let skeleton = skeleton(filter);
+    value_filters(&skeleton)
+        .iter()
+        .any(|(_, inside)| words(inside).any(|w| w == "and"))
+}
+
+/// Whether a filter selects e-mails by their type: `emails[type eq "work"]` (any operator,
+/// `type` anywhere inside the brackets) or `emails.type …`.
+fn selects_email_type(filter: &str) -> bool {
+    let skeleton = skeleton(filter);
+    let in_brackets = value_filters(&skeleton)
+        .iter()
+        .any(|(attr, inside)| attr_path(attr) == "emails" && words(inside).any(|w| w == "type"));
+    in_brackets || words(&skeleton).any(|w| attr_path(w) == "emails.type")
+}
+
+/// `200` with an empty ListResponse: what a search that finds nothing answers.
+fn empty_list() -> Answer {
+    json_answer(
+        StatusCode::OK,
+        &json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": 0,
+            "Resources": [],
+            "startIndex": 1,
+            "itemsPerPage": 0,
+        }),
+    )
+}
+
+/// `204 No Content`, as scim2-server answers a PATCH.
+fn no_content() -> Answer {
+    Answer {
+        status: StatusCode::NO_CONTENT,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    }
+}
+
+fn json_answer(status: StatusCode, body: &Value) -> Answer {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/scim+json"),
+    );
+    Answer {
+        status,
+        headers,
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+/// A SCIM error answer, as [`scim_error`]'s, with a `scimType` and a detail of its own.
+fn scim_refusal(status: u16, scim_type: Option<&str>, detail: &str) -> Answer {
+    let status = StatusCode::from_u16(status).expect("a valid HTTP status");
+    let mut body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": status.as_u16().to_string(),
+        "detail": detail,
+    });
+    if let Some(scim_type) = scim_type {
+        body["scimType"] = json!(scim_type);
+    }
+    json_answer(status, &body)
 }
 
 /// The path with the `filter` parameter left out of its query.
