@@ -1,9 +1,11 @@
-//! A ready sync environment: a real scim2-server, a recording proxy in front of it, and a
-//! workspace whose configuration sends the target's calls through the proxy.
+//! A ready sync environment: a real SCIM server (scim2-server, or django-scim2 with
+//! [`Env::start_with`]), a recording proxy in front of it, and a workspace whose configuration
+//! sends the target's calls through the proxy.
 
-use super::{RecordingProxy, RunOutput, ScimServer, Workspace};
+use super::{DjangoServer, RecordingProxy, RunOutput, ScimClient, ScimServer, Workspace};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
 
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
@@ -27,6 +29,127 @@ expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
 target = "name.formatted"
 expression = 'Join(" ", [givenName], [surname])'
 "#;
+
+/// The user mappings for django-scim2, which supports far less than scim2-server (measured in
+/// tests/peers/django/BEHAVIOUR.md); only what it both stores and can PATCH:
+/// - `userName` (matching): stored as given; its `eq` filter compares without regard to case.
+/// - `active`: PATCH with path `active` and a JSON boolean works.
+/// - `name.givenName`, `name.familyName`: stored, returned, and PATCHable by path.
+///
+/// Left out, with the reason:
+/// - `emails[type eq "work"].value`: the server keeps one address and drops `type` (it answers
+///   `[{"value": …, "primary": true}]`), no filter on `emails` ever matches (200, empty), and
+///   a PATCH of that path, or an `add` of `emails`, is 501.
+/// - `name.formatted`: not stored; the server answers "givenName familyName" (or the
+///   userName) and a PATCH of it is 501.
+/// - `externalId`: stored on POST, but no filter on it matches and a PATCH of it is 501.
+/// - the enterprise extension (`department`): silently dropped.
+pub const DJANGO_USER_MAPPINGS: &str = r#"[[target.user_mapping]]
+target = "userName"
+source = "objectId"
+matching_precedence = 1
+
+[[target.user_mapping]]
+target = "active"
+expression = 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'
+
+[[target.user_mapping]]
+target = "name.givenName"
+source = "givenName"
+
+[[target.user_mapping]]
+target = "name.familyName"
+source = "surname"
+"#;
+
+/// The group mappings for django-scim2: `displayName` only (matching). It is required and
+/// stored, but no filter on Groups ever matches on this server (200, empty), and a PATCH of
+/// `displayName` is 501; `externalId` is left out as for users.
+pub const DJANGO_GROUP_MAPPINGS: &str = r#"[[target.group_mapping]]
+target = "displayName"
+source = "displayName"
+matching_precedence = 1
+"#;
+
+/// The mappings that [`Env::start`] configures for scim2-server, after the core user
+/// mappings: externalId, the enterprise department, and the group's displayName and
+/// externalId.
+const SCIM2_SERVER_EXTRA_MAPPINGS: &str = r#"[[target.user_mapping]]
+target = "externalId"
+source = "objectId"
+
+[[target.user_mapping]]
+target = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
+source = "department"
+
+[[target.group_mapping]]
+target = "displayName"
+source = "displayName"
+matching_precedence = 1
+
+[[target.group_mapping]]
+target = "externalId"
+source = "objectId"
+"#;
+
+/// Which real SCIM server an [`Env`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `scim2-server` ([`ScimServer`]): permissive, close to the RFC.
+    Scim2Server,
+    /// django-scim2 ([`DjangoServer`]): a partial implementation with its own reading.
+    Django,
+}
+
+/// A running real SCIM server of either kind; it dereferences to its [`ScimClient`], so
+/// `env.server.list_users()` and `env.server.token` work on both.
+pub enum Peer {
+    Scim2(ScimServer),
+    Django(DjangoServer),
+}
+
+impl Peer {
+    pub fn start(kind: ServerKind) -> Peer {
+        match kind {
+            ServerKind::Scim2Server => Peer::Scim2(ScimServer::start()),
+            ServerKind::Django => Peer::Django(DjangoServer::start()),
+        }
+    }
+
+    pub fn kind(&self) -> ServerKind {
+        match self {
+            Peer::Scim2(_) => ServerKind::Scim2Server,
+            Peer::Django(_) => ServerKind::Django,
+        }
+    }
+
+    /// The server's output so far.
+    pub fn log(&self) -> String {
+        match self {
+            Peer::Scim2(server) => server.log(),
+            Peer::Django(server) => server.log(),
+        }
+    }
+
+    /// Stops the server and returns every resource it held.
+    pub fn stop_and_dump(self) -> Vec<Value> {
+        match self {
+            Peer::Scim2(server) => server.stop_and_dump(),
+            Peer::Django(server) => server.stop_and_dump(),
+        }
+    }
+}
+
+impl Deref for Peer {
+    type Target = ScimClient;
+
+    fn deref(&self) -> &ScimClient {
+        match self {
+            Peer::Scim2(server) => server,
+            Peer::Django(server) => server,
+        }
+    }
+}
 
 /// User `i` of the numbered test directory (`u0007`, `user7@example.org`); every seventh is
 /// disabled.
@@ -56,21 +179,33 @@ pub fn even_and_all_groups(n: usize) -> Vec<Value> {
 
 /// A real server, a recording proxy in front of it, and a workspace holding the configuration.
 pub struct Env {
-    pub server: ScimServer,
+    pub server: Peer,
     pub proxy: RecordingProxy,
     pub ws: Workspace,
 }
 
 impl Env {
-    /// Starts the peers and writes a configuration whose target goes through the proxy.
+    /// Starts a scim2-server and writes a configuration whose target goes through the proxy.
     /// `extra` is appended to the `[[target]]` table (before the mappings, which are the
-    /// Entra defaults plus the department extension).
+    /// Entra defaults plus externalId and the department extension).
     pub fn start(scope: &str, extra: &str) -> Env {
+        Env::start_with(ServerKind::Scim2Server, scope, extra)
+    }
+
+    /// Like [`Env::start`], against a server of `kind`. For django-scim2 the mappings are
+    /// [`DJANGO_USER_MAPPINGS`] and [`DJANGO_GROUP_MAPPINGS`]: only what that server supports.
+    pub fn start_with(kind: ServerKind, scope: &str, extra: &str) -> Env {
         super::ensure_peers();
-        let server = ScimServer::start();
+        let server = Peer::start(kind);
         let proxy = RecordingProxy::start(&server.url);
         let ws = Workspace::new();
         ws.write("token", format!("{}\n", server.token));
+        let mappings = match kind {
+            ServerKind::Scim2Server => {
+                format!("{CORE_USER_MAPPINGS}\n{SCIM2_SERVER_EXTRA_MAPPINGS}")
+            }
+            ServerKind::Django => format!("{DJANGO_USER_MAPPINGS}\n{DJANGO_GROUP_MAPPINGS}"),
+        };
         ws.write(
             "scimsync.toml",
             format!(
@@ -91,25 +226,7 @@ token_file = "token"
 rate_limit = 1000
 {extra}
 
-{CORE_USER_MAPPINGS}
-
-[[target.user_mapping]]
-target = "externalId"
-source = "objectId"
-
-[[target.user_mapping]]
-target = "{ENTERPRISE}:department"
-source = "department"
-
-[[target.group_mapping]]
-target = "displayName"
-source = "displayName"
-matching_precedence = 1
-
-[[target.group_mapping]]
-target = "externalId"
-source = "objectId"
-"#,
+{mappings}"#,
                 url = proxy.url
             ),
         );
@@ -206,7 +323,7 @@ pub fn three_users() -> Vec<Value> {
 
 /// A server's users by userName; panics on a duplicate userName, so that "no duplicate
 /// account" is checked wherever a test reads the target.
-pub fn target_users(server: &ScimServer) -> BTreeMap<String, Value> {
+pub fn target_users(server: &ScimClient) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for u in server.list_users() {
         let name = u["userName"].as_str().expect("userName").to_owned();
@@ -220,7 +337,7 @@ pub fn target_users(server: &ScimServer) -> BTreeMap<String, Value> {
 
 /// A server's groups by displayName, members as sorted userNames (duplicates kept, unknown
 /// ids as `?ID`); panics on a duplicate displayName.
-pub fn target_groups(server: &ScimServer) -> BTreeMap<String, Vec<String>> {
+pub fn target_groups(server: &ScimClient) -> BTreeMap<String, Vec<String>> {
     let names: BTreeMap<String, String> = server
         .list_users()
         .into_iter()

@@ -4,6 +4,8 @@
 //! functions: every helper is blocking, and works inside an async test too.
 //!
 //! - [`ScimServer`]: a real `scim2-server` (PEERS.md) on a free loopback port, with a token.
+//! - [`DjangoServer`]: a real django-scim2 server (PEERS.md, the second SCIM server), likewise.
+//!   Both dereference to a [`ScimClient`], whose blocking helpers talk to the server directly.
 //! - [`RecordingProxy`]: forwards to a server unchanged and records every call; the place
 //!   where faults get injected ([`Fault`]).
 //! - [`Workspace`]: a temporary directory to write configuration into and run `scimsync` in.
@@ -11,14 +13,18 @@
 //! - [`TokenServer`]: an OAuth 2.0 token endpoint issuing short-lived tokens.
 #![allow(dead_code, unused_imports)]
 
+mod django_server;
 pub mod env;
 mod proxy;
+mod scim_client;
 mod scim_server;
 mod slapd;
 mod token;
 mod workspace;
 
+pub use django_server::{django_python, DjangoServer};
 pub use proxy::{Deviation, Fault, RandomFaults, Recorded, RecordingProxy};
+pub use scim_client::ScimClient;
 pub use scim_server::ScimServer;
 pub use slapd::{Slapd, SERVICE_DN, SUFFIX};
 pub use token::{TokenRequest, TokenServer};
@@ -59,7 +65,10 @@ pub fn scim2_server_bin() -> PathBuf {
 pub fn ensure_peers() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        if scim2_server_bin().exists() && Path::new("/usr/sbin/slapd").exists() {
+        if scim2_server_bin().exists()
+            && django_python().exists()
+            && Path::new("/usr/sbin/slapd").exists()
+        {
             return;
         }
         let script = repo_root().join("scripts/install-peers");
@@ -75,12 +84,14 @@ pub fn ensure_peers() {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
         );
-        assert!(
-            scim2_server_bin().exists(),
-            "{} succeeded but {} is still missing",
-            script.display(),
-            scim2_server_bin().display()
-        );
+        for needed in [scim2_server_bin(), django_python()] {
+            assert!(
+                needed.exists(),
+                "{} succeeded but {} is still missing",
+                script.display(),
+                needed.display()
+            );
+        }
     });
 }
 
