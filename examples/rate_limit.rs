@@ -24,7 +24,11 @@ fn main() {
         eprintln!("no target configured");
         std::process::exit(64)
     };
-    let client = scimsync::scim::Client::new(target).unwrap_or_else(|e| {
+    let profile = std::sync::Arc::new(scimsync::scim::Profile::fresh(
+        target.compat.clone(),
+        &target.url,
+    ));
+    let client = scimsync::scim::Client::new(target, profile).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)
     });
@@ -33,10 +37,11 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let burst = target.burst.unwrap_or(target.rate_limit) as usize;
+    let spc = scimsync::scim::Route::at("ServiceProviderConfig");
     let started = Instant::now();
     let failures = runtime.block_on(async {
         futures::stream::iter(0..n)
-            .map(|_| client.probe("/ServiceProviderConfig"))
+            .map(|_| client.probe(&spc))
             .buffer_unordered(target.concurrency)
             .filter(|r| std::future::ready(r.is_err()))
             .count()

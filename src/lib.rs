@@ -32,4 +32,6 @@ pub mod scope;
 pub mod secret;
 pub mod source;
 pub mod state;
+pub mod target;
 pub mod telemetry;
+pub mod text;

@@ -31,15 +31,32 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Why a secret could not be read. It names where scimsync looked, never what it found.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret file {}: {source}", .path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("environment variable {0} is not set or not valid UTF-8")]
+    Env(String),
+    #[error("no secret configured")]
+    None,
+    #[error("{0} is empty")]
+    Empty(String),
+}
+
 /// Reads a secret from a file (a systemd credential is a file under `$CREDENTIALS_DIRECTORY`)
 /// or an environment variable. The error names where it looked, never what it found.
-pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
+pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, SecretError> {
     let value = match (file, env) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
-        (None, Some(var)) => std::env::var(var)
-            .map_err(|_| format!("environment variable {var} is not set or not valid UTF-8"))?,
-        (None, None) => return Err("no secret configured".to_owned()),
+        (Some(path), _) => std::fs::read_to_string(path).map_err(|source| SecretError::File {
+            path: path.to_owned(),
+            source,
+        })?,
+        (None, Some(var)) => std::env::var(var).map_err(|_| SecretError::Env(var.to_owned()))?,
+        (None, None) => return Err(SecretError::None),
     };
     let value = value.trim_end_matches(['\r', '\n']).to_owned();
     if value.is_empty() {
@@ -48,7 +65,7 @@ pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
             (None, Some(v)) => format!("environment variable {v}"),
             (None, None) => String::new(),
         };
-        return Err(format!("{at} is empty"));
+        return Err(SecretError::Empty(at));
     }
     Ok(Secret(value))
 }
@@ -71,10 +88,11 @@ mod tests {
         std::fs::write(&p, "abc\n").expect("write");
         assert_eq!(read(Some(&p), None).expect("read").expose(), "abc");
         let e = read(Some(&dir.path().join("nope")), None).expect_err("missing");
-        assert!(e.starts_with("cannot read secret file "), "{e}");
+        assert!(e.to_string().starts_with("cannot read secret file "), "{e}");
         std::fs::write(&p, "\n").expect("write");
         assert!(read(Some(&p), None)
             .expect_err("empty")
+            .to_string()
             .ends_with("is empty"));
     }
 }

@@ -4,7 +4,6 @@
 //! Recording goes through the `metrics` facade, which does nothing until [`serve`] installs
 //! the Prometheus recorder: a one-shot `sync` pays nothing for it.
 
-use crate::engine::CycleReport;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
@@ -112,24 +111,15 @@ pub fn operation(target: &str, kind: &'static str, action: &'static str, status:
         .increment(1);
 }
 
-/// A finished cycle: its result and the target's state after it.
-pub fn cycle(report: &CycleReport) {
-    let target = report.target.clone();
-    let result = if report.incomplete() {
-        "incomplete"
-    } else {
-        "ok"
-    };
-    counter!(CYCLES, "target" => target.clone(), "result" => result).increment(1);
-    let quarantined = if report.quarantine.is_some() {
-        1.0
-    } else {
-        0.0
-    };
-    gauge!(QUARANTINED, "target" => target.clone()).set(quarantined);
-    gauge!(ESCROW, "target" => target.clone()).set(report.escrow as f64);
-    if !report.incomplete() {
-        gauge!(LAST_SUCCESS, "target" => target).set(chrono::Utc::now().timestamp() as f64);
+/// A finished cycle: whether it left every object in step, and the target's state after it.
+pub fn cycle(target: &str, complete: bool, quarantined: bool, escrow: usize) {
+    let result = if complete { "ok" } else { "incomplete" };
+    counter!(CYCLES, "target" => target.to_owned(), "result" => result).increment(1);
+    gauge!(QUARANTINED, "target" => target.to_owned()).set(if quarantined { 1.0 } else { 0.0 });
+    gauge!(ESCROW, "target" => target.to_owned()).set(escrow as f64);
+    if complete {
+        gauge!(LAST_SUCCESS, "target" => target.to_owned())
+            .set(chrono::Utc::now().timestamp() as f64);
     }
 }
 

@@ -386,13 +386,15 @@ fn bad_answers_from_the_target_fail_the_object_and_lose_nothing() {
             )],
             "answered with a body that is not JSON",
         ),
+        // A 200 carrying an error body is that error. (A 400 would now send the next filter
+        // form, which tests/targets.rs covers; a 409 to a query fails the object.)
         (
             vec![respond(
                 200,
                 "application/scim+json",
-                r#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400", "detail": "bad filter"}"#,
+                r#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "409", "detail": "bad filter"}"#,
             )],
-            "400 bad filter",
+            "409 bad filter",
         ),
         (
             vec![respond(

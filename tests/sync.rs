@@ -468,7 +468,11 @@ fn a_group_rename_and_membership_changes_in_one_patch() {
 
 #[test]
 fn a_large_group_is_filled_in_batches_of_at_most_100_members() {
-    let env = Env::start(r#"groups = ["Everyone"]"#, "concurrency = 4");
+    // AWS IAM Identity Center takes at most 100 member changes per request.
+    let env = Env::start(
+        r#"groups = ["Everyone"]"#,
+        "concurrency = 4\n[target.compat]\nmember_batch = 100",
+    );
     let users: Vec<Value> = (0..230)
         .map(|i| user(&format!("u{i:03}"), &format!("N{i}"), "Person"))
         .collect();

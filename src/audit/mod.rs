@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub const REDACTED: &str = "[Redact]";
 
 /// What kind of object a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     User,

@@ -3,11 +3,18 @@
 
 use super::{load, out, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
 use crate::config::{Config, TargetConfig};
+use crate::engine::matching::Matcher;
+use crate::engine::PROFILE_KEY;
+use crate::ids::TargetName;
 use crate::mapping::path::{CORE_GROUP, CORE_USER};
 use crate::mapping::AttrPath;
-use crate::scim::Client;
+use crate::scim::profile::{Learned, Verdict};
+use crate::scim::{Client, Endpoint, Profile, Route};
+use crate::state::Store;
+use crate::target::Target;
 use crate::{scope, source};
 use serde_json::Value as Json;
+use std::sync::Arc;
 
 pub(super) async fn check(config_path: &std::path::Path) -> i32 {
     let config = match load(config_path) {
@@ -64,57 +71,36 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
 }
 
 /// Checks one target; false when it cannot be used as configured.
-async fn check_target(_config: &Config, target: &TargetConfig) -> bool {
+async fn check_target(config: &Config, target: &TargetConfig) -> bool {
     let name = &target.name;
-    let client = match Client::new(target) {
+    let target = match Target::build(target) {
+        Ok(t) => t,
+        Err(e) => {
+            out!("target {name:?}: FAILED: {e}");
+            return false;
+        }
+    };
+    let stored = stored_profile(config, &target);
+    let profile = Arc::new(Profile::new(
+        target.compat.clone(),
+        target.url.trim_end_matches('/'),
+        stored.clone(),
+    ));
+    let client = match Client::new(&target, profile) {
         Ok(c) => c,
         Err(e) => {
             out!("target {name:?}: FAILED: {e}");
             return false;
         }
     };
-    let spc = match client.probe("/ServiceProviderConfig").await {
-        Ok(spc) => spc,
-        Err(e) if e.is_token_request() => {
-            out!("target {name:?}: authentication: FAILED: {e}");
-            return false;
-        }
-        Err(e) if matches!(e.status, Some(401 | 403)) => {
-            out!("target {name:?}: authentication: FAILED: the target rejected the token ({e})");
-            return false;
-        }
-        Err(e) => {
-            out!("target {name:?}: ServiceProviderConfig: FAILED: {e}");
-            return false;
-        }
+    let Some(spc) = service_provider_config(&client, name).await else {
+        return false;
     };
-    let supported = |key: &str| {
-        spc.get(key)
-            .and_then(|f| f.get("supported"))
-            .and_then(Json::as_bool)
-            .unwrap_or(false)
-    };
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    let bulk = match spc.get("bulk") {
-        Some(b) if supported("bulk") => format!(
-            "yes (max {} operations, {} bytes)",
-            b.get("maxOperations").and_then(Json::as_u64).unwrap_or(0),
-            b.get("maxPayloadSize").and_then(Json::as_u64).unwrap_or(0)
-        ),
-        _ => "no".to_owned(),
-    };
-    let filter_max = spc
-        .get("filter")
-        .and_then(|f| f.get("maxResults"))
-        .and_then(Json::as_u64);
-    out!(
-        "target {name:?}: ServiceProviderConfig: ok (patch {}, filter {}{}, bulk {bulk})",
-        yes(supported("patch")),
-        yes(supported("filter")),
-        filter_max
-            .map(|m| format!(" (max {m} results)"))
-            .unwrap_or_default(),
-    );
+    let mut ok = true;
+    if !supported(&spc, "patch") {
+        out!("target {name:?}: FAILED: scimsync needs PATCH, which the target does not announce");
+        ok = false;
+    }
     if target.bulk {
         match crate::scim::bulk::Limits::advertised(&spc) {
             Ok(l) => out!(
@@ -127,13 +113,9 @@ async fn check_target(_config: &Config, target: &TargetConfig) -> bool {
             ),
         }
     }
-    let mut ok = true;
-    if !supported("patch") || !supported("filter") {
-        out!("target {name:?}: FAILED: scimsync needs PATCH and filtering, which the target does not announce");
-        ok = false;
-    }
     // /ServiceProviderConfig may be public (RFC 7644 §4); a user search needs the token.
-    match client.probe("/Users?count=1").await {
+    let users = Route::endpoint(Endpoint::Users).with("count", 1);
+    match client.probe(&users).await {
         Ok(_) => out!("target {name:?}: authentication: ok"),
         Err(e) if matches!(e.status, Some(401 | 403)) => {
             out!("target {name:?}: authentication: FAILED: the target rejected the token ({e})");
@@ -144,7 +126,134 @@ async fn check_target(_config: &Config, target: &TargetConfig) -> bool {
             return false;
         }
     }
-    match client.probe("/Schemas").await {
+    ok &= check_matching(&client, &target).await;
+    print_profile(name, &client, stored.is_some());
+    check_schema(&client, &target).await;
+    ok
+}
+
+/// What an earlier cycle learned about the target, when the state can be read (not while the
+/// daemon holds it; a check never creates the state).
+fn stored_profile(config: &Config, target: &Target) -> Option<Learned> {
+    if !config.state.path.exists() {
+        return None;
+    }
+    let store = Store::open(&config.state.path).ok()?;
+    let snapshot = store.snapshot(&TargetName(target.name.clone())).ok()?;
+    snapshot.meta(PROFILE_KEY).ok().flatten()
+}
+
+async fn service_provider_config(client: &Client, name: &str) -> Option<Json> {
+    let spc = match client.probe(&Route::at("ServiceProviderConfig")).await {
+        Ok(spc) => spc,
+        Err(e) if e.is_token_request() => {
+            out!("target {name:?}: authentication: FAILED: {e}");
+            return None;
+        }
+        Err(e) if matches!(e.status, Some(401 | 403)) => {
+            out!("target {name:?}: authentication: FAILED: the target rejected the token ({e})");
+            return None;
+        }
+        Err(e) => {
+            out!("target {name:?}: ServiceProviderConfig: FAILED: {e}");
+            return None;
+        }
+    };
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let bulk = match spc.get("bulk") {
+        Some(b) if supported(&spc, "bulk") => format!(
+            "yes (max {} operations, {} bytes)",
+            b.get("maxOperations").and_then(Json::as_u64).unwrap_or(0),
+            b.get("maxPayloadSize").and_then(Json::as_u64).unwrap_or(0)
+        ),
+        _ => "no".to_owned(),
+    };
+    let filter_max = spc
+        .pointer("/filter/maxResults")
+        .and_then(Json::as_u64)
+        .map(|m| format!(" (max {m} results)"))
+        .unwrap_or_default();
+    out!(
+        "target {name:?}: ServiceProviderConfig: ok (patch {}, filter {}{filter_max}, bulk {bulk})",
+        yes(supported(&spc, "patch")),
+        yes(supported(&spc, "filter")),
+    );
+    Some(spc)
+}
+
+fn supported(spc: &Json, key: &str) -> bool {
+    spc.get(key)
+        .and_then(|f| f.get("supported"))
+        .and_then(Json::as_bool)
+        .unwrap_or(false)
+}
+
+/// Runs the real matching of each matching attribute against one account the target lists
+/// (reads only), and says how accounts will be found.
+async fn check_matching(client: &Client, target: &Target) -> bool {
+    let name = &target.name;
+    let matcher = Matcher::new(client, target);
+    let mut ok = true;
+    for endpoint in [Endpoint::Users, Endpoint::Groups] {
+        for (attr, learned) in matcher.learn_all(endpoint).await {
+            let kind = endpoint.name().to_lowercase();
+            match learned {
+                Ok(Some(Verdict::Filter { form })) => out!(
+                    "target {name:?}: matching {kind} by {attr}: ok, by filter ({}; it found an account the target lists)",
+                    form.describe()
+                ),
+                Ok(Some(Verdict::List { why })) => out!(
+                    "target {name:?}: matching {kind} by {attr}: ok, by listing the target ({why})"
+                ),
+                Ok(None) => out!(
+                    "target {name:?}: matching {kind} by {attr}: not verified: no {kind} on the target carries a value there yet"
+                ),
+                Err(e) => {
+                    ok = false;
+                    out!("target {name:?}: matching {kind} by {attr}: FAILED: {e}");
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// The target's profile: what `[target.compat]` sets and what was learned.
+fn print_profile(name: &str, client: &Client, stored: bool) {
+    let p = client.profile();
+    let compat = p.compat();
+    let l = p.learned();
+    let by = |set: bool, learned: bool| match (set, learned) {
+        (true, _) => "set in [target.compat]",
+        (false, true) => "learned",
+        (false, false) => "default",
+    };
+    let (remove, known) = p.member_remove();
+    out!(
+        "target {name:?}: profile: patch_op_case {:?}, matching {:?}, member_batch {} ({}), member removal {:?} ({}), members on create {} ({}), {} refused attributes{}",
+        compat.patch_op_case,
+        compat.matching,
+        p.member_batch(),
+        by(compat.member_batch.is_some(), l.member_batch.is_some()),
+        remove,
+        if known { by(compat.member_remove.is_some(), l.member_remove.is_some()) } else { "not yet known; learned at the first removal" },
+        match p.members_on_create() {
+            Some(true) => "kept",
+            Some(false) => "dropped",
+            None => "not yet known",
+        },
+        by(compat.group_members_on_create.is_some(), l.members_on_create.is_some()),
+        l.refused.len(),
+        if stored { "" } else { " (nothing stored by a cycle yet)" },
+    );
+    for (attribute, why) in &l.refused {
+        out!("target {name:?}: profile: the target refuses {attribute} ({why})");
+    }
+}
+
+async fn check_schema(client: &Client, target: &Target) {
+    let name = &target.name;
+    match client.probe(&Route::at("Schemas")).await {
         Ok(schemas) => {
             let mut missing = Vec::new();
             let rules = target
@@ -171,7 +280,6 @@ async fn check_target(_config: &Config, target: &TargetConfig) -> bool {
         }
         Err(e) => out!("target {name:?}: schema: warning: cannot read /Schemas ({e}); mapped attributes not checked"),
     }
-    ok
 }
 
 /// Whether a `/Schemas` answer lists the attribute (and sub-attribute) a path writes.

@@ -21,6 +21,7 @@ use crate::engine::{self, CycleOptions, CycleReport, PlannedCycle};
 use crate::mapping::expr::{Expression, Value};
 use crate::plan::{Change, GroupOp, UserOp};
 use crate::source::{self, Directory};
+use crate::target::Target;
 use clap::{Parser, Subcommand};
 use control::Request;
 use serde_json::Value as Json;
@@ -228,7 +229,7 @@ pub async fn run(cli: Cli) -> i32 {
 }
 
 fn load(path: &std::path::Path) -> Result<Config, i32> {
-    Config::load(path).map_err(|e| {
+    crate::target::load(path).map_err(|e| {
         err!("{e}");
         EXIT_USAGE
     })
@@ -245,25 +246,31 @@ async fn read_source(config: &Config) -> Result<Directory, i32> {
     })
 }
 
-/// Every target, or the one `--target` names (exit 64 for an unknown name).
-pub(crate) fn select_targets<'a>(
-    config: &'a Config,
-    only: Option<&str>,
-) -> Result<Vec<&'a TargetConfig>, i32> {
-    match only {
+/// Every target, or the one `--target` names (exit 64 for an unknown name), built.
+pub(crate) fn select_targets(config: &Config, only: Option<&str>) -> Result<Vec<Target>, i32> {
+    let chosen: Vec<&TargetConfig> = match only {
         Some(name) => match config.target(name) {
-            Some(t) => Ok(vec![t]),
+            Some(t) => vec![t],
             None => {
                 let known: Vec<_> = config.targets.iter().map(|t| t.name.as_str()).collect();
                 err!(
                     "--target: no target named {name:?} in {} (configured: {known:?})",
                     config.path.display()
                 );
-                Err(EXIT_USAGE)
+                return Err(EXIT_USAGE);
             }
         },
-        None => Ok(config.targets.iter().collect()),
-    }
+        None => config.targets.iter().collect(),
+    };
+    chosen
+        .into_iter()
+        .map(|t| {
+            Target::build(t).map_err(|e| {
+                err!("{e}");
+                EXIT_USAGE
+            })
+        })
+        .collect()
 }
 
 /// `sync` and `plan`: one cycle (or plan) of every target or one; `json` prints the plan as
@@ -297,7 +304,7 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
         // Never at the same time as the daemon's scheduled cycle of this target.
         let _cycle = ctx.locks.lock(&target.name).await;
         let result = if opts.dry_run {
-            let planned = engine::plan_target(source, config, target, store, opts);
+            let planned = engine::plan_target(source, config, &target, store, opts);
             planned.map(|p| {
                 let mut report = CycleReport {
                     target: target.name.clone(),
@@ -321,7 +328,7 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
             }
             let progress = engine::Progress::default();
             let cycle =
-                engine::run_target_with(source, config, target, store, opts, &ctx.stop, &progress);
+                engine::run_target_with(source, config, &target, store, opts, &ctx.stop, &progress);
             // The daemon running a sync for a client draws nothing.
             if progress::enabled() && ctx.daemon.is_none() {
                 progress::show(&target.name, &progress, cycle).await
@@ -337,7 +344,7 @@ async fn sync(ctx: &control::Ctx, only: Option<&str>, opts: CycleOptions, json: 
             }
             Ok((report, planned)) => {
                 if opts.dry_run {
-                    print_plan(target, &planned);
+                    print_plan(&target, &planned);
                 } else {
                     print_report(&report);
                 }
@@ -437,7 +444,7 @@ fn label(desired: &crate::mapping::Desired) -> String {
         .unwrap_or_default()
 }
 
-fn print_plan(target: &TargetConfig, p: &PlannedCycle) {
+fn print_plan(target: &Target, p: &PlannedCycle) {
     out!("target {:?}: plan", target.name);
     let matching: Vec<String> = target
         .mappings

@@ -31,7 +31,7 @@ pub async fn provision(ctx: &Ctx, user: &str, only: Option<&str>, dry_run: bool)
                         return EXIT_FATAL;
                     }
                 };
-                match provision::find_by_user_name(&dir, config, target, &snapshot, user) {
+                match provision::find_by_user_name(&dir, config, &target, &snapshot, user) {
                     Ok(Some(id)) => match dir.users.iter().find(|u| u.id == id) {
                         Some(u) => Who::Source(u),
                         None => Who::Managed(id),
@@ -52,7 +52,7 @@ pub async fn provision(ctx: &Ctx, user: &str, only: Option<&str>, dry_run: bool)
                 }
             }
         };
-        match provision::provision(&dir, who, config, target, &ctx.store, dry_run, &ctx.stop).await
+        match provision::provision(&dir, who, config, &target, &ctx.store, dry_run, &ctx.stop).await
         {
             Ok(report) => {
                 print_report(&report, dry_run);

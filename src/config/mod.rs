@@ -2,9 +2,8 @@
 //!
 //! Each problem carries its key path (`target[0].user_mapping[2].expression: …`) so that an
 //! administrator can fix a whole file in one pass. Running parts are built from these plain
-//! values elsewhere (`source::build`, `mapping::Mappings::compile`, `scim::Client::new`).
+//! values elsewhere (`source::build`, `target::Target::build`, `scim::Client::new`).
 
-use crate::mapping::{self, Mappings};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -182,7 +181,8 @@ pub enum DeprovisionMode {
     Delete,
 }
 
-/// One SCIM target as written in the file. Mappings are compiled into `mappings`.
+/// One SCIM target as written in the file; [`crate::target::Target::build`] compiles its
+/// mappings into the running form.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
@@ -229,17 +229,77 @@ pub struct TargetConfig {
     /// Carry writes in SCIM bulk requests (RFC 7644 §3.7) when the target advertises bulk.
     #[serde(default)]
     pub bulk: bool,
+    /// A response body larger than this fails its call (listing pages and bulk responses too).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// What cannot be learned safely about this target's deviations from RFC 7644.
+    #[serde(default)]
+    pub compat: CompatConfig,
     #[serde(skip)]
     pub user_mapping: Vec<MappingConfig>,
     #[serde(skip)]
     pub group_mapping: Vec<MappingConfig>,
-    #[serde(skip)]
-    pub mappings: Mappings,
+}
+
+/// `[target.compat]`: a target's known deviations, for what scimsync cannot learn safely from
+/// its answers (docs/targets.md names the services that need each).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatConfig {
+    /// At most this many member changes per group PATCH (AWS IAM Identity Center: 100).
+    /// Unset: as many as the target takes, learned by halving on a 400 or 413.
+    pub member_batch: Option<usize>,
+    /// How PATCH operation names are spelled: `lower` (`add`, RFC 7644) or `entra`
+    /// (`Add`, `Replace`, `Remove`, as Entra ID sends them).
+    #[serde(default)]
+    pub patch_op_case: OpCase,
+    /// How existing accounts are found: `auto` (learned), `filter` (always by filter queries)
+    /// or `list` (always by listing the target).
+    #[serde(default)]
+    pub matching: MatchingMode,
+    /// Whether `POST /Groups` keeps the members it is sent. Unset: learned from the answer.
+    pub group_members_on_create: Option<bool>,
+    /// How members are removed: `value_filter` (`path: members[value eq "ID"]`) or
+    /// `value_list` (`path: members` with a `value` list). Unset: learned.
+    pub member_remove: Option<MemberRemove>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpCase {
+    #[default]
+    Lower,
+    Entra,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchingMode {
+    #[default]
+    Auto,
+    Filter,
+    List,
+}
+
+/// The two forms of a member removal that servers take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRemove {
+    /// `{"op": "remove", "path": "members[value eq \"ID\"]"}`
+    ValueFilter,
+    /// `{"op": "remove", "path": "members", "value": [{"value": "ID"}]}`
+    ValueList,
 }
 
 fn default_schedule() -> String {
     // Entra ID's provisioning interval is 40 minutes.
     "0 */40 * * * *".to_owned()
+}
+/// The default of `max_response_bytes`: 16 MiB, far above a page of 1,000 accounts.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+fn default_max_response_bytes() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 fn default_rate_limit() -> u32 {
     25
@@ -345,18 +405,33 @@ pub fn default_group_mappings() -> Vec<MappingConfig> {
 }
 
 impl Config {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file, all but the mapping rules (which
+    /// `target::load` compiles too).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, None)
+    }
+
+    /// Reads and validates a configuration file, with `rules` checking each target's mappings.
+    pub fn load_with(path: &Path, rules: Option<&RuleCheck>) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, rules)
     }
 
-    /// Parses and validates configuration text; `path` names the file in messages and anchors
-    /// relative paths.
+    /// Parses and validates configuration text, all but the mapping rules; `path` names the
+    /// file in messages and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Self::parse_with(path, text, None)
+    }
+
+    /// [`Config::parse`] with `rules` checking each target's mappings.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        rules: Option<&RuleCheck>,
+    ) -> Result<Config, ConfigError> {
         let table: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
@@ -370,6 +445,7 @@ impl Config {
         let mut problems = Vec::new();
         let config = Loader {
             problems: &mut problems,
+            rules,
         }
         .load(table, &base);
         match config {
@@ -389,9 +465,15 @@ impl Config {
     }
 }
 
+/// Checks a target's mapping rules, giving each problem as (key below the target, why):
+/// how `target::load` has the rules compiled while the rest of the file is validated, without
+/// the configuration depending on the mapping module.
+pub type RuleCheck = dyn Fn(&TargetConfig) -> Vec<(String, String)>;
+
 /// Collects problems while walking the table, so that one pass reports them all.
 struct Loader<'a> {
     problems: &'a mut Vec<String>,
+    rules: Option<&'a RuleCheck>,
 }
 
 impl Loader<'_> {
@@ -607,6 +689,15 @@ impl Loader<'_> {
                 "must be at least 1",
             );
         }
+        if target.max_response_bytes < 4096 {
+            self.problem(
+                format!("{label}.max_response_bytes"),
+                "must be at least 4096 bytes",
+            );
+        }
+        if target.compat.member_batch == Some(0) {
+            self.problem(format!("{label}.compat.member_batch"), "must be at least 1");
+        }
         if target.burst == Some(0) {
             self.problem(format!("{label}.burst"), "must be at least 1");
         }
@@ -624,26 +715,9 @@ impl Loader<'_> {
         }
         target.user_mapping = user_mapping.unwrap_or_else(default_user_mappings);
         target.group_mapping = group_mapping.unwrap_or_else(default_group_mappings);
-        match Mappings::compile(&target.user_mapping, &target.group_mapping) {
-            Ok(m) => target.mappings = m,
-            Err(errors) => {
-                for mapping::CompileError {
-                    list,
-                    index,
-                    field,
-                    message,
-                } in errors
-                {
-                    let at = match index {
-                        Some(n) => format!("{key}.{list}[{n}]"),
-                        None => format!("{key}.{list}"),
-                    };
-                    let at = match field {
-                        Some(f) => format!("{at}.{f}"),
-                        None => at,
-                    };
-                    self.problem(at, message);
-                }
+        if let Some(check) = self.rules {
+            for (at, message) in check(&target) {
+                self.problem(format!("{key}.{at}"), message);
             }
         }
         Some(target)
@@ -926,7 +1000,7 @@ matching_precedence = 1
 "#;
 
     fn problems(text: &str) -> Vec<String> {
-        match Config::parse(Path::new("/etc/scimsync/test.toml"), text) {
+        match crate::target::parse(Path::new("/etc/scimsync/test.toml"), text) {
             Err(ConfigError::Invalid { problems, .. }) => problems,
             other => panic!("expected invalid configuration, got {other:?}"),
         }
@@ -934,7 +1008,7 @@ matching_precedence = 1
 
     #[test]
     fn good_config_loads_with_paths_resolved_against_the_file() {
-        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), GOOD).expect("valid");
+        let c = crate::target::parse(Path::new("/etc/scimsync/test.toml"), GOOD).expect("valid");
         assert_eq!(c.state.path, PathBuf::from("/etc/scimsync/state"));
         match &c.source {
             SourceConfig::Json(j) => {
@@ -951,7 +1025,7 @@ matching_precedence = 1
     fn oauth_client_credentials_replace_the_token_and_are_checked_whole() {
         let oauth = "token_url = \"https://idp.example/oauth2/token\"\nclient_id = \"scimsync\"\nclient_secret_file = \"client-secret\"\nscope = \"scim\"\n";
         let text = GOOD.replace("token_env = \"QLIK_SCIM_TOKEN\"\n", oauth);
-        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), &text).expect("valid");
+        let c = crate::target::parse(Path::new("/etc/scimsync/test.toml"), &text).expect("valid");
         let t = &c.targets[0];
         assert_eq!(
             t.token_url.as_deref(),
@@ -997,7 +1071,7 @@ matching_precedence = 1
 
     #[test]
     fn metrics_listen_is_an_address_with_a_port() {
-        let c = Config::parse(
+        let c = crate::target::parse(
             Path::new("/x.toml"),
             &format!("metrics_listen = \"127.0.0.1:9464\"\n{GOOD}"),
         )
@@ -1092,7 +1166,7 @@ matching_precedence = 1
 
     #[test]
     fn syntax_error_names_line_and_column() {
-        match Config::parse(Path::new("x.toml"), "[state\npath = 1") {
+        match crate::target::parse(Path::new("x.toml"), "[state\npath = 1") {
             Err(ConfigError::Syntax { message, .. }) => {
                 assert!(message.contains("line 1"), "{message}")
             }
@@ -1122,9 +1196,10 @@ matching_precedence = 1
     #[test]
     fn missing_mappings_fall_back_to_entra_defaults() {
         let text = "[source]\nkind = \"json\"\npath = \"d.json\"\n[scope]\nall = true\n[[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/v2\"\ntoken_env = \"T\"\n";
-        let c = Config::parse(Path::new("x.toml"), text).expect("valid");
+        let c = crate::target::parse(Path::new("x.toml"), text).expect("valid");
         assert_eq!(c.targets[0].user_mapping.len(), 5);
-        assert_eq!(c.targets[0].mappings.user_matching().len(), 2);
+        let t = crate::target::Target::build(&c.targets[0]).expect("builds");
+        assert_eq!(t.mappings.user_matching().len(), 2);
     }
 
     fn ldap(source: &str) -> String {
@@ -1139,7 +1214,7 @@ matching_precedence = 1
         let text = ldap(
             "url = \"ldaps://ldap.example.org\"\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"cn=svc,dc=example,dc=org\"\nbind_password_file = \"ldap.pw\"\n[source.attributes]\nobjectId = \"objectGUID\"\nmember = \"member;range=0-*\"",
         );
-        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), &text).expect("valid");
+        let c = crate::target::parse(Path::new("/etc/scimsync/test.toml"), &text).expect("valid");
         let SourceConfig::Ldap(l) = &c.source else {
             panic!("expected ldap")
         };
@@ -1193,7 +1268,7 @@ matching_precedence = 1
     #[test]
     fn the_example_configuration_is_valid() {
         let text = include_str!("../../config/scimsync.example.toml");
-        let c = Config::parse(Path::new("/etc/scimsync/scimsync.toml"), text)
+        let c = crate::target::parse(Path::new("/etc/scimsync/scimsync.toml"), text)
             .expect("the example is valid");
         assert_eq!(c.targets[0].user_mapping.len(), 6);
         assert_eq!(c.scope.groups, ["Bounty Hunters", "Rebel Alliance"]);
@@ -1201,7 +1276,7 @@ matching_precedence = 1
 
     #[test]
     fn fault_keys_have_defaults_and_are_checked() {
-        let c = Config::parse(Path::new("/etc/scimsync/test.toml"), GOOD).expect("valid");
+        let c = crate::target::parse(Path::new("/etc/scimsync/test.toml"), GOOD).expect("valid");
         let t = &c.targets[0];
         assert_eq!(t.burst(), 25);
         assert_eq!(
@@ -1230,7 +1305,7 @@ matching_precedence = 1
         ] {
             assert!(p.iter().any(|p| p.starts_with(want)), "{want}: {p:?}");
         }
-        let c = Config::parse(
+        let c = crate::target::parse(
             Path::new("x.toml"),
             &GOOD.replace(
                 "kind = \"json\"",
@@ -1243,7 +1318,7 @@ matching_precedence = 1
 
     #[test]
     fn log_retention_has_defaults_and_rejects_zero() {
-        let c = Config::parse(Path::new("x.toml"), GOOD).expect("valid");
+        let c = crate::target::parse(Path::new("x.toml"), GOOD).expect("valid");
         assert_eq!(
             (c.state.log_retention_days, c.state.log_max_records),
             (30, 100_000)
@@ -1253,7 +1328,7 @@ matching_precedence = 1
             "path = \"state\"",
             "path = \"state\"\nlog_retention_days = 7\nlog_max_records = 500",
         );
-        let c = Config::parse(Path::new("x.toml"), &set).expect("valid");
+        let c = crate::target::parse(Path::new("x.toml"), &set).expect("valid");
         assert_eq!(
             (c.state.log_retention_days, c.state.log_max_records),
             (7, 500)

@@ -23,6 +23,7 @@ use crate::engine::{self, CycleOptions, CycleReport};
 use crate::ids::TargetName;
 use crate::source;
 use crate::state::{self, Store};
+use crate::target::Target;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -89,7 +90,7 @@ impl Shared {
 
 /// `scimsync run`: serves until `SIGTERM` or `SIGINT`; returns the exit code.
 pub async fn run(config_path: &Path) -> i32 {
-    let config = match Config::load(config_path) {
+    let config = match crate::target::load(config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -225,7 +226,7 @@ fn reload(
     tasks: &mut BTreeMap<String, JoinHandle<()>>,
 ) {
     notify::reloading();
-    match Config::load(path) {
+    match crate::target::load(path) {
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the previous one.");
         }
@@ -300,8 +301,13 @@ async fn target_loop(name: String, shared: Arc<Shared>) {
 /// One scheduled cycle of one target: read the source, run, record.
 async fn cycle(shared: &Shared, name: &str) {
     let config = shared.current();
-    let Some(target) = config.target(name) else {
-        return;
+    let target = match Target::named(&config, name) {
+        None => return,
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            tracing::error!(target = %name, error = %e, "Cycle failed.");
+            return;
+        }
     };
     let _cycle = shared.locks.lock(name).await;
     if shared.stop.is_cancelled() {
@@ -328,7 +334,7 @@ async fn cycle(shared: &Shared, name: &str) {
         engine::run_target_until(
             std::borrow::Cow::Owned(dir),
             &config,
-            target,
+            &target,
             &shared.store,
             CycleOptions::default(),
             &shared.stop,
@@ -339,7 +345,9 @@ async fn cycle(shared: &Shared, name: &str) {
     }
     .await;
     match &result {
-        Ok(Some(r)) => crate::telemetry::cycle(r),
+        Ok(Some(r)) => {
+            crate::telemetry::cycle(name, !r.incomplete(), r.quarantine.is_some(), r.escrow)
+        }
         Ok(None) => {}
         Err(_) => crate::telemetry::cycle_failed(name),
     }

@@ -9,6 +9,21 @@ use crate::state::{Quarantine, Snapshot, StateError};
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
 
+/// Why the source-outage guard refused to plan.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OutageGuard {
+    #[error("the source returned no users, while the last good read had {last} and {managed} accounts are managed; \
+             an empty directory is never taken as everyone having left, so nothing was planned")]
+    Empty { last: usize, managed: usize },
+    #[error("the source returned {got} users, fewer than min_source_ratio = {min_ratio} of the {last} of the last good read; \
+             nothing was planned. If the directory really shrank, lower [source] min_source_ratio for one run")]
+    Shrank {
+        got: usize,
+        min_ratio: f64,
+        last: usize,
+    },
+}
+
 /// Refuses to plan from a read that looks like an outage rather than a directory: no users
 /// while accounts are managed, or fewer than `min_ratio` of the last good read.
 pub fn outage_guard(
@@ -21,18 +36,17 @@ pub fn outage_guard(
     if got == 0 {
         let managed = snapshot.counts()?.0;
         if managed > 0 || last > 0 {
-            return Err(EngineError::Guard(format!(
-                "the source returned no users, while the last good read had {last} and {managed} accounts are managed; \
-                 an empty directory is never taken as everyone having left, so nothing was planned"
-            )));
+            return Err(OutageGuard::Empty { last, managed }.into());
         }
         return Ok(());
     }
     if last > 0 && (got as f64) < min_ratio * last as f64 {
-        return Err(EngineError::Guard(format!(
-            "the source returned {got} users, fewer than min_source_ratio = {min_ratio} of the {last} of the last good read; \
-             nothing was planned. If the directory really shrank, lower [source] min_source_ratio for one run"
-        )));
+        return Err(OutageGuard::Shrank {
+            got,
+            min_ratio,
+            last,
+        }
+        .into());
     }
     Ok(())
 }
@@ -153,7 +167,7 @@ mod tests {
 
     #[test]
     fn quarantine_on_auth_or_a_high_failure_share() {
-        let t: TargetConfig = crate::config::Config::parse(
+        let t: TargetConfig = crate::target::parse(
             std::path::Path::new("x.toml"),
             "[source]\nkind = \"json\"\npath = \"d.json\"\n[scope]\nall = true\n[[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/v2\"\ntoken_env = \"T\"\n",
         )

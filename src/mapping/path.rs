@@ -5,6 +5,8 @@
 //! A path knows how to read its value out of a SCIM resource, write it into a new one, and name
 //! itself in a PATCH operation or a filter.
 
+pub use crate::scim::filter::FilterForm;
+use crate::scim::patch::{PatchOp, Verb};
 use serde_json::{Map, Value as Json};
 use std::fmt;
 
@@ -117,19 +119,112 @@ impl AttrPath {
             && !matches!(self.attr.to_ascii_lowercase().as_str(), "externalid" | "id")
     }
 
-    /// The filter expression that finds resources carrying `value` here (RFC 7644 §3.4.2.2).
+    /// The filter expression that finds resources carrying `value` here (RFC 7644 §3.4.2.2),
+    /// in the first (most specific) form.
     pub fn filter_for(&self, value: &str) -> String {
-        let v = quote(value);
-        let attr = match &self.urn {
-            Some(urn) => format!("{urn}:{}", self.attr),
-            None => self.attr.clone(),
-        };
+        self.filter_in(self.filter_forms()[0], value)
+    }
+
+    /// The forms a filter for this path can take, the most specific first. A path with a
+    /// value filter (`emails[type eq "work"].value`) has four, because servers differ in which
+    /// they answer; any other path has one.
+    pub fn filter_forms(&self) -> &'static [FilterForm] {
         match (&self.filter, &self.sub) {
-            (Some((fa, fv)), Some(sub)) => {
+            (Some(_), Some(_)) => &[
+                FilterForm::Compound,
+                FilterForm::ValuePath,
+                FilterForm::SubAttribute,
+                FilterForm::Attribute,
+            ],
+            _ => &[FilterForm::Plain],
+        }
+    }
+
+    /// The filter that finds resources carrying `value` here, in one form.
+    pub fn filter_in(&self, form: FilterForm, value: &str) -> String {
+        let v = quote(value);
+        let attr = self.base_path();
+        match (form, &self.filter, &self.sub) {
+            (FilterForm::Compound, Some((fa, fv)), Some(sub)) => {
                 format!("{attr}[{fa} eq {} and {sub} eq {v}]", quote(fv))
             }
-            (None, Some(sub)) => format!("{attr}.{sub} eq {v}"),
+            (FilterForm::ValuePath, Some((fa, fv)), Some(sub)) => {
+                format!("{attr}[{fa} eq {}].{sub} eq {v}", quote(fv))
+            }
+            (FilterForm::SubAttribute, _, Some(sub)) | (FilterForm::Plain, None, Some(sub)) => {
+                format!("{attr}.{sub} eq {v}")
+            }
             _ => format!("{attr} eq {v}"),
+        }
+    }
+
+    /// The values a resource holds here, as matching compares them: for a path with a value
+    /// filter, the sub-attribute of *every* item whatever its type (RFC 7643 makes `type`
+    /// optional, and servers drop or change it); else the one value. Empty values never count.
+    pub fn match_values(&self, resource: &Json) -> Vec<String> {
+        let text = |v: &Json| match v {
+            Json::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Json::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        match (&self.filter, &self.sub) {
+            (Some(_), Some(sub)) => self
+                .container(resource)
+                .and_then(|c| get_ci(c, &self.attr))
+                .and_then(Json::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| get_ci(item.as_object()?, sub).and_then(text))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => self
+                .read(resource)
+                .as_ref()
+                .and_then(text)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// A value of a resource here that sits in an item of another type than this path names,
+    /// or of none: the value a typed filter would miss. `None` for a path without a filter.
+    pub fn untyped_value(&self, resource: &Json) -> Option<String> {
+        let ((fa, fv), sub) = (self.filter.as_ref()?, self.sub.as_ref()?);
+        let items = get_ci(self.container(resource)?, &self.attr)?.as_array()?;
+        items.iter().find_map(|item| {
+            let item = item.as_object()?;
+            let typed = get_ci(item, fa)
+                .and_then(Json::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(fv));
+            let value = get_ci(item, sub)?.as_str()?;
+            (!typed && !value.trim().is_empty()).then(|| value.to_owned())
+        })
+    }
+
+    /// The top-level key of a resource that holds this path: the attribute, or its extension.
+    pub fn top_key(&self) -> String {
+        self.urn.clone().unwrap_or_else(|| self.attr.clone())
+    }
+
+    /// Whether a resource carries `value` here, as matching compares (see
+    /// [`AttrPath::match_values`]; without regard to case where the attribute is not
+    /// case-exact).
+    pub fn carries(&self, resource: &Json, value: &str) -> bool {
+        !value.trim().is_empty()
+            && self
+                .match_values(resource)
+                .iter()
+                .any(|v| self.same_value(v, value))
+    }
+
+    /// Whether two values of this attribute are the same, as the target compares them.
+    pub fn same_value(&self, a: &str, b: &str) -> bool {
+        if self.case_insensitive() {
+            a.to_lowercase() == b.to_lowercase()
+        } else {
+            a == b
         }
     }
 
@@ -223,27 +318,48 @@ impl AttrPath {
     /// The PATCH operations that set this path to `value`, given whether the target holds a
     /// value there now. A filtered path that matches nothing cannot be replaced (servers answer
     /// `noTarget`), so the whole multi-valued item is added instead.
-    pub fn patch_set(&self, value: Json, exists: bool) -> Json {
-        match (&self.filter, &self.sub, exists) {
-            (Some((fa, fv)), Some(sub), false) => {
+    pub fn patch_set(&self, value: Json, exists: bool) -> PatchOp {
+        let op = match (&self.filter, &self.sub) {
+            (Some((fa, fv)), Some(sub)) => {
                 let mut item = Map::new();
                 item.insert(fa.clone(), Json::String(fv.clone()));
-                item.insert(sub.clone(), value);
-                serde_json::json!({"op": "add", "path": self.base_path(), "value": [item]})
+                item.insert(sub.clone(), value.clone());
+                let one = |mut item: Map<String, Json>, primary: bool| {
+                    if primary {
+                        item.insert("primary".into(), Json::Bool(true));
+                    }
+                    Some(Json::Array(vec![Json::Object(item)]))
+                };
+                // A target that refuses the value-filtered path may take the whole attribute.
+                let whole = PatchOp::new(Verb::Replace, self.base_path(), one(item.clone(), true));
+                let op = if exists {
+                    PatchOp::new(Verb::Replace, self.to_string(), Some(value))
+                } else {
+                    PatchOp::new(Verb::Add, self.base_path(), one(item, false))
+                };
+                op.or_whole(whole)
             }
-            _ => serde_json::json!({"op": "replace", "path": self.to_string(), "value": value}),
-        }
+            _ => PatchOp::new(Verb::Replace, self.to_string(), Some(value)),
+        };
+        op.for_attribute(self.to_string())
     }
 
     /// The PATCH operation that clears this path.
-    pub fn patch_remove(&self) -> Json {
-        let path = match &self.filter {
+    pub fn patch_remove(&self) -> PatchOp {
+        let op = match &self.filter {
             // Clearing the value of a typed item removes the item (an e-mail without value is
-            // meaningless).
-            Some((fa, fv)) => format!("{}[{fa} eq {}]", self.base_path(), quote(fv)),
-            None => self.to_string(),
+            // meaningless); a target that refuses the filter may remove the whole attribute.
+            Some((fa, fv)) => {
+                let path = format!("{}[{fa} eq {}]", self.base_path(), quote(fv));
+                PatchOp::new(Verb::Remove, path, None).or_whole(PatchOp::new(
+                    Verb::Remove,
+                    self.base_path(),
+                    None,
+                ))
+            }
+            None => PatchOp::new(Verb::Remove, self.to_string(), None),
         };
-        serde_json::json!({"op": "remove", "path": path})
+        op.for_attribute(self.to_string())
     }
 
     fn base_path(&self) -> String {
@@ -392,17 +508,22 @@ mod tests {
 
     #[test]
     fn patch_of_a_filtered_path_adds_the_item_when_absent() {
+        let lower = |v: Verb| match v {
+            Verb::Add => "add",
+            Verb::Replace => "replace",
+            Verb::Remove => "remove",
+        };
         let p = AttrPath::parse(r#"emails[type eq "work"].value"#).expect("p");
         assert_eq!(
-            p.patch_set(json!("a@x"), false),
+            p.patch_set(json!("a@x"), false).to_json(lower),
             json!({"op": "add", "path": "emails", "value": [{"type": "work", "value": "a@x"}]})
         );
         assert_eq!(
-            p.patch_set(json!("a@x"), true),
+            p.patch_set(json!("a@x"), true).to_json(lower),
             json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "a@x"})
         );
         assert_eq!(
-            p.patch_remove(),
+            p.patch_remove().to_json(lower),
             json!({"op": "remove", "path": "emails[type eq \"work\"]"})
         );
     }

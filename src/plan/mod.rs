@@ -7,21 +7,21 @@ use crate::config::DeprovisionMode;
 use crate::ids::{ScimId, SourceId};
 use crate::mapping::Desired;
 use crate::state::{GroupEntry, UserEntry, UserSummary};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One attribute that changes: `None` is absent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub path: String,
     pub old: Option<Json>,
     pub new: Option<Json>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum UserOp {
     /// Not in the snapshot (or a full sync): find the account by the matching attributes,
@@ -53,13 +53,13 @@ impl UserOp {
 }
 
 /// A group as the target should hold it: attributes and in-scope direct user members.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredGroup {
     pub desired: Desired,
     pub members: BTreeSet<SourceId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum GroupOp {
     MatchOrCreate {
@@ -94,32 +94,76 @@ pub struct PlanOptions {
     pub allow_deletes: bool,
 }
 
-impl PlanOptions {
-    /// Whether `count` deprovisions out of `managed` objects must wait for `--allow-deletes`.
-    pub fn holds(&self, count: usize, managed: usize) -> bool {
-        if self.allow_deletes || count == 0 {
-            return false;
+/// Why deprovisions wait for `sync --allow-deletes`: the guard, and its threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "guard", rename_all = "snake_case")]
+pub enum Hold {
+    /// More deprovisions in one cycle than `deletion_threshold`.
+    DeletionThreshold { count: usize, threshold: usize },
+    /// More than `deletion_threshold_percent` of the managed objects.
+    DeletionThresholdPercent {
+        count: usize,
+        managed: usize,
+        percent: f64,
+    },
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::DeletionThreshold { threshold, .. } => {
+                write!(f, "more than deletion_threshold = {threshold}")
+            }
+            Hold::DeletionThresholdPercent { percent, .. } => write!(
+                f,
+                "more than deletion_threshold_percent = {percent}% of the managed objects"
+            ),
         }
-        let over_percent = self
-            .deletion_threshold_percent
-            .is_some_and(|p| managed > 0 && count as f64 * 100.0 > p * managed as f64);
-        count > self.deletion_threshold || over_percent
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+impl PlanOptions {
+    /// Why `count` deprovisions out of `managed` objects must wait for `--allow-deletes`, if
+    /// they must.
+    pub fn holds(&self, count: usize, managed: usize) -> Option<Hold> {
+        if self.allow_deletes || count == 0 {
+            return None;
+        }
+        if count > self.deletion_threshold {
+            return Some(Hold::DeletionThreshold {
+                count,
+                threshold: self.deletion_threshold,
+            });
+        }
+        let percent = self.deletion_threshold_percent?;
+        (managed > 0 && count as f64 * 100.0 > percent * managed as f64).then_some(
+            Hold::DeletionThresholdPercent {
+                count,
+                managed,
+                percent,
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UserPlan {
     pub ops: Vec<UserOp>,
     pub unchanged: usize,
     /// Deprovisions held back because they exceed the deletion threshold.
     pub held: Vec<UserOp>,
+    /// Why they are held.
+    #[serde(default)]
+    pub hold: Option<Hold>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GroupPlan {
     pub ops: Vec<GroupOp>,
     pub unchanged: usize,
     pub held: Vec<GroupOp>,
+    #[serde(default)]
+    pub hold: Option<Hold>,
 }
 
 /// The hash of the attributes kept in step; equal hashes mean nothing to send.
@@ -237,7 +281,8 @@ fn plan_known_users<'a, E>(
             }),
         }
     }
-    if opts.holds(deprovisions.len(), known.len()) {
+    plan.hold = opts.holds(deprovisions.len(), known.len());
+    if plan.hold.is_some() {
         plan.held = deprovisions;
     } else {
         plan.ops.extend(deprovisions);
@@ -357,7 +402,8 @@ fn plan_desired_groups<'a>(
             }),
         }
     }
-    if opts.holds(deprovisions.len(), snapshot.len()) {
+    plan.hold = opts.holds(deprovisions.len(), snapshot.len());
+    if plan.hold.is_some() {
         plan.held = deprovisions;
     } else {
         plan.ops.extend(deprovisions);
@@ -572,6 +618,12 @@ mod tests {
         // 3 of 10 is 30%: over 20%, held although under the count.
         let plan = plan_users(&snapshot, &keep, &BTreeSet::new(), o);
         assert_eq!(plan.held.len(), 3);
+        // The reason is the percentage, not the count (regression: it was reported as the
+        // count threshold).
+        assert_eq!(
+            plan.hold.as_ref().map(ToString::to_string).as_deref(),
+            Some("more than deletion_threshold_percent = 20% of the managed objects")
+        );
         // 2 of 10 is exactly 20%: carried out.
         let keep: BTreeMap<_, _> = (0..8)
             .map(|i| (SourceId(format!("u{i}")), c.clone()))
@@ -579,7 +631,7 @@ mod tests {
         let plan = plan_users(&snapshot, &keep, &BTreeSet::new(), o);
         assert!(plan.held.is_empty());
         assert_eq!(plan.ops.len(), 2);
-        assert!(!o.holds(0, 0));
+        assert_eq!(o.holds(0, 0), None);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct OAuth {
     /// The token endpoint refused the credentials: calls waiting for a token get the same
     /// answer rather than asking again (a client lives one cycle).
     refused: std::sync::Mutex<Option<TokenError>>,
+    /// The access tokens issued to this client, so that no text from the target repeats one.
+    issued: std::sync::Mutex<Vec<Secret>>,
 }
 
 struct Cached {
@@ -83,17 +85,23 @@ struct TokenErrorResponse {
 
 impl Auth {
     /// Reads the target's secret (the error names the file or variable, never the value).
-    pub fn from_config(target: &TargetConfig) -> Result<Auth, String> {
+    pub fn from_config(target: &TargetConfig) -> Result<Auth, super::ClientError> {
+        let failed = |what: &'static str| {
+            move |e: secret::SecretError| super::ClientError::Credentials {
+                what,
+                message: e.to_string(),
+            }
+        };
         match &target.token_url {
             None => secret::read(target.token_file.as_deref(), target.token_env.as_deref())
                 .map(Auth::Bearer)
-                .map_err(|e| format!("target {:?}: token: {e}", target.name)),
+                .map_err(failed("token")),
             Some(token_url) => {
                 let client_secret = secret::read(
                     target.client_secret_file.as_deref(),
                     target.client_secret_env.as_deref(),
                 )
-                .map_err(|e| format!("target {:?}: client secret: {e}", target.name))?;
+                .map_err(failed("client secret"))?;
                 Ok(Auth::OAuth(Box::new(OAuth {
                     target: target.name.clone(),
                     token_url: token_url.clone(),
@@ -103,6 +111,7 @@ impl Auth {
                     cached: Mutex::new(None),
                     generation: AtomicU64::new(0),
                     refused: std::sync::Mutex::new(None),
+                    issued: std::sync::Mutex::new(Vec::new()),
                 })))
             }
         }
@@ -118,6 +127,33 @@ impl Auth {
             }),
             Auth::OAuth(oauth) => oauth.bearer(http).await,
         }
+    }
+
+    /// The secrets this client may send (a token, a client secret and the access tokens it
+    /// was issued, the HTTP Basic form of the client credentials), longest first: text from
+    /// the target is scrubbed of them before it is printed or stored.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = match self {
+            Auth::Bearer(token) => vec![token.expose().to_owned()],
+            Auth::OAuth(o) => {
+                use base64::Engine as _;
+                let basic = format!(
+                    "{}:{}",
+                    urlencoding::encode(&o.client_id),
+                    urlencoding::encode(o.client_secret.expose())
+                );
+                let mut v = vec![
+                    o.client_secret.expose().to_owned(),
+                    base64::engine::general_purpose::STANDARD.encode(basic),
+                ];
+                let issued = o.issued.lock().unwrap_or_else(|p| p.into_inner());
+                v.extend(issued.iter().map(|s| s.expose().to_owned()));
+                v
+            }
+        };
+        out.retain(|s| s.len() >= 4);
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        out
     }
 
     /// Whether a 401 may be cured by fetching a new token.
@@ -165,6 +201,10 @@ impl OAuth {
                 return Err(e);
             }
         };
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(value.clone());
         let margin = refresh_margin(lifetime);
         let bearer = Bearer {
             value,
@@ -217,7 +257,7 @@ impl OAuth {
                     Some(d) => format!("{} ({d})", e.error),
                     None => e.error,
                 },
-                Err(_) => super::excerpt(&bytes),
+                Err(_) => crate::text::escape(String::from_utf8_lossy(&bytes).trim()),
             };
             return Err(fail(
                 Some(status.as_u16()),

@@ -17,7 +17,7 @@
 //! again. A request the target refuses as a whole (400, 413) is sent again as single calls;
 //! an endpoint it lacks (404, 405, 501) turns bulk off for the rest of the cycle.
 
-use super::ScimError;
+use super::error::{Cause, ScimError};
 use reqwest::Method;
 use serde_json::{json, Value as Json};
 use std::collections::{HashMap, VecDeque};
@@ -264,7 +264,7 @@ fn unknown(p: &Pending, why: &str) -> ScimError {
         scim_type: None,
         detail: format!("outcome unknown: {why} (bulkId {})", p.bulk_id),
         retryable: true,
-        not_sent: false,
+        cause: Cause::Unknown,
     }
 }
 
@@ -400,8 +400,8 @@ fn one_result(p: &Pending, r: &Json) -> Answer {
             status: Some(status),
             scim_type,
             detail,
-            retryable: status == 429 || status >= 500,
-            not_sent: false,
+            retryable: status == 429 || (status >= 500 && status != 501 && status != 505),
+            cause: Cause::Status,
         },
         None,
     ))
@@ -605,7 +605,7 @@ mod tests {
             scim_type: None,
             detail: "request failed: connection reset".into(),
             retryable: true,
-            not_sent: false,
+            cause: Cause::Transport,
         };
         for d in settle(&ops, Err((reset.clone(), None))) {
             let (e, _) = done(d).expect_err("failed");

@@ -1,91 +1,65 @@
 //! The SCIM 2.0 client of one target: authentication, rate limit, concurrency cap, retries and
-//! error parsing (RFC 7644).
+//! error parsing (RFC 7644), with every per-target difference taken from its [`Profile`].
+//!
+//! - [`route`]: where a call goes, built with a URL builder.
+//! - [`http`]: one request and its answer, read up to a bound, never redirected.
+//! - [`patch`], [`filter`]: the typed PATCH operations and filter forms.
+//! - [`profile`]: what was configured and learned about the target.
+//! - [`members`]: group member changes in as few PATCHes as the target takes.
+//! - [`bulk`], [`auth`], [`retry`]: bulk requests, tokens, pacing and retries.
 //!
 //! `backoff` and `governor` are used only here (and in [`retry`]), so they can be replaced in
 //! one place.
 
 pub mod auth;
 pub mod bulk;
+mod bulk_send;
+pub mod error;
+pub mod filter;
+mod http;
+pub mod members;
+pub mod patch;
+pub mod profile;
 pub mod retry;
+pub mod route;
 
 use crate::config::TargetConfig;
-use crate::ids::{ScimId, TargetName};
-use auth::{Auth, Bearer, TokenError};
-use reqwest::{Method, StatusCode};
+use crate::ids::{BadId, ScimId, TargetName};
+use auth::Auth;
+pub use error::{Cause, ScimError};
+use patch::PatchOp;
+pub use profile::Profile;
+use reqwest::Method;
 use retry::Pacer;
-use serde_json::{json, Value as Json};
+pub use route::{Endpoint, Route};
+use serde_json::Value as Json;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-const SCIM_JSON: &str = "application/scim+json";
-const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub(crate) const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-/// The two resource endpoints scimsync writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Users,
-    Groups,
+/// Why a target's client cannot be built: its credentials or its CA file.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{what}: {message}")]
+    Credentials { what: &'static str, message: String },
+    #[error("ca_file {path}: {message}")]
+    CaFile {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("url {url:?}: {message}")]
+    Url { url: String, message: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
 }
 
-impl Endpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Users => "/Users",
-            Endpoint::Groups => "/Groups",
-        }
-    }
-}
-
-/// A failed SCIM call, with what the server said.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{method} {path}: {}{}", .status.map(|s| format!("{s} ")).unwrap_or_default(), .detail)]
-pub struct ScimError {
-    pub method: String,
-    pub path: String,
-    pub status: Option<u16>,
-    pub scim_type: Option<String>,
-    pub detail: String,
-    pub retryable: bool,
-    /// True when the call was never sent because the target had already rejected the
-    /// credentials in this cycle.
-    pub not_sent: bool,
-}
-
-impl ScimError {
-    /// The target rejected the credentials (401 or 403).
-    pub fn is_auth(&self) -> bool {
-        matches!(self.status, Some(401 | 403))
-    }
-    pub fn is_not_found(&self) -> bool {
-        self.status == Some(404)
-    }
-    pub fn is_conflict(&self) -> bool {
-        self.status == Some(409)
-    }
-    /// No answer came within the request timeout (also for a bulk request carrying this
-    /// operation); the target may still apply it.
-    pub fn is_timeout(&self) -> bool {
-        self.status.is_none() && self.detail.starts_with(TIMED_OUT)
-    }
-    /// A write never sent because scimsync is shutting down.
-    pub fn is_interrupted(&self) -> bool {
-        self.not_sent && self.status.is_none()
-    }
-    /// The OAuth token endpoint, not the target, failed or refused the client credentials.
-    pub fn is_token_request(&self) -> bool {
-        self.detail.starts_with(TOKEN_REQUEST)
-    }
-}
-
-const TOKEN_REQUEST: &str = "OAuth token request";
-
-impl From<TokenError> for ScimError {
+impl From<auth::TokenError> for ScimError {
     /// A refused token request counts as a rejection of the credentials (401), so that the
     /// cycle stops sending after the first one, as for a wrong static token.
-    fn from(e: TokenError) -> Self {
+    fn from(e: auth::TokenError) -> Self {
         let verb = if e.retryable { "failed" } else { "rejected" };
         ScimError {
             method: "POST".to_owned(),
@@ -93,27 +67,33 @@ impl From<TokenError> for ScimError {
             status: if e.retryable { None } else { Some(401) },
             scim_type: None,
             detail: format!(
-                "{TOKEN_REQUEST} {verb} for target {:?}: {}",
+                "OAuth token request {verb} for target {:?}: {}",
                 e.target, e.detail
             ),
             retryable: e.retryable,
-            not_sent: false,
+            cause: Cause::TokenRequest,
         }
     }
 }
 
-/// How a request that got no answer in time is described (the start of its error's detail).
-const TIMED_OUT: &str = "timed out";
+/// A refused attribute: the target would not take this mapped attribute, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub attribute: String,
+    pub why: String,
+}
 
 pub struct Client {
     target: TargetName,
-    base: String,
+    base: reqwest::Url,
     http: reqwest::Client,
     auth: Auth,
     pacer: Pacer,
     slots: Semaphore,
     requests: AtomicUsize,
     retry_max: Duration,
+    max_body: usize,
+    profile: Arc<Profile>,
     /// The first authentication rejection of this client's life (one cycle): later calls are
     /// not sent, so a wrong token costs one request rather than one per object.
     auth_rejected: Mutex<Option<String>>,
@@ -128,35 +108,43 @@ pub struct Client {
 }
 
 impl Client {
-    /// Builds the client of one target; reads its token (the error names the file or variable).
-    pub fn new(target: &TargetConfig) -> Result<Client, String> {
+    /// Builds the client of one target, with its profile; reads its token (the error names
+    /// the file or variable).
+    pub fn new(target: &TargetConfig, profile: Arc<Profile>) -> Result<Client, ClientError> {
         let auth = Auth::from_config(target)?;
+        let base = reqwest::Url::parse(&target.url).map_err(|e| ClientError::Url {
+            url: target.url.clone(),
+            message: e.to_string(),
+        })?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(target.connect_timeout_seconds))
             .timeout(Duration::from_secs(target.timeout_seconds))
+            // A target's redirect is refused, never followed: it could send the data elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &target.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| format!("target {:?}: ca_file {}: {e}", target.name, ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| format!("target {:?}: ca_file {}: {e}", target.name, ca.display()))?;
+            let ca_error = |message: String| ClientError::CaFile {
+                path: ca.clone(),
+                message,
+            };
+            let pem = std::fs::read(ca).map_err(|e| ca_error(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder.build().map_err(|e| {
-            format!(
-                "target {:?}: cannot build the HTTP client: {e}",
-                target.name
-            )
-        })?;
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         Ok(Client {
             target: TargetName(target.name.clone()),
-            base: target.url.trim_end_matches('/').to_owned(),
+            base,
             http,
             auth,
             pacer: Pacer::new(target.rate_limit, target.burst()),
             slots: Semaphore::new(target.concurrency.max(1)),
             requests: AtomicUsize::new(0),
             retry_max: Duration::from_secs(target.retry_max_seconds),
+            max_body: target.max_response_bytes,
+            profile,
             auth_rejected: Mutex::new(None),
             bulk_wanted: target.bulk,
             concurrency: target.concurrency.max(1),
@@ -173,23 +161,35 @@ impl Client {
         self
     }
 
-    fn interrupted(&self, method: &Method, path: &str) -> ScimError {
-        ScimError {
-            method: method.to_string(),
-            path: path.to_owned(),
-            status: None,
-            scim_type: None,
-            detail: "not sent: scimsync is shutting down".into(),
-            retryable: false,
-            not_sent: true,
-        }
-    }
-
     /// The same client sending every write as a single call, whatever `bulk` says (one user
     /// provisioned on demand gains nothing from bulk).
     pub fn without_bulk(mut self) -> Client {
         self.bulk_wanted = false;
         self
+    }
+
+    /// What was configured and learned about this target.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// `host:port` of the target, for messages.
+    pub fn authority(&self) -> String {
+        let host = self.base.host_str().unwrap_or("?");
+        match self.base.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+
+    /// The secrets this client sends, so that no text from the target repeats them.
+    fn secrets(&self) -> Vec<String> {
+        self.auth.secrets()
+    }
+
+    fn interrupted(&self, method: &Method, route: &Route) -> ScimError {
+        let detail = "not sent: scimsync is shutting down".to_owned();
+        ScimError::new(method, &route.to_string(), Cause::NotSentShutdown, detail)
     }
 
     /// How many writes a caller should keep pending: `concurrency`, or `concurrency ×
@@ -201,119 +201,6 @@ impl Client {
             Some(d) => d.width(),
             None => self.concurrency,
         }
-    }
-
-    /// The bulk dispatcher, when `bulk = true` and the target advertises bulk support. Read
-    /// once per client (one cycle); a target without bulk is reported once.
-    async fn bulk(&self) -> Option<&bulk::Dispatcher> {
-        if !self.bulk_wanted {
-            return None;
-        }
-        let d = self
-            .bulk
-            .get_or_init(|| async {
-                let path = "/ServiceProviderConfig";
-                let spc = backoff::future::retry(retry::policy(self.retry_max), || async {
-                    match self.attempt(Method::GET, path, None).await {
-                        Ok(v) => Ok(v),
-                        Err((e, retry_after)) if e.retryable => {
-                            Err(backoff::Error::Transient { err: e, retry_after })
-                        }
-                        Err((e, _)) => Err(backoff::Error::Permanent(e)),
-                    }
-                })
-                .await;
-                let limits = match spc {
-                    Ok(Some(spc)) => bulk::Limits::advertised(&spc),
-                    Ok(None) => Err("its /ServiceProviderConfig is empty".to_owned()),
-                    Err(e) => Err(format!("its /ServiceProviderConfig cannot be read ({e})")),
-                };
-                match limits {
-                    Ok(l) => {
-                        tracing::info!(target_name = %self.target, max_operations = l.max_operations, max_payload_size = l.max_payload_size, "Writes go in SCIM bulk requests.");
-                        Some(bulk::Dispatcher::new(l, self.concurrency))
-                    }
-                    Err(why) => {
-                        tracing::warn!(target_name = %self.target, "bulk = true, but {why}; sending single calls.");
-                        None
-                    }
-                }
-            })
-            .await
-            .as_ref()?;
-        (!d.disabled()).then_some(d)
-    }
-
-    /// One attempt of a call: a write goes through the bulk dispatcher when bulk is on, and is
-    /// answered exactly as a single call would be.
-    async fn attempt_routed(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Json>,
-    ) -> bulk::Answer {
-        let write = matches!(method, Method::POST | Method::PATCH | Method::DELETE)
-            && (path.starts_with("/Users") || path.starts_with("/Groups"));
-        if write && self.stop.is_cancelled() {
-            return Err((self.interrupted(&method, path), None));
-        }
-        if write {
-            if let Some(d) = self.bulk().await {
-                if let Some(answer) = self.via_bulk(d, &method, path, body).await {
-                    return answer;
-                }
-            }
-        }
-        self.attempt(method, path, body).await
-    }
-
-    /// Queues a write and waits for its answer, sending bulk requests while it waits in the
-    /// queue; `None` when it must go as a single call.
-    async fn via_bulk(
-        &self,
-        d: &bulk::Dispatcher,
-        method: &Method,
-        path: &str,
-        body: Option<&Json>,
-    ) -> Option<bulk::Answer> {
-        if self.auth_rejected().is_some() {
-            // The single path refuses it without sending anything.
-            return None;
-        }
-        let mut ticket = d.enqueue(method, path, body)?;
-        let queued = std::time::Instant::now();
-        while !ticket.taken.load(std::sync::atomic::Ordering::Acquire) {
-            tokio::select! {
-                biased;
-                answer = &mut ticket.reply => return delivered(answer, method, path, queued),
-                permit = d.senders.acquire() => {
-                    let Ok(_permit) = permit else { break };
-                    if self.stop.is_cancelled() {
-                        if ticket.taken.load(std::sync::atomic::Ordering::Acquire) {
-                            break;
-                        }
-                        // Queued writes are not sent after a shutdown began.
-                        return Some(Err((self.interrupted(method, path), None)));
-                    }
-                    if d.underfull() {
-                        tokio::time::sleep(bulk::LINGER).await;
-                    }
-                    let batch = d.take_batch();
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    let request = bulk::request_body(&batch);
-                    // The request serves other objects' operations too: its own HTTP call is
-                    // kept out of this operation's log record, and each operation notes its
-                    // own result when it is delivered.
-                    let answer =
-                        crate::audit::collect(self.attempt(Method::POST, "/Bulk", Some(&request)))
-                            .await;
-                    d.settle(batch, answer);
-                }
-            }
-        }
-        delivered(ticket.reply.await, method, path, queued)
     }
 
     /// Why the target rejected the credentials, if it did during this client's life.
@@ -329,12 +216,20 @@ impl Client {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// `GET /ServiceProviderConfig`, with retries.
+    pub async fn service_provider_config(&self) -> Result<Json, ScimError> {
+        let route = Route::at("ServiceProviderConfig");
+        self.call(Method::GET, &route, None)
+            .await?
+            .ok_or_else(|| self.invalid(Method::GET, &route, "an empty ServiceProviderConfig"))
+    }
+
     /// `GET /Users?filter=…`: every resource the server returns for the filter.
     pub async fn search(&self, endpoint: Endpoint, filter: &str) -> Result<Vec<Json>, ScimError> {
-        let path = format!("{}?filter={}", endpoint.path(), urlencoding::encode(filter));
-        let body = self.call(Method::GET, &path, None).await?;
+        let route = Route::endpoint(endpoint).with("filter", filter);
+        let body = self.call(Method::GET, &route, None).await?;
         let Some(body) = body else {
-            return Err(self.invalid(Method::GET, &path, "empty answer to a query"));
+            return Err(self.invalid(Method::GET, &route, "empty answer to a query"));
         };
         let total = body.get("totalResults").map(Json::as_u64);
         // A list the client cannot read must not look like "no account": that would create a
@@ -342,18 +237,18 @@ impl Client {
         match (body.get("Resources"), total) {
             (Some(Json::Array(items)), Some(Some(_)) | None) => Ok(items.clone()),
             (Some(Json::Array(_)), Some(None)) => {
-                Err(self.invalid(Method::GET, &path, "totalResults is not a number"))
+                Err(self.invalid(Method::GET, &route, "totalResults is not a number"))
             }
-            (Some(_), _) => Err(self.invalid(Method::GET, &path, "Resources is not a list")),
+            (Some(_), _) => Err(self.invalid(Method::GET, &route, "Resources is not a list")),
             (None, Some(Some(0))) => Ok(Vec::new()),
             (None, Some(Some(n))) => Err(self.invalid(
                 Method::GET,
-                &path,
+                &route,
                 &format!("the ListResponse says totalResults {n} but has no Resources"),
             )),
             (None, _) => Err(self.invalid(
                 Method::GET,
-                &path,
+                &route,
                 "the ListResponse has neither totalResults nor Resources",
             )),
         }
@@ -367,12 +262,18 @@ impl Client {
         start: usize,
         count: usize,
     ) -> Result<(Vec<Json>, usize), ScimError> {
-        let path = format!("{}?startIndex={start}&count={count}", endpoint.path());
-        let body = self.call(Method::GET, &path, None).await?;
+        let mut route = Route::endpoint(endpoint)
+            .with("startIndex", start)
+            .with("count", count);
+        if endpoint == Endpoint::Groups {
+            // Members are not needed to match, and a page of large groups would be huge.
+            route = route.with("excludedAttributes", "members");
+        }
+        let body = self.call(Method::GET, &route, None).await?;
         let resources = match body.as_ref().and_then(|b| b.get("Resources")) {
             None => Vec::new(),
             Some(Json::Array(items)) => items.clone(),
-            Some(_) => return Err(self.invalid(Method::GET, &path, "Resources is not a list")),
+            Some(_) => return Err(self.invalid(Method::GET, &route, "Resources is not a list")),
         };
         let total = body
             .as_ref()
@@ -380,98 +281,188 @@ impl Client {
             .and_then(Json::as_u64)
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| {
-                self.invalid(Method::GET, &path, "a ListResponse without totalResults")
+                self.invalid(Method::GET, &route, "a ListResponse without totalResults")
             })?;
         Ok((resources, total))
     }
 
     pub async fn get(&self, endpoint: Endpoint, id: &ScimId) -> Result<Json, ScimError> {
-        let path = format!("{}/{}", endpoint.path(), urlencoding::encode(id.as_str()));
-        self.call(Method::GET, &path, None)
+        let route = Route::resource(endpoint, id);
+        self.call(Method::GET, &route, None)
             .await?
-            .ok_or_else(|| self.invalid(Method::GET, &path, "empty response"))
+            .ok_or_else(|| self.invalid(Method::GET, &route, "empty response"))
     }
 
-    /// `POST`: creates a resource and returns it as the server stored it.
+    /// `POST`: creates a resource and returns its id and the resource as the server stored it.
     pub async fn create(
         &self,
         endpoint: Endpoint,
         resource: &Json,
     ) -> Result<(ScimId, Json), ScimError> {
-        let path = endpoint.path();
-        let body = self.call(Method::POST, path, Some(resource)).await?;
-        let id = body
-            .as_ref()
-            .and_then(|b| b.get("id"))
-            .and_then(Json::as_str)
-            .filter(|s| !s.is_empty())
-            .map(ScimId::from);
-        match (id, body) {
-            (Some(id), Some(body)) => Ok((id, body)),
-            _ => Err(self.invalid(Method::POST, path, "the created resource has no id")),
+        let route = Route::endpoint(endpoint);
+        let body = self.call(Method::POST, &route, Some(resource)).await?;
+        let Some(body) = body else {
+            return Err(self.invalid(Method::POST, &route, "the created resource has no id"));
+        };
+        match ScimId::checked(body.get("id")) {
+            Ok(id) => Ok((id, body)),
+            Err(e) => Err(self.bad_id(Method::POST, &route, e)),
         }
     }
 
-    /// `PATCH` with RFC 7644 operations.
+    /// `PATCH` with these operations, spelled as the target's profile says.
     pub async fn patch(
         &self,
         endpoint: Endpoint,
         id: &ScimId,
-        ops: Vec<Json>,
+        ops: &[PatchOp],
     ) -> Result<(), ScimError> {
-        let path = format!("{}/{}", endpoint.path(), urlencoding::encode(id.as_str()));
-        let body = json!({"schemas": [PATCH_SCHEMA], "Operations": ops});
-        self.call(Method::PATCH, &path, Some(&body))
+        let route = Route::resource(endpoint, id);
+        let body = self.profile.patch_body(ops);
+        self.call(Method::PATCH, &route, Some(&body))
             .await
             .map(|_| ())
     }
 
+    /// `PATCH` of mapped attributes, as the target takes them. Attributes it refused before
+    /// are not sent; a value-filtered path it takes only whole goes whole. When the PATCH
+    /// fails on one of several operations, each goes alone: the accepted ones apply, an
+    /// attribute the target refuses is returned (and remembered by the profile), and a value
+    /// it refuses fails the call after the others were applied.
+    pub async fn patch_attrs(
+        &self,
+        endpoint: Endpoint,
+        id: &ScimId,
+        ops: Vec<PatchOp>,
+    ) -> Result<Vec<Refused>, ScimError> {
+        let ops: Vec<PatchOp> = ops
+            .into_iter()
+            .filter_map(|op| match op.attribute.as_deref() {
+                Some(a) if self.profile.refuses(a) => None,
+                Some(a) if self.profile.takes_whole(a) => match op.whole {
+                    Some(whole) => Some(whole.for_attribute(a)),
+                    None => Some(op),
+                },
+                _ => Some(op),
+            })
+            .collect();
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let e = match self.patch(endpoint, id, &ops).await {
+            Ok(()) => return Ok(Vec::new()),
+            Err(e) if ops.len() == 1 && e.refuses_attribute() => {
+                return self.refused_one(endpoint, id, &ops[0], &e).await;
+            }
+            Err(e) if ops.len() > 1 && (e.refuses_attribute() || e.status == Some(400)) => e,
+            Err(e) => return Err(e),
+        };
+        tracing::debug!(target_name = %self.target, error = %e, "A PATCH was refused; sending its operations one by one.");
+        let (mut refused, mut failed) = (Vec::new(), None);
+        for op in ops {
+            match self.patch(endpoint, id, std::slice::from_ref(&op)).await {
+                Ok(()) => {}
+                Err(e) if e.refuses_attribute() => {
+                    refused.extend(self.refused_one(endpoint, id, &op, &e).await?)
+                }
+                Err(e) if e.status == Some(400) => {
+                    failed.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(refused),
+        }
+    }
+
+    /// One operation the target refused: its whole-attribute form is tried where it has one;
+    /// else (or refused too) the attribute is refused.
+    async fn refused_one(
+        &self,
+        endpoint: Endpoint,
+        id: &ScimId,
+        op: &PatchOp,
+        e: &ScimError,
+    ) -> Result<Vec<Refused>, ScimError> {
+        if let (Some(whole), Some(attribute)) = (&op.whole, &op.attribute) {
+            match self.patch(endpoint, id, std::slice::from_ref(whole)).await {
+                Ok(()) => {
+                    tracing::info!(target_name = %self.target, attribute = %attribute, "The target takes this attribute only whole; sending it so from now on.");
+                    self.profile.learn_whole(attribute);
+                    return Ok(Vec::new());
+                }
+                Err(e) if e.refuses_attribute() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(vec![self.refused(op, e)])
+    }
+
+    fn refused(&self, op: &PatchOp, e: &ScimError) -> Refused {
+        let attribute = op.attribute.clone().unwrap_or_default();
+        let why = e.to_string();
+        if self.profile.refuse(&attribute, &why) {
+            tracing::warn!(target_name = %self.target, attribute = %attribute, error = %why, "The target refuses this attribute; it is not sent again until a full sync.");
+        }
+        Refused { attribute, why }
+    }
+
     pub async fn delete(&self, endpoint: Endpoint, id: &ScimId) -> Result<(), ScimError> {
-        let path = format!("{}/{}", endpoint.path(), urlencoding::encode(id.as_str()));
-        self.call(Method::DELETE, &path, None).await.map(|_| ())
+        let route = Route::resource(endpoint, id);
+        self.call(Method::DELETE, &route, None).await.map(|_| ())
     }
 
     /// One `GET` without retries, for `scimsync check`: a check reports at once.
-    pub async fn probe(&self, path: &str) -> Result<Json, ScimError> {
-        self.attempt(Method::GET, path, None)
+    pub async fn probe(&self, route: &Route) -> Result<Json, ScimError> {
+        self.attempt(Method::GET, route, None)
             .await
             .map_err(|(e, _)| e)?
-            .ok_or_else(|| self.invalid(Method::GET, path, "empty response"))
+            .ok_or_else(|| self.invalid(Method::GET, route, "empty response"))
     }
 
-    fn invalid(&self, method: Method, path: &str, why: &str) -> ScimError {
-        ScimError {
-            method: method.to_string(),
-            path: path.to_owned(),
-            status: None,
-            scim_type: None,
-            detail: format!("target {:?} sent an invalid response: {why}", self.target.0),
-            retryable: false,
-            not_sent: false,
-        }
+    fn invalid(&self, method: Method, route: &Route, why: &str) -> ScimError {
+        let detail = format!("target {:?} sent an invalid response: {why}", self.target.0);
+        ScimError::new(method, &route.to_string(), Cause::Invalid, detail)
+    }
+
+    /// The error of an answer whose id cannot be used.
+    pub(crate) fn bad_id(&self, method: Method, route: &Route, e: BadId) -> ScimError {
+        self.invalid(method, route, &self.shown(&e.to_string()))
     }
 
     /// One call with rate limit, concurrency cap and retries on transient failures.
     async fn call(
         &self,
         method: Method,
-        path: &str,
+        route: &Route,
         body: Option<&Json>,
     ) -> Result<Option<Json>, ScimError> {
+        let started = tokio::time::Instant::now();
         backoff::future::retry(retry::policy(self.retry_max), || async {
-            match self.attempt_routed(method.clone(), path, body).await {
+            match self.attempt_routed(method.clone(), route, body).await {
                 Ok(v) => Ok(v),
                 Err((e, retry_after)) if e.retryable && repeatable(&method, &e) => {
+                    // backoff honours a Retry-After without looking at its time budget, so
+                    // the budget is kept here: no wait, and no retry, beyond retry_max_seconds.
+                    let left = self.retry_max.saturating_sub(started.elapsed());
+                    if let Some(wait) = retry_after.filter(|w| *w > left) {
+                        return Err(backoff::Error::Permanent(e.asked_to_wait(wait, self.retry_max)));
+                    }
+                    if left.is_zero() {
+                        return Err(backoff::Error::Permanent(e));
+                    }
                     if e.status == Some(429) {
                         // Every request to this target waits, not only this one.
                         self.pacer
-                            .throttle(retry_after.unwrap_or(retry::DEFAULT_THROTTLE));
+                            .throttle(retry_after.unwrap_or(retry::DEFAULT_THROTTLE).min(left));
                     }
                     tracing::debug!(target_name = %self.target, error = %e, "Retrying a SCIM call.");
                     Err(backoff::Error::Transient { err: e, retry_after })
                 }
                 Err((e, _)) => {
-                    if e.is_auth() && !e.not_sent {
+                    if e.is_auth() && !e.not_sent() {
                         let mut first = self.auth_rejected.lock().unwrap_or_else(|p| p.into_inner());
                         first.get_or_insert_with(|| e.to_string());
                     }
@@ -483,311 +474,43 @@ impl Client {
     }
 
     /// The error of a call not sent because the credentials were rejected earlier.
-    fn not_sent(&self, method: &Method, path: &str) -> Option<ScimError> {
+    fn not_sent(&self, method: &Method, route: &Route) -> Option<ScimError> {
         let why = self.auth_rejected()?;
-        Some(ScimError {
-            method: method.to_string(),
-            path: path.to_owned(),
-            status: Some(401),
-            scim_type: None,
-            detail: format!(
-                "not sent: the target rejected the credentials earlier in this cycle ({why})"
-            ),
-            retryable: false,
-            not_sent: true,
-        })
+        let detail =
+            format!("not sent: the target rejected the credentials earlier in this cycle ({why})");
+        let mut e = ScimError::new(method, &route.to_string(), Cause::NotSentAuth, detail);
+        e.status = Some(401);
+        Some(e)
     }
 
-    /// One request; with OAuth, a 401 discards the access token and the request is sent once
-    /// more with a new one (the token may have been revoked or expired early).
-    async fn attempt(
+    /// One attempt of a call: a write goes through the bulk dispatcher when bulk is on, and is
+    /// answered exactly as a single call would be.
+    async fn attempt_routed(
         &self,
         method: Method,
-        path: &str,
+        route: &Route,
         body: Option<&Json>,
-    ) -> Result<Option<Json>, (ScimError, Option<Duration>)> {
-        if let Some(e) = self.not_sent(&method, path) {
-            // Nor is a new token asked for.
-            return Err((e, None));
+    ) -> http::Attempt {
+        let write =
+            matches!(method, Method::POST | Method::PATCH | Method::DELETE) && route.is_resource();
+        if write && self.stop.is_cancelled() {
+            return Err((self.interrupted(&method, route), None));
         }
-        let mut used = None;
-        match self
-            .attempt_with(method.clone(), path, body, &mut used)
-            .await
-        {
-            Err((e, _))
-                if e.status == Some(401)
-                    && !e.not_sent
-                    && !e.is_token_request()
-                    && self.auth.refreshable() =>
-            {
-                tracing::debug!(target_name = %self.target, "The target rejected the access token; fetching a new one.");
-                if let Some(bearer) = &used {
-                    self.auth.rejected(bearer).await;
+        if write {
+            if let Some(d) = self.bulk().await {
+                if let Some(answer) = self.via_bulk(d, &method, route, body).await {
+                    return answer;
                 }
-                self.attempt_with(method, path, body, &mut None).await
             }
-            other => other,
         }
-    }
-
-    async fn attempt_with(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Json>,
-        used: &mut Option<Bearer>,
-    ) -> Result<Option<Json>, (ScimError, Option<Duration>)> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| (self.invalid(method.clone(), path, "client closed"), None))?;
-        if let Some(e) = self.not_sent(&method, path) {
-            return Err((e, None));
-        }
-        let paced = std::time::Instant::now();
-        self.pacer.ready().await;
-        crate::telemetry::rate_limit_wait(&self.target.0, paced.elapsed());
-        // Asked for after the wait, so that a short-lived token does not expire in the queue.
-        let bearer = self
-            .auth
-            .bearer(&self.http)
-            .await
-            .map_err(|e| (ScimError::from(e), None))?;
-        let bearer = used.insert(bearer);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let url = format!("{}{}", self.base, path);
-        let mut auth =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", bearer.value.expose()))
-                .map_err(|_| {
-                    (
-                        self.invalid(
-                            method.clone(),
-                            path,
-                            "the token holds characters not allowed in an HTTP header",
-                        ),
-                        None,
-                    )
-                })?;
-        // Sensitive values are never printed by the HTTP stack's debug or trace output.
-        auth.set_sensitive(true);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .header(reqwest::header::AUTHORIZATION, auth)
-            .header(
-                reqwest::header::ACCEPT,
-                "application/scim+json, application/json",
-            );
-        if let Some(b) = body {
-            // Serialising a serde_json::Value cannot fail.
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
-                .body(serde_json::to_vec(b).unwrap_or_default());
-        }
-        let err = |status: Option<u16>,
-                   scim_type: Option<String>,
-                   detail: String,
-                   retryable: bool| ScimError {
-            method: method.to_string(),
-            path: path.to_owned(),
-            status,
-            scim_type,
-            detail,
-            retryable,
-            not_sent: false,
-        };
-        let sent = std::time::Instant::now();
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                crate::telemetry::http_request(&self.target.0, &method, None, sent.elapsed());
-                crate::audit::note_call(method.as_str(), path, None, sent.elapsed());
-                let what = if e.is_timeout() {
-                    TIMED_OUT
-                } else if e.is_connect() {
-                    CANNOT_CONNECT
-                } else {
-                    "request failed"
-                };
-                // Strip the URL's query from reqwest's message; the path is already named.
-                return Err((
-                    err(None, None, format!("{what}: {}", e.without_url()), true),
-                    None,
-                ));
-            }
-        };
-        let status = resp.status();
-        let retry_after = retry_after(resp.headers());
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let bytes = resp.bytes().await;
-        let elapsed = sent.elapsed();
-        crate::telemetry::http_request(&self.target.0, &method, Some(status.as_u16()), elapsed);
-        // The provisioning log's record of this call (when an operation collects them).
-        crate::audit::note_call(method.as_str(), path, Some(status.as_u16()), elapsed);
-        let bytes = bytes.map_err(|e| {
-            (
-                err(
-                    Some(status.as_u16()),
-                    None,
-                    format!("reading the body: {}", e.without_url()),
-                    true,
-                ),
-                None,
-            )
-        })?;
-        let parsed: Option<Json> = if bytes.iter().all(u8::is_ascii_whitespace) {
-            None
-        } else {
-            match serde_json::from_slice(&bytes) {
-                Ok(v) => Some(v),
-                Err(_) if status.is_success() => {
-                    return Err((
-                        err(
-                            Some(status.as_u16()),
-                            None,
-                            format!("target {:?} answered with a body that is not JSON ({content_type:?}): {}", self.target.0, excerpt(&bytes)),
-                            false,
-                        ),
-                        None,
-                    ))
-                }
-                Err(_) => None,
-            }
-        };
-        let is_error_body = parsed
-            .as_ref()
-            .and_then(|b| b.get("schemas"))
-            .and_then(Json::as_array)
-            .is_some_and(|s| s.iter().any(|x| x.as_str() == Some(ERROR_SCHEMA)));
-        if status.is_success() && !is_error_body {
-            return Ok(parsed);
-        }
-        let (scim_type, detail) = match &parsed {
-            Some(b) => (
-                b.get("scimType").and_then(Json::as_str).map(str::to_owned),
-                b.get("detail")
-                    .and_then(Json::as_str)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| excerpt(&bytes)),
-            ),
-            None => (None, excerpt(&bytes)),
-        };
-        // A 200 carrying an error body reports its status inside.
-        let code = parsed
-            .as_ref()
-            .and_then(|b| b.get("status"))
-            .and_then(|s| {
-                s.as_str()
-                    .and_then(|s| s.parse().ok())
-                    .or_else(|| s.as_u64().and_then(|n| u16::try_from(n).ok()))
-            })
-            .filter(|_| status.is_success())
-            .unwrap_or(status.as_u16());
-        let detail = match (&scim_type, code) {
-            (Some(t), _) => format!("{t}: {detail}"),
-            (None, 401 | 403) => format!("authentication rejected: {detail}"),
-            _ => detail,
-        };
-        let retryable = code == StatusCode::TOO_MANY_REQUESTS.as_u16() || code >= 500;
-        Err((err(Some(code), scim_type, detail, retryable), retry_after))
-    }
-}
-
-/// What a queued write's caller gets: the answer, `None` to send it alone, or (when the
-/// request carrying it was abandoned, at shutdown) an unknown outcome.
-fn delivered(
-    d: Result<bulk::Delivery, tokio::sync::oneshot::error::RecvError>,
-    method: &Method,
-    path: &str,
-    queued: std::time::Instant,
-) -> Option<bulk::Answer> {
-    match d {
-        Ok(bulk::Delivery::Done(answer, status)) => {
-            let status = status.or_else(|| answer.as_ref().err().and_then(|(e, _)| e.status));
-            crate::audit::note_bulk_call(method.as_str(), path, status, queued.elapsed());
-            Some(answer)
-        }
-        Ok(bulk::Delivery::Alone) => None,
-        Err(_) => Some(Err((
-            ScimError {
-                method: method.to_string(),
-                path: path.to_owned(),
-                status: None,
-                scim_type: None,
-                detail: "outcome unknown: the bulk request carrying it was abandoned".into(),
-                retryable: true,
-                not_sent: false,
-            },
-            None,
-        ))),
+        self.attempt(method, route, body).await
     }
 }
 
 /// Whether a failed call may simply be sent again. A `POST` that was never sent (no access
-/// token could be had) may; a `POST` that may have reached the server (a timeout, a reset, a
-/// 5xx) is not: it could create a second account. The caller matches
+/// token could be had, no connection made) may; a `POST` that may have reached the server (a
+/// timeout, a reset, a 5xx) is not: it could create a second account. The caller matches
 /// again first, and only then creates (see the engine's create loop).
 fn repeatable(method: &Method, e: &ScimError) -> bool {
-    *method != Method::POST
-        || e.is_token_request()
-        || e.status == Some(429)
-        || (e.status.is_none() && e.detail.starts_with(CANNOT_CONNECT))
-}
-
-const CANNOT_CONNECT: &str = "cannot connect";
-
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    wait.to_std().ok()
-}
-
-fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None if text.is_empty() => "(empty body)".to_owned(),
-        None => text.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_in_seconds_or_http_date() {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("header"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
-        h.insert(reqwest::header::RETRY_AFTER, later.parse().expect("header"));
-        let d = retry_after(&h).expect("date");
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-    }
-
-    #[test]
-    fn excerpts_are_bounded() {
-        assert_eq!(excerpt(b"  "), "(empty body)");
-        assert_eq!(excerpt("é".repeat(300).as_bytes()).chars().count(), 201);
-    }
+    *method != Method::POST || e.never_reached() || e.status == Some(429)
 }

@@ -41,8 +41,12 @@ impl Pacer {
     }
 
     /// Holds every request to the target for `wait` (a 429 said the target is overwhelmed).
+    /// The caller bounds `wait`; an instant beyond the clock's range holds for a day.
     pub fn throttle(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now
+            .checked_add(wait)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
         let mut nb = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
         if nb.is_none_or(|t| t < until) {
             *nb = Some(until);
@@ -59,6 +63,22 @@ pub fn policy(max_elapsed: Duration) -> backoff::ExponentialBackoff {
         .with_max_interval(Duration::from_secs(10))
         .with_max_elapsed_time(Some(max_elapsed))
         .build()
+}
+
+/// The wait a `Retry-After` header asks for: seconds, or an HTTP date (RFC 9110 §10.2.3).
+/// Any number is read (the caller bounds it); a date in the past is no wait.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -92,6 +112,33 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_http_date() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "18446744073709551615".parse().expect("header"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(u64::MAX)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        h.insert(reqwest::header::RETRY_AFTER, later.parse().expect("header"));
+        let d = retry_after(&h).expect("date");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_throttle_beyond_the_clock_does_not_panic() {
+        let pacer = Pacer::new(10, 10);
+        pacer.throttle(Duration::from_secs(u64::MAX));
+        let waited = tokio::time::timeout(Duration::from_millis(50), pacer.ready()).await;
+        assert!(waited.is_err(), "held");
     }
 
     #[test]

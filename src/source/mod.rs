@@ -3,6 +3,7 @@
 //! The same mapping rules serve every connector, so connectors rename their native attributes
 //! to the Entra names (`objectId`, `mail`, `givenName`, …) before anything else sees them.
 
+pub mod dn;
 pub mod json;
 pub mod ldap;
 

@@ -364,6 +364,12 @@ impl Snapshot {
     pub fn groups(&self) -> Result<BTreeMap<SourceId, GroupEntry>, StateError> {
         all(self.groups.as_ref())
     }
+    pub fn group(&self, id: &SourceId) -> Result<Option<GroupEntry>, StateError> {
+        self.groups
+            .get(id.as_str().as_bytes())?
+            .map(|v| decode(self.groups.as_ref(), id.as_str().as_bytes(), &v))
+            .transpose()
+    }
     /// Every group's SCIM id, entry by entry, without decoding the groups' attributes and
     /// members. (The users' ids come with their [`UserSummary`]s.)
     pub fn group_scim_ids(&self, f: &mut dyn FnMut(SourceId, ScimId)) -> Result<(), StateError> {

@@ -6,7 +6,7 @@
 
 use super::ad::{self, Range};
 use crate::ids::SourceId;
-use crate::scope::normalize_dn;
+use crate::source::dn::normalize_dn;
 use crate::source::{
     compute_soft_deleted, AttrName, AttrValue, Directory, Rejected, SourceGroup, SourceObject,
 };

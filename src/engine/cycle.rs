@@ -1,0 +1,583 @@
+//! One cycle of one target, orchestration only: the guards, the desired state and its plan,
+//! the users' operations and then the groups' (planned again once the users' accounts exist),
+//! the escrow, and the facts kept for the next cycle.
+
+use super::desired::{desired_state, DesiredState};
+use super::escrow;
+use super::execute::Executor;
+use super::record::Recorder;
+use super::report::{CycleReport, Outcome};
+use super::{guard, progress, CycleOptions, EngineError, Progress};
+use crate::audit::{self, Kind};
+use crate::config::Config;
+use crate::ids::{SourceId, TargetName};
+use crate::plan::{self, DesiredGroup, GroupOp, GroupPlan, PlanOptions, UserOp, UserPlan};
+use crate::scim::profile::Learned;
+use crate::scim::{Client, Endpoint, Profile};
+use crate::source::Directory;
+use crate::state::{self, Snapshot, StateError, Store, UserSummary};
+use crate::target::Target;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Meta key of what was learned about the target (its [`Learned`] profile).
+pub(crate) const PROFILE_KEY: &str = "target_profile";
+
+/// The plans a cycle would carry out, for `plan` and `--dry-run`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PlannedCycle {
+    pub users: UserPlan,
+    pub groups: GroupPlan,
+    pub rejected: Vec<(SourceId, Kind, String)>,
+}
+
+pub(crate) fn plan_options(target: &Target, opts: CycleOptions) -> PlanOptions {
+    PlanOptions {
+        full: opts.full,
+        mode: target.deprovision,
+        deletion_threshold: target.deletion_threshold,
+        deletion_threshold_percent: (target.deletion_threshold_percent < 100.0)
+            .then_some(target.deletion_threshold_percent),
+        allow_deletes: opts.allow_deletes,
+    }
+}
+
+/// The target's profile: what `[target.compat]` says and what was learned before, unless a
+/// full sync learns it afresh.
+pub(crate) fn load_profile(
+    snapshot: &Snapshot,
+    target: &Target,
+    full: bool,
+) -> Result<Arc<Profile>, StateError> {
+    let learned: Option<Learned> = if full {
+        None
+    } else {
+        snapshot.meta(PROFILE_KEY)?
+    };
+    Ok(Arc::new(Profile::new(
+        target.compat.clone(),
+        target.url.trim_end_matches('/'),
+        learned,
+    )))
+}
+
+/// Stores what the cycle learned about the target, if anything.
+fn save_profile(snapshot: &Snapshot, profile: &Profile) -> Result<(), StateError> {
+    match profile.take_changed() {
+        Some(learned) => snapshot.set_meta(PROFILE_KEY, &learned),
+        None => Ok(()),
+    }
+}
+
+/// The snapshot says what one server holds: pointed at another URL, it would make scimsync
+/// believe accounts exist that do not (or miss ones that do). Only a full sync, which matches
+/// every object again, may move a snapshot to a new URL.
+fn url_guard(target: &Target, snapshot: &Snapshot, opts: CycleOptions) -> Result<(), EngineError> {
+    let url = target.url.trim_end_matches('/');
+    match snapshot.meta::<String>("target_url")? {
+        Some(old) if old != url && !opts.full => Err(EngineError::UrlChanged {
+            old,
+            new: url.to_owned(),
+            target: target.name.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The guards that stop a cycle before anything is planned, then the desired state.
+fn checked_desired_state(
+    dir: Cow<'_, Directory>,
+    config: &Config,
+    target: &Target,
+    snapshot: &Snapshot,
+    profile: &Profile,
+    opts: CycleOptions,
+) -> Result<DesiredState, EngineError> {
+    guard::outage_guard(&dir, snapshot, config.min_source_ratio)?;
+    url_guard(target, snapshot, opts)?;
+    Ok(desired_state(dir, &config.scope, target, &|p| {
+        profile.refuses(p)
+    })?)
+}
+
+/// Plans one target without any call to it. Given the directory by value (the last or only
+/// target of a run), the plan drops each source object once it is mapped.
+pub fn plan_target(
+    dir: Cow<'_, Directory>,
+    config: &Config,
+    target: &Target,
+    store: &Store,
+    opts: CycleOptions,
+) -> Result<PlannedCycle, EngineError> {
+    let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
+    let profile = load_profile(&snapshot, target, opts.full)?;
+    let want = checked_desired_state(dir, config, target, &snapshot, &profile, opts)?;
+    plan_desired(want, &snapshot.user_summaries()?, &snapshot, target, opts)
+}
+
+/// What a real cycle still needs of its desired state once the plan has taken it over: the
+/// groups are planned again after the users' accounts exist, and the escrow is cleared of the
+/// objects that left the source.
+struct Replan {
+    groups: BTreeMap<SourceId, DesiredGroup>,
+    users: BTreeSet<SourceId>,
+    protected: BTreeSet<SourceId>,
+}
+
+impl Replan {
+    fn of(want: &DesiredState) -> Replan {
+        Replan {
+            groups: want.groups.clone(),
+            users: want.users.keys().cloned().collect(),
+            protected: want.protected.clone(),
+        }
+    }
+
+    /// Whether the source still wants (or could not read) this object.
+    fn wants(&self, id: &SourceId) -> bool {
+        self.users.contains(id) || self.groups.contains_key(id) || self.protected.contains(id)
+    }
+}
+
+/// Plans the desired state against the snapshot, whose users' summaries (`known`) the caller
+/// has read.
+fn plan_desired(
+    mut want: DesiredState,
+    known: &BTreeMap<SourceId, UserSummary>,
+    snapshot: &Snapshot,
+    target: &Target,
+    opts: CycleOptions,
+) -> Result<PlannedCycle, EngineError> {
+    let popts = plan_options(target, opts);
+    // The users with an account after this plan are exactly the desired users: so the group
+    // plan asks the desired users, and goes first, while they are still at hand.
+    let groups = plan::plan_groups_owned(
+        &snapshot.groups()?,
+        std::mem::take(&mut want.groups),
+        |m| want.users.contains_key(m),
+        &want.protected,
+        popts,
+    );
+    let wanted_users = std::mem::take(&mut want.users);
+    // A user's attributes are decoded only where its hash differs.
+    let users = plan::plan_users_owned(known, wanted_users, &want.protected, popts, |id| {
+        // The summary was read in this plan, under the target's lock: an entry gone now
+        // means the state changed underneath, and an empty diff base would re-send all.
+        snapshot
+            .user(id)?
+            .map(|e| e.attrs)
+            .ok_or_else(|| StateError::Corrupt {
+                tree: format!("users/{}", target.name),
+                key: id.to_string(),
+                message: "the entry vanished while the cycle was planned".into(),
+            })
+    })?;
+    Ok(PlannedCycle {
+        users,
+        groups,
+        rejected: want.rejected,
+    })
+}
+
+/// Runs one cycle of one target; see [`run_target_with`].
+pub async fn run_target_until(
+    dir: Cow<'_, Directory>,
+    config: &Config,
+    target: &Target,
+    store: &Store,
+    opts: CycleOptions,
+    stop: &CancellationToken,
+) -> Result<(CycleReport, PlannedCycle), EngineError> {
+    let progress = Progress::default();
+    run_target_with(dir, config, target, store, opts, stop, &progress).await
+}
+
+/// Everything one cycle of one target works with.
+struct Cycle<'a> {
+    config: &'a Config,
+    target: &'a Target,
+    store: &'a Store,
+    snapshot: Snapshot,
+    profile: Arc<Profile>,
+    opts: CycleOptions,
+    report: CycleReport,
+    now: chrono::DateTime<chrono::Utc>,
+    source_users: usize,
+}
+
+/// Runs one cycle of one target against a directory read, counting finished operations in
+/// `progress`. Returns its report and its plan: whole for a dry run; after a real cycle, only
+/// what was held back remains in it. Starts no new operation once `stop` is cancelled
+/// (shutdown); the operations already started finish and are recorded.
+pub async fn run_target_with(
+    dir: Cow<'_, Directory>,
+    config: &Config,
+    target: &Target,
+    store: &Store,
+    opts: CycleOptions,
+    stop: &CancellationToken,
+    progress: &Progress,
+) -> Result<(CycleReport, PlannedCycle), EngineError> {
+    let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
+    let mut c = Cycle {
+        config,
+        target,
+        store,
+        profile: load_profile(&snapshot, target, opts.full)?,
+        report: CycleReport {
+            target: target.name.clone(),
+            cycle_id: uuid::Uuid::new_v4().to_string(),
+            started_at: state::now(),
+            dry_run: opts.dry_run,
+            quarantined_before: snapshot.quarantine()?,
+            ..Default::default()
+        },
+        snapshot,
+        opts,
+        now: chrono::Utc::now(),
+        source_users: dir.users.len(),
+    };
+    // The snapshot's summaries are read on a blocking thread while the directory is mapped.
+    let scan = {
+        let snapshot = c.snapshot.clone();
+        tokio::task::spawn_blocking(move || snapshot.user_summaries())
+    };
+    let want = checked_desired_state(dir, config, target, &c.snapshot, &c.profile, opts)?;
+    let replan = Replan::of(&want);
+    let known = scan
+        .await
+        .map_err(|e| StateError::Storage(format!("the snapshot scan stopped: {e}")))??;
+    let mut planned = plan_desired(want, &known, &c.snapshot, target, opts)?;
+    c.report_plan(&planned);
+    if opts.dry_run {
+        c.report
+            .count_planned(&planned.users.ops, &planned.groups.ops);
+        c.report.users.unchanged += planned.users.unchanged;
+        c.report.groups.unchanged += planned.groups.unchanged;
+        return Ok((c.report, planned));
+    }
+    let escrow = c.snapshot.escrow()?;
+    planned.users.ops = escrow::defer(
+        std::mem::take(&mut planned.users.ops),
+        UserOp::id,
+        &escrow,
+        c.now,
+        Kind::User,
+        &mut c.report,
+    );
+    let client = Client::new(target, c.profile.clone())?.stopping_on(stop.clone());
+    // Nothing to send, nothing held, nothing in escrow: the snapshot will not change, so the
+    // group plan made with the users stands and no claim, second plan or cleanup is needed.
+    let idle = planned.users.ops.is_empty()
+        && planned.groups.ops.is_empty()
+        && c.report.held == 0
+        && escrow.is_empty();
+    if idle {
+        progress.planned(0);
+        c.report.users.unchanged += planned.users.unchanged;
+        c.report.groups.unchanged += planned.groups.unchanged;
+        if stop.is_cancelled() {
+            c.report.problems.push(STOPPED_EARLY.into());
+        }
+        c.finish(&client, 0).await?;
+        return Ok((c.report, planned));
+    }
+    let rec = Recorder::new(&c.report.cycle_id, &target.name, open_log(store));
+    let snapshot = c.snapshot.clone();
+    let exec = Executor::new(&client, &snapshot, target, rec);
+    // The users' accounts are claimed from the summaries the plan read (nothing has written
+    // to the snapshot since, under the target's lock), the groups' from one scan of their ids.
+    for (id, user) in &known {
+        exec.claim(Kind::User, &user.scim_id, id);
+    }
+    drop(known);
+    c.snapshot.group_scim_ids(&mut |id, scim_id| {
+        exec.claim(Kind::Group, &scim_id, &id);
+    })?;
+    let unmatched = |ops: &[UserOp]| {
+        ops.iter()
+            .filter(|op| matches!(op, UserOp::MatchOrCreate { .. }))
+            .count()
+    };
+    exec.matcher
+        .prepare(Endpoint::Users, unmatched(&planned.users.ops))
+        .await;
+    c.stage_held(&exec, &planned.users.held, &planned.groups.held);
+    progress.planned(planned.users.ops.len() + planned.groups.ops.len());
+    let users = std::mem::take(&mut planned.users.ops);
+    let outcomes = run_ops(users, &client, stop, |op| async {
+        let id = op.id().clone();
+        let action = progress::user_action(&op);
+        let outcome = audit::collect(exec.user(op)).await;
+        progress.finished(&target.name, "user", action, outcome.status());
+        (id, outcome)
+    })
+    .await;
+    let mut attempted = outcomes.len();
+    escrow::settle(
+        &c.snapshot,
+        client.auth_rejected().is_some(),
+        &escrow,
+        Kind::User,
+        &outcomes,
+        c.now,
+    )?;
+    c.report.users.unchanged += planned.users.unchanged;
+    c.report.tally(Kind::User, outcomes);
+    let groups = c
+        .groups_phase(
+            &exec,
+            &replan,
+            &escrow,
+            planned.groups.ops.len(),
+            stop,
+            progress,
+        )
+        .await?;
+    attempted += groups.1;
+    if stop.is_cancelled() {
+        c.report.problems.push(STOPPED_EARLY.into());
+    }
+    // An object that left the source and has no account needs no retry any more.
+    for id in c.snapshot.escrow()?.keys() {
+        if !replan.wants(id) && !c.snapshot.holds(id)? {
+            c.snapshot.escrow_clear(id)?;
+        }
+    }
+    drop((replan, exec));
+    c.finish(&client, attempted).await?;
+    let planned = PlannedCycle {
+        groups: groups.0,
+        ..planned
+    };
+    Ok((c.report, planned))
+}
+
+const STOPPED_EARLY: &str =
+    "stopped early for shutdown: operations not started are left to the next cycle";
+
+/// The words of the error of a call that was not sent after an authentication rejection.
+const NOT_SENT: &str = "not sent: the target rejected the credentials earlier";
+
+impl Cycle<'_> {
+    /// The plan's rejections and holds, in the report.
+    fn report_plan(&mut self, planned: &PlannedCycle) {
+        for (id, kind, why) in &planned.rejected {
+            self.report.counts(*kind).skipped += 1;
+            self.report
+                .problems
+                .push(format!("skipped {kind} {id}: {why}"));
+        }
+        self.report.held = planned.users.held.len() + planned.groups.held.len();
+        self.report.hold = planned.users.hold.clone().or(planned.groups.hold.clone());
+        if let Some(hold) = &self.report.hold {
+            self.report.problems.push(format!(
+                "held {} deprovisions: {hold} in one cycle; run `scimsync sync --allow-deletes` to carry them out",
+                self.report.held
+            ));
+        }
+    }
+
+    /// Held deprovisions are staged: recorded, not carried out (Entra's StagedDelete).
+    fn stage_held(&self, exec: &Executor<'_>, users: &[UserOp], groups: &[GroupOp]) {
+        let Some(hold) = &self.report.hold else {
+            return;
+        };
+        let why = format!(
+            "held by the deletion threshold: {hold} in one cycle; run `scimsync sync --allow-deletes` to carry it out"
+        );
+        for op in users {
+            if let UserOp::Deprovision { id, scim_id, .. } = op {
+                exec.rec.staged(Kind::User, id, scim_id, &why);
+            }
+        }
+        for op in groups {
+            if let GroupOp::Deprovision { id, scim_id, .. } = op {
+                exec.rec.staged(Kind::Group, id, scim_id, &why);
+            }
+        }
+    }
+
+    /// The groups, planned again now that the users' accounts exist, and carried out. Returns
+    /// the group plan (what it held back) and how many operations were attempted.
+    async fn groups_phase(
+        &mut self,
+        exec: &Executor<'_>,
+        replan: &Replan,
+        escrow: &BTreeMap<SourceId, state::EscrowEntry>,
+        planned_before: usize,
+        stop: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<(GroupPlan, usize), EngineError> {
+        let users = self.snapshot.user_summaries()?;
+        let accounts: BTreeSet<SourceId> = users.keys().cloned().collect();
+        let mut groups = plan::plan_groups(
+            &self.snapshot.groups()?,
+            &replan.groups,
+            &accounts,
+            &replan.protected,
+            plan_options(self.target, self.opts),
+        );
+        drop(accounts);
+        if self.report.hold.is_none() && groups.hold.is_some() {
+            self.report.hold = groups.hold.clone();
+        }
+        self.stage_held(exec, &[], &groups.held);
+        groups.ops = escrow::defer(
+            std::mem::take(&mut groups.ops),
+            group_op_id,
+            escrow,
+            self.now,
+            Kind::Group,
+            &mut self.report,
+        );
+        if exec.client.auth_rejected().is_some() {
+            // Every group call would be refused as well.
+            self.report.groups.skipped += groups.ops.len();
+            groups.ops.clear();
+        }
+        progress.replanned(planned_before, groups.ops.len());
+        let unmatched = groups
+            .ops
+            .iter()
+            .filter(|op| matches!(op, GroupOp::MatchOrCreate { .. }))
+            .count();
+        exec.matcher.prepare(Endpoint::Groups, unmatched).await;
+        let ops = std::mem::take(&mut groups.ops);
+        let target = &self.target.name;
+        let outcomes = run_ops(ops, exec.client, stop, |op| async {
+            let id = group_op_id(&op).clone();
+            let action = progress::group_action(&op);
+            let outcome = audit::collect(exec.group(op, &users)).await;
+            progress.finished(target, "group", action, outcome.status());
+            (id, outcome)
+        })
+        .await;
+        let attempted = outcomes.len();
+        let auth = exec.client.auth_rejected().is_some();
+        escrow::settle(
+            &self.snapshot,
+            auth,
+            escrow,
+            Kind::Group,
+            &outcomes,
+            self.now,
+        )?;
+        self.report.groups.unchanged += groups.unchanged;
+        self.report.tally(Kind::Group, outcomes);
+        Ok((groups, attempted))
+    }
+
+    /// The end of every cycle that ran: the report's closing lines, the facts kept for the
+    /// next cycle (last good source size, target url, profile, quarantine, last cycle) and the
+    /// flush.
+    async fn finish(&mut self, client: &Client, attempted: usize) -> Result<(), EngineError> {
+        let report = &mut self.report;
+        if let Some(why) = client.auth_rejected() {
+            // One line for the calls never sent, rather than one per object.
+            let before = report.problems.len();
+            report.problems.retain(|p| !p.contains(NOT_SENT));
+            let not_sent = before - report.problems.len();
+            report.problems.push(format!(
+                "the target rejected the credentials ({why}); {not_sent} further operations and every group were not sent"
+            ));
+        }
+        for (attribute, why) in self.profile.refused() {
+            report.notes.push(format!(
+                "the target refuses {attribute} ({why}); it is not sent until `scimsync sync --full`"
+            ));
+        }
+        if self.source_users > 0 {
+            self.snapshot
+                .set_meta("last_good_users", &self.source_users)?;
+        }
+        let failed = report.users.failed + report.groups.failed;
+        // A snapshot moves to a new url only once a full sync re-matched everything there.
+        let moved = self.opts.full && failed == 0 && client.auth_rejected().is_none();
+        if moved || self.snapshot.meta::<String>("target_url")?.is_none() {
+            self.snapshot
+                .set_meta("target_url", &self.target.url.trim_end_matches('/'))?;
+        }
+        save_profile(&self.snapshot, &self.profile)?;
+        let reason = guard::quarantine_reason(
+            self.target,
+            client.auth_rejected().as_deref(),
+            attempted,
+            failed,
+        );
+        report.quarantine = guard::judge(&self.snapshot, self.target, reason, self.now)?;
+        report.escrow = self.snapshot.escrow()?.len();
+        report.requests = client.requests();
+        let (users, groups) = self.snapshot.counts()?;
+        crate::telemetry::managed(&self.target.name, users, groups);
+        self.snapshot.set_meta("last_cycle", &*report)?;
+        if let Some(log) = open_log(self.store) {
+            prune_log(&log, self.config).await;
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+}
+
+/// Runs planned operations, as many at once as the client takes (`concurrency`, or enough to
+/// fill bulk requests), starting none once `stop` is cancelled. A write never sent because
+/// shutdown began is left out: its object was not attempted this cycle.
+async fn run_ops<Op, Fut>(
+    ops: Vec<Op>,
+    client: &Client,
+    stop: &CancellationToken,
+    run: impl FnMut(Op) -> Fut,
+) -> Vec<(SourceId, Outcome)>
+where
+    Fut: std::future::Future<Output = (SourceId, Outcome)>,
+{
+    if ops.is_empty() {
+        return Vec::new();
+    }
+    // With bulk, enough writes wait to fill requests; still only `concurrency` in flight.
+    let width = client.write_width().await;
+    futures::stream::iter(ops)
+        .take_while(|_| std::future::ready(!stop.is_cancelled()))
+        .map(run)
+        .buffer_unordered(width)
+        .filter(|(_, o)| std::future::ready(*o != Outcome::Interrupted))
+        .collect()
+        .await
+}
+
+/// The provisioning log, or none (with a warning) when the store cannot open it: the log
+/// never stops a cycle.
+pub(crate) fn open_log(store: &Store) -> Option<state::Log> {
+    store
+        .log()
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Cannot open the provisioning log; this cycle's records are not stored.");
+        })
+        .ok()
+}
+
+/// Applies the log's retention; a failure is a warning. Pruning scans the log's keys, so it
+/// runs on a blocking thread rather than on the workers that carry the other targets' cycles.
+async fn prune_log(log: &state::Log, config: &Config) {
+    let (log, retention) = (log.clone(), config.state.log_retention());
+    let pruned =
+        tokio::task::spawn_blocking(move || log.prune(&retention, chrono::Utc::now())).await;
+    match pruned {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::debug!(removed = n, "Pruned the provisioning log."),
+        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot prune the provisioning log."),
+        Err(e) => tracing::warn!(error = %e, "Pruning the provisioning log stopped."),
+    }
+}
+
+fn group_op_id(op: &GroupOp) -> &SourceId {
+    match op {
+        GroupOp::MatchOrCreate { id, .. }
+        | GroupOp::Update { id, .. }
+        | GroupOp::Deprovision { id, .. } => id,
+    }
+}

@@ -1,0 +1,152 @@
+//! What a cycle reports: the counts per kind, the problems one line each, the requests, the
+//! escrow and quarantine; and what became of each operation ([`Outcome`]).
+
+use crate::audit::Kind;
+use crate::ids::SourceId;
+use crate::plan::{GroupOp, Hold, UserOp};
+use crate::state::Quarantine;
+use serde::{Deserialize, Serialize};
+
+/// What happened to the objects of one kind in a cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub created: usize,
+    pub updated: usize,
+    pub deprovisioned: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// The summary of one cycle of one target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CycleReport {
+    pub target: String,
+    pub cycle_id: String,
+    pub started_at: String,
+    pub dry_run: bool,
+    pub users: Counts,
+    pub groups: Counts,
+    /// Deprovisions held back by the deletion threshold.
+    pub held: usize,
+    /// Why they were held (which guard and threshold), when some were.
+    #[serde(default)]
+    pub hold: Option<Hold>,
+    /// One line per skipped or failed object, for the operator.
+    pub problems: Vec<String>,
+    /// Facts about the target worth a line each cycle (attributes it refuses).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// HTTP requests sent to the target.
+    pub requests: usize,
+    /// Objects not tried this cycle because their escrow's next attempt is later.
+    #[serde(default)]
+    pub deferred: usize,
+    /// Objects in escrow (failed, to be retried) when the cycle ended.
+    #[serde(default)]
+    pub escrow: usize,
+    /// The target's quarantine when the cycle began (a hand-run cycle runs anyway).
+    #[serde(default)]
+    pub quarantined_before: Option<Quarantine>,
+    /// The target's quarantine when the cycle ended; `None` when healthy (or lifted).
+    #[serde(default)]
+    pub quarantine: Option<Quarantine>,
+}
+
+impl CycleReport {
+    /// True when some object was not brought in step: failed, skipped (bad data, ambiguous
+    /// match) or a held deprovision.
+    pub fn incomplete(&self) -> bool {
+        self.users.failed + self.groups.failed + self.users.skipped + self.groups.skipped > 0
+            || self.held > 0
+    }
+
+    pub(crate) fn counts(&mut self, kind: Kind) -> &mut Counts {
+        match kind {
+            Kind::User => &mut self.users,
+            Kind::Group => &mut self.groups,
+        }
+    }
+
+    /// Counts the planned operations as if they had been carried out (a dry run).
+    pub(crate) fn count_planned(&mut self, users: &[UserOp], groups: &[GroupOp]) {
+        for op in users {
+            match op {
+                UserOp::MatchOrCreate { .. } => self.users.created += 1,
+                UserOp::Update { .. } => self.users.updated += 1,
+                UserOp::Deprovision { .. } => self.users.deprovisioned += 1,
+            }
+        }
+        for op in groups {
+            match op {
+                GroupOp::MatchOrCreate { .. } => self.groups.created += 1,
+                GroupOp::Update { .. } => self.groups.updated += 1,
+                GroupOp::Deprovision { .. } => self.groups.deprovisioned += 1,
+            }
+        }
+    }
+
+    /// Counts what became of each operation of one kind, a problem line for each object not
+    /// brought in step.
+    pub(crate) fn tally(&mut self, kind: Kind, mut outcomes: Vec<(SourceId, Outcome)>) {
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, o) in outcomes {
+            let counts = self.counts(kind);
+            match o {
+                Outcome::Created => counts.created += 1,
+                Outcome::Updated => counts.updated += 1,
+                Outcome::Unchanged => counts.unchanged += 1,
+                Outcome::Deprovisioned => counts.deprovisioned += 1,
+                Outcome::Skipped(why) => {
+                    counts.skipped += 1;
+                    self.problems.push(format!("skipped {kind} {id}: {why}"));
+                }
+                Outcome::Failed(why) => {
+                    counts.failed += 1;
+                    self.problems.push(format!("failed {kind} {id}: {why}"));
+                }
+                // Filtered out before; not attempted this cycle.
+                Outcome::Interrupted => {}
+            }
+        }
+    }
+}
+
+/// What became of one operation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Deprovisioned,
+    Skipped(String),
+    Failed(String),
+    /// A write not sent because shutdown began: the object was not attempted this cycle (no
+    /// escrow, no count); the next cycle plans it again.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The `status` label of the operations metric.
+    pub(crate) fn status(&self) -> &'static str {
+        match self {
+            Outcome::Created | Outcome::Updated | Outcome::Unchanged | Outcome::Deprovisioned => {
+                "ok"
+            }
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the object is in step now.
+    pub(crate) fn succeeded(&self) -> bool {
+        self.status() == "ok"
+    }
+}
+
+impl From<crate::state::StateError> for Outcome {
+    fn from(e: crate::state::StateError) -> Self {
+        Outcome::Failed(e.to_string())
+    }
+}

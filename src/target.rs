@@ -1,0 +1,84 @@
+//! A target as a cycle runs it: its configuration and the mappings compiled from it, built in
+//! one step ([`Target::build`]) from the plain [`TargetConfig`].
+
+use crate::config::{Config, ConfigError, TargetConfig};
+use crate::mapping::{CompileError, Mappings};
+use std::ops::Deref;
+use std::path::Path;
+
+/// Reads and validates a configuration file, every target's mapping rules included: the one
+/// step every command takes to load its configuration.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    Config::load_with(path, Some(&rule_problems))
+}
+
+/// [`load`] for configuration text.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    Config::parse_with(path, text, Some(&rule_problems))
+}
+
+/// Each problem of a target's mapping rules, as (key below the target, why).
+fn rule_problems(target: &TargetConfig) -> Vec<(String, String)> {
+    match Mappings::compile(&target.user_mapping, &target.group_mapping) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .into_iter()
+            .map(|e| {
+                let mut at = e.list.to_owned();
+                if let Some(n) = e.index {
+                    at = format!("{at}[{n}]");
+                }
+                if let Some(f) = e.field {
+                    at = format!("{at}.{f}");
+                }
+                (at, e.message)
+            })
+            .collect(),
+    }
+}
+
+/// One target, ready to run: the configuration (reached through `Deref`) and its compiled
+/// mappings.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub config: TargetConfig,
+    pub mappings: Mappings,
+}
+
+impl Deref for Target {
+    type Target = TargetConfig;
+    fn deref(&self) -> &TargetConfig {
+        &self.config
+    }
+}
+
+/// A configured target whose mappings do not compile. `Config::load` reports these as
+/// configuration problems, so a loaded configuration never gives one.
+#[derive(Debug, thiserror::Error)]
+#[error("target {target:?}: its mappings do not compile: {}", .errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))]
+pub struct BuildError {
+    pub target: String,
+    pub errors: Vec<CompileError>,
+}
+
+impl Target {
+    /// Compiles a target's mappings.
+    pub fn build(config: &TargetConfig) -> Result<Target, BuildError> {
+        let mappings =
+            Mappings::compile(&config.user_mapping, &config.group_mapping).map_err(|errors| {
+                BuildError {
+                    target: config.name.clone(),
+                    errors,
+                }
+            })?;
+        Ok(Target {
+            config: config.clone(),
+            mappings,
+        })
+    }
+
+    /// The target of this name in a configuration, built.
+    pub fn named(config: &Config, name: &str) -> Option<Result<Target, BuildError>> {
+        config.target(name).map(Target::build)
+    }
+}
