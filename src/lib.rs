@@ -22,11 +22,13 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod ids;
 pub mod mapping;
 pub mod plan;
+pub mod schedule;
 pub mod scim;
 pub mod scope;
 pub mod secret;

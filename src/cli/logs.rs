@@ -3,100 +3,12 @@
 //! The JSON form is one object per line, each a record with `format_version` first; the
 //! format is documented in docs/logs-json.md and kept stable.
 
-use super::control::Ctx;
-use super::{err, out, EXIT_FATAL, EXIT_OK, EXIT_USAGE};
-use crate::audit::{self, Action, Entry, Status};
-use crate::state::LogQuery;
-use chrono::{DateTime, Utc};
+use super::{err, out, EXIT_FATAL, EXIT_OK};
+use crate::audit::{self, Entry};
 use serde_json::{Map, Value as Json};
 
 /// The version of the JSON Lines format; bumped only for an incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// The flags of `scimsync logs`, as given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LogsArgs {
-    pub user: Option<String>,
-    #[serde(default)]
-    pub target: Option<String>,
-    pub since: Option<String>,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub action: Option<String>,
-    #[serde(default)]
-    pub limit: Option<usize>,
-    #[serde(default)]
-    pub json: bool,
-}
-
-/// `--since`: a duration back from `now` (`30m`, `2h`, `7d`, `1h 30m`) or an RFC 3339 time.
-pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if let Ok(d) = humantime::parse_duration(text) {
-        return chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_sub_signed(d))
-            .ok_or_else(|| format!("--since {text:?}: too long ago"));
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            format!(
-                "--since {text:?}: expected a duration such as 30m, 2h or 7d, or an RFC 3339 time such as 2026-01-31T08:00:00Z"
-            )
-        })
-}
-
-/// Turns the flags into a query; every problem is reported at once.
-pub fn query(args: &LogsArgs, ctx: &Ctx, now: DateTime<Utc>) -> Result<LogQuery, Vec<String>> {
-    let mut problems = Vec::new();
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| parse_since(s, now))
-        .transpose()
-        .map_err(|e| problems.push(e))
-        .ok()
-        .flatten();
-    let status = args
-        .status
-        .as_deref()
-        .map(|s| audit::parse_name(&Status::ALL, "status", s))
-        .transpose()
-        .map_err(|e| problems.push(format!("--status: {e}")))
-        .ok()
-        .flatten();
-    let action = args
-        .action
-        .as_deref()
-        .map(|s| audit::parse_name(&Action::ALL, "action", s))
-        .transpose()
-        .map_err(|e| problems.push(format!("--action: {e}")))
-        .ok()
-        .flatten();
-    if let Some(t) = &args.target {
-        if ctx.config.target(t).is_none() {
-            // A removed target's records may still be in the log: a warning, not an error.
-            err!(
-                "--target: no target named {t:?} in {}; showing its records if the log has any",
-                ctx.config.path.display()
-            );
-        }
-    }
-    if problems.is_empty() {
-        Ok(LogQuery {
-            user: args.user.clone(),
-            target: args.target.clone(),
-            since,
-            status,
-            action,
-            limit: args.limit,
-        })
-    } else {
-        Err(problems)
-    }
-}
 
 /// One record as a JSON Lines object, `format_version` first.
 pub fn json_line(e: &Entry) -> Result<String, serde_json::Error> {
@@ -136,37 +48,18 @@ pub fn text_block(e: &Entry) -> Vec<String> {
     lines
 }
 
-/// Prints the records the flags ask for, oldest first; exits 0 (also when none match), 64
-/// for bad flags, 2 when the log cannot be read.
-pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> i32 {
-    let q = match query(args, ctx, Utc::now()) {
-        Ok(q) => q,
-        Err(problems) => {
-            for p in problems {
-                err!("{p}");
-            }
-            return EXIT_USAGE;
-        }
-    };
-    // A query may read the whole log: off the async workers, which run the daemon's cycles.
-    let store = ctx.store.clone();
-    let found = match tokio::task::spawn_blocking(move || store.log()?.query(&q)).await {
-        Ok(Ok(found)) => found,
-        Ok(Err(e)) => {
-            err!("provisioning log: {e}");
-            return EXIT_FATAL;
-        }
-        Err(e) => {
-            err!("provisioning log: the query stopped: {e}");
-            return EXIT_FATAL;
-        }
-    };
-    if found.is_empty() {
+/// Prints the records, oldest first: exits 0 (also when none match), 2 when a record
+/// cannot be serialised.
+pub(super) fn render(warnings: &[String], entries: &[Entry], json: bool) -> i32 {
+    for w in warnings {
+        err!("{}", crate::text::escape(w));
+    }
+    if entries.is_empty() {
         err!("no records match");
         return EXIT_OK;
     }
-    for e in &found {
-        if args.json {
+    for e in entries {
+        if json {
             match json_line(e) {
                 Ok(line) => out!("{line}"),
                 Err(error) => {
@@ -176,7 +69,7 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> i32 {
             }
         } else {
             for line in text_block(e) {
-                out!("{line}");
+                out!("{}", crate::text::escape(&line));
             }
         }
     }
@@ -186,30 +79,7 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Call, Kind, Modified};
-
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T18:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn since_takes_durations_and_rfc3339_times() {
-        let ago = |s: &str| now() - parse_since(s, now()).expect(s);
-        assert_eq!(ago("30m"), chrono::Duration::minutes(30));
-        assert_eq!(ago("2h"), chrono::Duration::hours(2));
-        assert_eq!(ago("7d"), chrono::Duration::days(7));
-        assert_eq!(ago("1h 30m"), chrono::Duration::minutes(90));
-        assert_eq!(
-            parse_since("2026-11-23T17:00:00+01:00", now()).expect("rfc3339"),
-            now() - chrono::Duration::hours(2)
-        );
-        for bad in ["", "yesterday", "7", "-2h", "2026-11-23"] {
-            let e = parse_since(bad, now()).expect_err(bad);
-            assert!(e.starts_with("--since"), "{e}");
-        }
-    }
+    use crate::audit::{Action, Call, Kind, Modified, Status};
 
     fn entry() -> Entry {
         Entry {

@@ -6,6 +6,7 @@ use crate::engine::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -22,12 +23,18 @@ pub(super) fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Runs `cycle`, redrawing `target`'s bar from `progress` until it ends.
-pub(super) async fn show<F: std::future::Future>(
-    target: &str,
-    progress: &Progress,
-    cycle: F,
-) -> F::Output {
+/// How a local `sync` on a terminal watches its cycles: a bar per target.
+pub(super) fn watch() -> Option<crate::control::Watch> {
+    enabled().then_some(start as crate::control::Watch)
+}
+
+/// Draws `target`'s bar from `progress` until the cycle ends.
+fn start(target: &str, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+    let target = target.to_owned();
+    tokio::spawn(async move { draw(&target, &progress).await })
+}
+
+async fn draw(target: &str, progress: &Progress) {
     // Hidden until there is a plan, so that nothing is drawn while the target is read.
     let bar = ProgressBar::hidden();
     let style = ProgressStyle::with_template(
@@ -75,25 +82,20 @@ pub(super) async fn show<F: std::future::Future>(
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
-    let mut cycle = std::pin::pin!(cycle);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            out = &mut cycle => {
-                if progress.get().1 == 0 {
-                    // Nothing to do: no bar at all.
-                    bar.finish_and_clear();
-                } else {
-                    update(&bar);
-                    bar.finish();
-                    if !bar.is_hidden() {
-                        // The bar stays as the cycle's last line; the report starts below it.
-                        eprintln!();
-                    }
-                }
-                return out;
-            }
-            _ = tick.tick() => update(&bar),
+    while !progress.is_ended() {
+        tick.tick().await;
+        update(&bar);
+    }
+    if progress.get().1 == 0 {
+        // Nothing to do: no bar at all.
+        bar.finish_and_clear();
+    } else {
+        update(&bar);
+        bar.finish();
+        if !bar.is_hidden() {
+            // The bar stays as the cycle's last line; the report starts below it.
+            eprintln!();
         }
     }
 }

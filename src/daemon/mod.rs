@@ -13,18 +13,16 @@
 //! `SIGHUP` reloads the configuration; an invalid one is logged and the old one kept.
 
 pub mod notify;
-pub mod schedule;
 mod socket;
 
-use crate::cli::control::{Ctx, DaemonInfo, TargetLocks};
-use crate::cli::{EXIT_FATAL, EXIT_OK, EXIT_USAGE};
 use crate::config::Config;
+use crate::control::status::{CycleFailure, LAST_FAILURE};
+use crate::control::{Ctx, DaemonInfo, TargetLocks, EXIT_FATAL, EXIT_OK, EXIT_USAGE};
 use crate::engine::{self, CycleOptions, CycleReport};
 use crate::ids::TargetName;
 use crate::source;
 use crate::state::{self, Store};
 use crate::target::Target;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -37,16 +35,6 @@ use tokio_util::task::TaskTracker;
 
 /// How long the calls in flight may take to finish after a stop signal.
 pub const GRACE: Duration = Duration::from_secs(30);
-
-/// Meta key of the last cycle that could not run at all.
-pub const LAST_FAILURE: &str = "last_failure";
-
-/// A cycle that failed before any plan (source unreadable, state error, guard).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CycleFailure {
-    pub at: String,
-    pub error: String,
-}
 
 /// What every task of the daemon shares.
 pub struct Shared {
@@ -72,6 +60,7 @@ impl Shared {
             locks: self.locks.clone(),
             stop: self.stop.clone(),
             daemon: Some(self.info.clone()),
+            watch: None,
         }
     }
 
@@ -123,7 +112,7 @@ pub async fn run(config_path: &Path) -> i32 {
         Err(e) => {
             eprintln!(
                 "control socket in {}: {e}",
-                crate::cli::control::runtime_dir()
+                crate::control::runtime_dir()
                     .unwrap_or_else(|| config.state.path.clone())
                     .display()
             );
@@ -273,11 +262,11 @@ async fn target_loop(name: String, shared: Arc<Shared>) {
         let now = chrono::Utc::now();
         // Never the same tick twice, even if the timer wakes a hair early.
         let after = last_tick.map_or(now, |t| t.max(now));
-        let next = schedule::next_run(&target.schedule, after);
+        let next = crate::schedule::next_run(&target.schedule, after);
         let sleep = async {
             match next {
                 Some(at) => {
-                    let wait = schedule::delay(at, chrono::Utc::now());
+                    let wait = crate::schedule::delay(at, chrono::Utc::now());
                     tokio::time::sleep_until(tokio::time::Instant::now() + wait).await;
                 }
                 None => std::future::pending().await,

@@ -1,9 +1,9 @@
 //! The daemon's end of the control socket: one JSON request line in, one response line out.
-//! The protocol and the client are in [`crate::cli::control`].
+//! The protocol and the client are in [`crate::control`].
 
 use super::Shared;
-use crate::cli::control::{self, Request, Response, SOCKET_NAME};
 use crate::config::Config;
+use crate::control::{self, commands, Request, Response, EXIT_USAGE, SOCKET_NAME};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,13 +80,9 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) {
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             tracing::info!(?request, "Control socket request.");
-            control::answer(&shared.ctx(), request).await
+            commands::execute(&shared.ctx(), request).await
         }
-        Err(e) => Response {
-            code: crate::cli::EXIT_USAGE,
-            stdout: String::new(),
-            stderr: format!("control socket: bad request: {e}\n"),
-        },
+        Err(e) => Response::failed(EXIT_USAGE, format!("control socket: bad request: {e}")),
     };
     let mut bytes = match serde_json::to_vec(&response) {
         Ok(b) => b,

@@ -7,7 +7,6 @@ use crate::config::TargetConfig;
 use crate::source::Directory;
 use crate::state::{Quarantine, Snapshot, StateError};
 use chrono::{DateTime, Utc};
-use std::str::FromStr;
 
 /// Why the source-outage guard refused to plan.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -49,21 +48,6 @@ pub fn outage_guard(
         .into());
     }
     Ok(())
-}
-
-/// The interval between two runs of a cron schedule, in seconds (40 minutes when unknown).
-pub fn schedule_interval_seconds(schedule: &str) -> u64 {
-    let fallback = 2400;
-    let Ok(s) = cron::Schedule::from_str(schedule) else {
-        return fallback;
-    };
-    let mut next = s.upcoming(Utc);
-    match (next.next(), next.next()) {
-        (Some(a), Some(b)) => u64::try_from((b - a).num_seconds())
-            .unwrap_or(fallback)
-            .max(1),
-        _ => fallback,
-    }
 }
 
 /// Whether the daemon may run a scheduled cycle of this target now; a hand-run `sync` always
@@ -112,8 +96,11 @@ pub fn judge(
 ) -> Result<Option<Quarantine>, StateError> {
     match reason {
         Some(why) => {
-            let q =
-                snapshot.set_quarantine(&why, schedule_interval_seconds(&target.schedule), now)?;
+            let q = snapshot.set_quarantine(
+                &why,
+                crate::schedule::interval_seconds(&target.schedule),
+                now,
+            )?;
             tracing::warn!(target_name = %target.name, reason = %q.reason, next_cycle = %q.next_cycle, "Target quarantined.");
             Ok(Some(q))
         }
@@ -182,7 +169,5 @@ mod tests {
         assert!(quarantine_reason(&t, None, 10, 4).is_none());
         let why = quarantine_reason(&t, None, 10, 5).expect("quarantined");
         assert!(why.starts_with("5 of 10 operations failed"), "{why}");
-        assert_eq!(schedule_interval_seconds("0 */40 * * * *") % 1200, 0);
-        assert_eq!(schedule_interval_seconds("*/5 * * * * *"), 5);
     }
 }

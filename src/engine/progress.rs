@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Progress {
     total: AtomicUsize,
     done: AtomicUsize,
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -18,6 +19,15 @@ impl Progress {
             self.done.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
         )
+    }
+
+    /// The cycle is over (whatever its end): a watcher stops.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 
     pub(super) fn planned(&self, ops: usize) {

@@ -189,18 +189,32 @@ impl AttrPath {
     }
 
     /// A value of a resource here that sits in an item of another type than this path names,
-    /// or of none: the value a typed filter would miss. `None` for a path without a filter.
+    /// or of none, and in no item of that type: the value a typed filter would miss. (A value
+    /// the resource also holds typed would be found by a typed filter through that item, and
+    /// prove nothing about untyped ones.) `None` for a path without a filter.
     pub fn untyped_value(&self, resource: &Json) -> Option<String> {
         let ((fa, fv), sub) = (self.filter.as_ref()?, self.sub.as_ref()?);
         let items = get_ci(self.container(resource)?, &self.attr)?.as_array()?;
-        items.iter().find_map(|item| {
-            let item = item.as_object()?;
-            let typed = get_ci(item, fa)
+        let typed = |item: &Map<String, Json>| {
+            get_ci(item, fa)
                 .and_then(Json::as_str)
-                .is_some_and(|t| t.eq_ignore_ascii_case(fv));
-            let value = get_ci(item, sub)?.as_str()?;
-            (!typed && !value.trim().is_empty()).then(|| value.to_owned())
-        })
+                .is_some_and(|t| t.eq_ignore_ascii_case(fv))
+        };
+        fn value<'v>(item: &'v Map<String, Json>, sub: &str) -> Option<&'v str> {
+            get_ci(item, sub)
+                .and_then(Json::as_str)
+                .filter(|v| !v.trim().is_empty())
+        }
+        let objects = || items.iter().filter_map(Json::as_object);
+        let held_typed: Vec<&str> = objects()
+            .filter(|i| typed(i))
+            .filter_map(|i| value(i, sub))
+            .collect();
+        objects()
+            .filter(|i| !typed(i))
+            .filter_map(|i| value(i, sub))
+            .find(|v| !held_typed.iter().any(|t| self.same_value(t, v)))
+            .map(str::to_owned)
     }
 
     /// The top-level key of a resource that holds this path: the attribute, or its extension.
@@ -483,6 +497,31 @@ mod tests {
             AttrPath::parse(r#"emails[type eq "home"].value"#)
                 .expect("p")
                 .read(&r),
+            None
+        );
+    }
+
+    #[test]
+    fn an_untyped_value_is_one_no_typed_item_holds() {
+        let p = AttrPath::parse(r#"emails[type eq "work"].value"#).expect("p");
+        let untyped = |emails: Json| p.untyped_value(&json!({ "emails": emails }));
+        assert_eq!(untyped(json!([{"value": "a@x"}])), Some("a@x".to_owned()));
+        assert_eq!(
+            untyped(json!([{"type": "work", "value": "a@x"}, {"type": "other", "value": "b@x"}])),
+            Some("b@x".to_owned())
+        );
+        // Held typed as well (an adopted account that kept its old item): a typed filter
+        // would find it through the typed item, so it cannot tell.
+        assert_eq!(
+            untyped(json!([{"value": "a@x"}, {"type": "WORK", "value": "A@x"}])),
+            None
+        );
+        assert_eq!(untyped(json!([{"type": "work", "value": "a@x"}])), None);
+        assert_eq!(untyped(json!([{"value": " "}])), None);
+        assert_eq!(
+            AttrPath::parse("userName")
+                .expect("p")
+                .untyped_value(&json!({"userName": "a"})),
             None
         );
     }

@@ -21,6 +21,21 @@ pub fn delay(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
+/// The interval between two runs of a cron schedule, in seconds (40 minutes when unknown).
+pub fn interval_seconds(schedule: &str) -> u64 {
+    let fallback = 2400;
+    let Ok(s) = cron::Schedule::from_str(schedule) else {
+        return fallback;
+    };
+    let mut next = s.upcoming(Utc);
+    match (next.next(), next.next()) {
+        (Some(a), Some(b)) => u64::try_from((b - a).num_seconds())
+            .unwrap_or(fallback)
+            .max(1),
+        _ => fallback,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +68,11 @@ mod tests {
         );
         assert_eq!(delay(t("2026-11-23T16:00:00Z"), now), Duration::ZERO);
         assert_eq!(next_run("not cron", now), None);
+    }
+
+    #[test]
+    fn the_interval_between_two_runs() {
+        assert_eq!(interval_seconds("0 */40 * * * *") % 1200, 0);
+        assert_eq!(interval_seconds("*/5 * * * * *"), 5);
     }
 }

@@ -1,0 +1,98 @@
+//! `status`: per target, the last cycle, the next run and what the state knows, gathered
+//! into one value that the command line renders as text or JSON.
+
+use super::{Ctx, DaemonInfo};
+use crate::engine::CycleReport;
+use crate::ids::TargetName;
+use crate::state::{EscrowEntry, Quarantine, StateError};
+use serde::{Deserialize, Serialize};
+
+/// Meta key of the last cycle that could not run at all.
+pub const LAST_FAILURE: &str = "last_failure";
+
+/// A cycle that failed before any plan (source unreadable, state error, guard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CycleFailure {
+    pub at: String,
+    pub error: String,
+}
+
+/// Everything `status` shows.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The daemon that answered, or none (the state was opened directly).
+    pub daemon: Option<DaemonInfo>,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub schedule: String,
+    /// When the daemon runs the next cycle (RFC 3339, UTC); none when no daemon runs.
+    pub next_run: Option<String>,
+    pub managed_users: usize,
+    pub managed_groups: usize,
+    pub last_cycle: Option<CycleReport>,
+    /// The last cycle that could not run at all (source unreadable, state error), when it is
+    /// more recent than the last cycle.
+    pub last_failure: Option<CycleFailure>,
+    /// Set while the target is quarantined: scheduled cycles back off until one succeeds.
+    pub quarantine: Option<Quarantine>,
+    /// Objects whose operation failed and waits for a later attempt.
+    pub escrow: Vec<EscrowedObject>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EscrowedObject {
+    pub object_id: String,
+    #[serde(flatten)]
+    pub entry: EscrowEntry,
+}
+
+/// Reads every target's status from the state.
+pub fn gather(ctx: &Ctx) -> Result<Status, StateError> {
+    let mut targets = Vec::new();
+    for t in &ctx.config.targets {
+        let snapshot = ctx.store.snapshot(&TargetName(t.name.clone()))?;
+        let last_cycle: Option<CycleReport> = snapshot.meta("last_cycle")?;
+        let last_failure: Option<CycleFailure> = snapshot
+            .meta::<CycleFailure>(LAST_FAILURE)?
+            .filter(|f| last_cycle.as_ref().is_none_or(|c| f.at > c.started_at));
+        let (managed_users, managed_groups) = snapshot.counts()?;
+        let quarantine = snapshot.quarantine()?;
+        // Only a running daemon has a next run; a quarantine pushes it to the back-off's end.
+        let next_run = ctx.daemon.as_ref().and_then(|_| {
+            let now = chrono::Utc::now();
+            let mut at = crate::schedule::next_run(&t.schedule, now)?;
+            if let Some(q) = &quarantine {
+                while !q.allows_cycle_at(at) {
+                    at = crate::schedule::next_run(&t.schedule, at)?;
+                }
+            }
+            Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        });
+        targets.push(TargetStatus {
+            name: t.name.clone(),
+            schedule: t.schedule.clone(),
+            next_run,
+            managed_users,
+            managed_groups,
+            last_cycle,
+            last_failure,
+            quarantine,
+            escrow: snapshot
+                .escrow()?
+                .into_iter()
+                .map(|(id, entry)| EscrowedObject {
+                    object_id: id.0,
+                    entry,
+                })
+                .collect(),
+        });
+    }
+    Ok(Status {
+        daemon: ctx.daemon.clone(),
+        targets,
+    })
+}
