@@ -2,7 +2,7 @@
 //! adopt it (claimed once, its differences sent), or create it; after a `409` or a create
 //! whose outcome is unknown, look again before creating again.
 
-use super::execute::{change_ops, Executor};
+use super::executor::{change_ops, Executor};
 use super::matching::Found;
 use super::record::{created, modified, shown_changes, shown_created};
 use super::report::Outcome;

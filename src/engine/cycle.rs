@@ -4,7 +4,7 @@
 
 use super::desired::{desired_state, DesiredState};
 use super::escrow;
-use super::execute::Executor;
+use super::executor::Executor;
 use super::record::Recorder;
 use super::report::{CycleReport, Outcome};
 use super::{guard, progress, CycleOptions, EngineError, Progress};

@@ -2,8 +2,9 @@
 //!
 //! - [`desired`]: the desired state, the source read scoped and mapped.
 //! - [`cycle`]: the orchestration: guards, plan, users then groups, escrow, what is kept.
-//! - [`execute`]: the typed operations carried out; [`adopt`]: a new object matched,
-//!   adopted or created, the same for users and groups.
+//! - [`executor`]: what carrying out operations shares; [`execute`]: the typed operations
+//!   carried out; [`adopt`]: a new object matched, adopted or created, the same for users
+//!   and groups.
 //! - [`matching`]: finding existing accounts, one implementation for the cycle and
 //!   `provision`; [`listing`]: the target's listing, verified.
 //! - [`record`]: the provisioning log's records, and the steps `provision` shows.
@@ -19,6 +20,7 @@ mod cycle;
 mod desired;
 mod escrow;
 mod execute;
+mod executor;
 pub mod guard;
 mod listing;
 pub(crate) mod matching;

@@ -7,7 +7,7 @@
 
 use super::adopt::Subject;
 use super::cycle::{load_profile, open_log, plan_options};
-use super::execute::Executor;
+use super::executor::Executor;
 use super::record::Recorder;
 use super::report::Outcome;
 use super::{desired_state, CycleOptions, DesiredState, EngineError};

@@ -8,9 +8,10 @@
 
 mod ad;
 mod entry;
+mod ranges;
 
-use self::ad::RangeReader;
 use self::entry::{Converter, Entry};
+use self::ranges::RangeReader;
 use super::{find_in, Directory, Source, SourceError, SourceObject};
 use crate::config::LdapSourceConfig;
 use crate::secret;
@@ -174,7 +175,7 @@ impl Source for LdapSource {
                 )
                 .await?;
             for group in groups.iter_mut().filter(|g| !g.pending.is_empty()) {
-                ad::complete_ranges(group, &mut session).await?;
+                ranges::complete_ranges(group, &mut session).await?;
             }
             session.close().await;
             Ok::<_, SourceError>(groups)

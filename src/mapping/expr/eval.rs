@@ -5,19 +5,12 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
+use super::ast::Expr;
+use super::ctx::{as_decimal, Ctx};
 use super::datetime;
 use super::functions;
 use super::lexer::CmpOp;
-use super::parser::Expr;
-use super::{Attributes, EvalError, Value};
-
-pub(crate) struct Ctx<'a> {
-    pub(crate) attrs: &'a dyn Attributes,
-    /// What `Now()` returns; fixed for one evaluation so that every call agrees.
-    pub(crate) now: DateTime<Utc>,
-    pub(crate) redacted: bool,
-    pub(crate) ignore_flow: bool,
-}
+use super::{EvalError, Value};
 
 impl Ctx<'_> {
     pub(crate) fn eval(&mut self, expr: &Expr) -> Result<Value, EvalError> {
@@ -34,22 +27,6 @@ impl Ctx<'_> {
                 Value::bool(compare(*op, &l, &r))
             }
         })
-    }
-}
-
-/// A plain decimal number (`-12`, `3.5`); stricter than `f64::from_str`, which would also
-/// take `inf` and `1e5`.
-pub(crate) fn as_decimal(s: &str) -> Option<f64> {
-    let t = s.trim();
-    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let ok = !int.is_empty()
-        && int.chars().all(|c| c.is_ascii_digit())
-        && frac.chars().all(|c| c.is_ascii_digit());
-    if ok {
-        t.parse().ok()
-    } else {
-        None
     }
 }
 

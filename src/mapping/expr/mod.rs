@@ -10,11 +10,14 @@
 //! - `eval` and `functions`: the tree and one user's attributes to a [`Value`];
 //! - `datetime` and `text`: .NET date formats and the string rules functions rely on.
 
+mod ast;
+mod ctx;
 mod datetime;
 mod eval;
 mod functions;
 mod lexer;
 mod parser;
+mod signature;
 mod text;
 mod value;
 
@@ -33,14 +36,14 @@ pub use value::{Attributes, Value};
 
 /// Names of every supported function, in the reference's (alphabetical) order.
 pub fn function_names() -> &'static [&'static str] {
-    functions::NAMES
+    signature::NAMES
 }
 
 /// A parsed expression: its tree and the text it was parsed from.
 #[derive(Clone, Debug)]
 pub struct Expression {
     text: String,
-    root: parser::Expr,
+    root: ast::Expr,
 }
 
 /// Two expressions are equal when their trees are, however they were written.
@@ -137,7 +140,7 @@ impl Expression {
         attrs: &dyn Attributes,
         now: DateTime<Utc>,
     ) -> Result<Evaluated, EvalError> {
-        let mut ctx = eval::Ctx {
+        let mut ctx = ctx::Ctx {
             attrs,
             now,
             redacted: false,

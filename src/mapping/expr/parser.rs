@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-use super::functions::{self, Func};
-use super::lexer::{tokenize, CmpOp, Tok, Token};
+use super::ast::{Expr, Func};
+use super::lexer::{tokenize, Tok, Token};
+use super::signature;
 use super::ParseError;
 
 /// Longest expression accepted, in chars (the Entra portal's limit).
@@ -29,22 +30,6 @@ const ENUM_NAMES: &[&str] = &[
     "AssumeUniversal",
     "RoundtripKind",
 ];
-
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Expr {
-    /// An omitted argument, as in `Switch([a], , "x", "y")`; evaluates to null.
-    Empty,
-    Str(String),
-    Num(i64),
-    /// `&HF7`; kept apart from `Num` so that printing gives back what was written.
-    Hex(i64),
-    /// A bare enum name, stored in its canonical spelling.
-    Enum(&'static str),
-    Attr(String),
-    Call(Func, Vec<Expr>),
-    /// Operands are never `Compare` or `Empty`: comparisons do not chain.
-    Compare(CmpOp, Box<Expr>, Box<Expr>),
-}
 
 fn err(column: usize, message: impl Into<String>) -> ParseError {
     ParseError {
@@ -200,7 +185,7 @@ impl Parser {
                 }
             }
         }
-        functions::validate(func, &args).map_err(|message| err(column, message))?;
+        signature::validate(func, &args).map_err(|message| err(column, message))?;
         Ok(Expr::Call(func, args))
     }
 }
@@ -262,6 +247,7 @@ impl fmt::Display for Expr {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use crate::mapping::expr::lexer::CmpOp;
 
     fn p(text: &str) -> Expr {
         parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))

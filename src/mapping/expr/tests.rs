@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 
-use super::functions::SPECS;
+use super::ast::Expr;
 use super::lexer::CmpOp;
-use super::parser::Expr;
+use super::signature::SPECS;
 use super::{function_names, EvalError, Evaluated, Expression, Value};
 
 /// `Now()` in every test: the moment the reference's DateDiff table was written.
@@ -1159,7 +1159,7 @@ fn call(spec_index: usize, extra: usize, pool: Vec<Expr>) -> Expr {
     }
     let mut args: Vec<Expr> = pool.into_iter().cycle().take(n).collect();
     args.resize(n, Expr::Str("x".into()));
-    let mut required = super::functions::required_positions(spec.func, n);
+    let mut required = super::signature::required_positions(spec.func, n);
     // A lone empty argument would print as `F()`, which is a call without arguments.
     if n == 1 {
         required.push(0);

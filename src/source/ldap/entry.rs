@@ -126,7 +126,7 @@ impl Entry {
             .unwrap_or_default()
     }
 
-    /// Appends the values of a later part of a ranged attribute (read by `ad::complete_ranges`)
+    /// Appends the values of a later part of a ranged attribute (read by `ranges::complete_ranges`)
     /// and records whether yet another part follows.
     pub(crate) fn absorb(&mut self, part: Entry, attr: &str) {
         let values = part.values(attr).to_vec();
