@@ -26,10 +26,11 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(64)
     });
-    let source = scimsync::source::build(&config.source).unwrap_or_else(|e| {
-        eprintln!("source: {e}");
-        std::process::exit(2)
-    });
+    let source =
+        scimsync::source::build(&config.source, config.max_value_bytes).unwrap_or_else(|e| {
+            eprintln!("source: {e}");
+            std::process::exit(2)
+        });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

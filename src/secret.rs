@@ -51,10 +51,13 @@ pub enum SecretError {
 /// or an environment variable. The error names where it looked, never what it found.
 pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, SecretError> {
     let value = match (file, env) {
-        (Some(path), _) => std::fs::read_to_string(path).map_err(|source| SecretError::File {
-            path: path.to_owned(),
-            source,
-        })?,
+        (Some(path), _) => {
+            warn_if_open(path);
+            std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                path: path.to_owned(),
+                source,
+            })?
+        }
         (None, Some(var)) => std::env::var(var).map_err(|_| SecretError::Env(var.to_owned()))?,
         (None, None) => return Err(SecretError::None),
     };
@@ -68,6 +71,23 @@ pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, SecretErro
         return Err(SecretError::Empty(at));
     }
     Ok(Secret(value))
+}
+
+/// Warns when a secret file may be read or changed by others than its owner and group
+/// (systemd's credentials and a `chmod 600` file pass).
+fn warn_if_open(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "The secret file is readable or writable by every user of this machine; make it owner-only (chmod 600)."
+        );
+    }
 }
 
 #[cfg(test)]

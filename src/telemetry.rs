@@ -30,18 +30,30 @@ const WAIT_BUCKETS: [f64; 9] = [0.0005, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 3
 
 /// Installs the Prometheus recorder and serves `GET /metrics` on `addr` from the current
 /// tokio runtime. Fails when the address cannot be bound (in use, not local).
-pub fn serve(addr: SocketAddr) -> Result<(), String> {
+pub fn serve(addr: SocketAddr) -> Result<(), MetricsError> {
+    let serving = |e: metrics_exporter_prometheus::BuildError| MetricsError {
+        addr,
+        message: e.to_string(),
+    };
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &HTTP_BUCKETS)
         .and_then(|b| {
             b.set_buckets_for_metric(Matcher::Full(RATE_LIMIT_WAIT.to_owned()), &WAIT_BUCKETS)
         })
-        .map_err(|e| format!("metrics: {e}"))?
+        .map_err(serving)?
         .install()
-        .map_err(|e| format!("metrics_listen = \"{addr}\": cannot serve metrics: {e}"))?;
+        .map_err(serving)?;
     describe();
     Ok(())
+}
+
+/// Metrics cannot be served at the configured address.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics_listen = \"{addr}\": cannot serve metrics: {message}")]
+pub struct MetricsError {
+    pub addr: SocketAddr,
+    pub message: String,
 }
 
 fn describe() {

@@ -91,17 +91,30 @@ impl fmt::Display for Status {
     }
 }
 
-/// Parses a name of an [`Action`] or [`Status`], case-insensitively.
-pub fn parse_name<T: fmt::Display + Copy>(all: &[T], what: &str, text: &str) -> Result<T, String> {
+/// A name that is no [`Action`] or [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not {what}; expected one of {}", .expected.join(", "))]
+pub struct UnknownName {
+    pub text: String,
+    /// `"an action"`, `"a status"`.
+    pub what: &'static str,
+    pub expected: Vec<String>,
+}
+
+/// Parses a name of an [`Action`] or [`Status`], case-insensitively; `what` names the kind
+/// with its article (`"an action"`).
+pub fn parse_name<T: fmt::Display + Copy>(
+    all: &[T],
+    what: &'static str,
+    text: &str,
+) -> Result<T, UnknownName> {
     all.iter()
         .copied()
         .find(|v| v.to_string().eq_ignore_ascii_case(text))
-        .ok_or_else(|| {
-            let names: Vec<String> = all.iter().map(|v| v.to_string().to_lowercase()).collect();
-            format!(
-                "{text:?} is not a {what}; expected one of {}",
-                names.join(", ")
-            )
+        .ok_or_else(|| UnknownName {
+            text: text.to_owned(),
+            what,
+            expected: all.iter().map(|v| v.to_string().to_lowercase()).collect(),
         })
 }
 
@@ -363,14 +376,17 @@ mod tests {
     #[test]
     fn names_parse_case_insensitively_and_errors_list_the_choices() {
         assert_eq!(
-            parse_name(&Status::ALL, "status", "FAILURE"),
+            parse_name(&Status::ALL, "a status", "FAILURE"),
             Ok(Status::Failure)
         );
         assert_eq!(
-            parse_name(&Action::ALL, "action", "stageddelete"),
+            parse_name(&Action::ALL, "an action", "stageddelete"),
             Ok(Action::StagedDelete)
         );
-        let e = parse_name(&Status::ALL, "status", "broken").expect_err("unknown");
-        assert!(e.contains("success, failure, skipped, warning"), "{e}");
+        let e = parse_name(&Status::ALL, "a status", "broken").expect_err("unknown");
+        assert!(
+            e.to_string().contains("success, failure, skipped, warning"),
+            "{e}"
+        );
     }
 }

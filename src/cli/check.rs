@@ -27,7 +27,7 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
         config.targets.len()
     );
     let mut code = EXIT_OK;
-    match source::build(&config.source) {
+    match source::build(&config.source, config.max_value_bytes) {
         Err(e) => {
             out!("source: FAILED: {e}");
             code = EXIT_FATAL;

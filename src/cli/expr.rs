@@ -26,7 +26,7 @@ pub(super) async fn expr(
             Ok(c) => c,
             Err(code) => return code,
         };
-        let source = match source::build(&config.source) {
+        let source = match source::build(&config.source, config.max_value_bytes) {
             Ok(s) => s,
             Err(e) => {
                 err!("source: {e}");

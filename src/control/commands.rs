@@ -78,7 +78,7 @@ fn select_targets(config: &Config, only: Option<&str>) -> Result<Vec<Target>, Re
 }
 
 async fn read_source(config: &Config) -> Result<Directory, Response> {
-    let source = source::build(&config.source)
+    let source = source::build(&config.source, config.max_value_bytes)
         .map_err(|e| Response::failed(EXIT_FATAL, format!("source: {e}")))?;
     source
         .read()
@@ -302,7 +302,7 @@ pub fn query(args: &LogsArgs, now: DateTime<Utc>) -> Result<LogQuery, Vec<String
     let status = args
         .status
         .as_deref()
-        .map(|s| audit::parse_name(&Status::ALL, "status", s))
+        .map(|s| audit::parse_name(&Status::ALL, "a status", s))
         .transpose()
         .map_err(|e| problems.push(format!("--status: {e}")))
         .ok()
@@ -310,7 +310,7 @@ pub fn query(args: &LogsArgs, now: DateTime<Utc>) -> Result<LogQuery, Vec<String
     let action = args
         .action
         .as_deref()
-        .map(|s| audit::parse_name(&Action::ALL, "action", s))
+        .map(|s| audit::parse_name(&Action::ALL, "an action", s))
         .transpose()
         .map_err(|e| problems.push(format!("--action: {e}")))
         .ok()

@@ -45,6 +45,8 @@ pub struct Shared {
     info: DaemonInfo,
     /// The last cycle's summary per target, for systemd's `STATUS=`.
     summaries: Mutex<BTreeMap<String, String>>,
+    /// Each target's supervised scheduler.
+    tasks: Mutex<BTreeMap<String, JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -62,6 +64,15 @@ impl Shared {
             daemon: Some(self.info.clone()),
             watch: None,
         }
+    }
+
+    /// Whether every configured target has its scheduler running: the watchdog's condition.
+    fn every_target_scheduled(&self) -> bool {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        self.current()
+            .targets
+            .iter()
+            .all(|t| tasks.get(&t.name).is_some_and(|h| !h.is_finished()))
     }
 
     fn summary(&self, target: &str, text: String) {
@@ -142,6 +153,7 @@ pub async fn run(config_path: &Path) -> i32 {
             socket: bound.path.clone(),
         },
         summaries: Mutex::default(),
+        tasks: Mutex::default(),
     });
     let tracker = TaskTracker::new();
     tracker.spawn(socket::serve(
@@ -149,9 +161,12 @@ pub async fn run(config_path: &Path) -> i32 {
         shared.clone(),
         tracker.clone(),
     ));
-    tracker.spawn(notify::watchdog(shared.stop.clone()));
-    let mut tasks = BTreeMap::new();
-    spawn_targets(&shared, &tracker, &mut tasks);
+    let watched = shared.clone();
+    tracker.spawn(notify::watchdog(
+        shared.stop.clone(),
+        Box::new(move || watched.every_target_scheduled()),
+    ));
+    spawn_targets(&shared, &tracker);
     tracing::info!(targets, socket = %bound.path.display(), "Daemon started.");
     notify::ready(&format!(
         "running: {targets} targets, waiting for the first cycle"
@@ -167,7 +182,7 @@ pub async fn run(config_path: &Path) -> i32 {
                 tracing::info!("SIGINT: stopping.");
                 break;
             }
-            _ = hup.recv() => reload(config_path, &shared, &tracker, &mut tasks),
+            _ = hup.recv() => reload(config_path, &shared, &tracker),
         }
     }
 
@@ -192,28 +207,88 @@ pub async fn run(config_path: &Path) -> i32 {
     code
 }
 
-/// Starts a scheduler task for each configured target that has none running.
-fn spawn_targets(
-    shared: &Arc<Shared>,
-    tracker: &TaskTracker,
-    tasks: &mut BTreeMap<String, JoinHandle<()>>,
-) {
+/// Starts a supervised scheduler task for each configured target that has none running.
+fn spawn_targets(shared: &Arc<Shared>, tracker: &TaskTracker) {
+    let mut tasks = shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
     tasks.retain(|_, h| !h.is_finished());
     for t in &shared.current().targets {
         if !tasks.contains_key(&t.name) {
-            let handle = tracker.spawn(target_loop(t.name.clone(), shared.clone()));
+            let (name, s) = (t.name.clone(), shared.clone());
+            let handle = tracker.spawn(supervise(
+                t.name.clone(),
+                shared.stop.clone(),
+                move || target_loop(name.clone(), s.clone()),
+                record_failure(shared.clone()),
+            ));
             tasks.insert(t.name.clone(), handle);
         }
     }
 }
 
+/// How long a target's scheduler waits before it is started again after it failed, at most.
+const RESTART_MAX: Duration = Duration::from_secs(300);
+
+/// Runs a target's scheduler, and starts it again (after a pause that grows with each
+/// failure) when it stops by failing rather than by returning: a bug in one target's cycle
+/// never silently ends its schedule. Each failure is reported through `failed`.
+async fn supervise<F, Fut>(
+    name: String,
+    stop: CancellationToken,
+    mut run: F,
+    failed: impl Fn(&str, String),
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut failures: u32 = 0;
+    loop {
+        match tokio::spawn(run()).await {
+            Ok(()) => return,
+            Err(e) if e.is_cancelled() || stop.is_cancelled() => return,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let why = match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into()),
+                    Err(e) => e.to_string(),
+                };
+                let pause = Duration::from_secs(1u64 << failures.min(8)).min(RESTART_MAX);
+                tracing::error!(target = %name, failures, error = %why, restart_in_seconds = pause.as_secs(), "The target's scheduler stopped by failing; restarting it.");
+                failed(
+                    &name,
+                    format!("the scheduler stopped by failing ({why}); restarted"),
+                );
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Records a scheduler's failure as the target's last failure, for `status`.
+fn record_failure(shared: Arc<Shared>) -> impl Fn(&str, String) {
+    move |name, error| {
+        let failure = CycleFailure {
+            at: state::now(),
+            error,
+        };
+        if let Err(e) = shared
+            .store
+            .snapshot(&TargetName(name.to_owned()))
+            .and_then(|s| s.set_meta(LAST_FAILURE, &failure))
+        {
+            tracing::error!(target = %name, error = %e, "Could not record the failure.");
+        }
+    }
+}
+
 /// `SIGHUP`: loads the configuration again; the tasks pick it up at their next wake-up.
-fn reload(
-    path: &Path,
-    shared: &Arc<Shared>,
-    tracker: &TaskTracker,
-    tasks: &mut BTreeMap<String, JoinHandle<()>>,
-) {
+fn reload(path: &Path, shared: &Arc<Shared>, tracker: &TaskTracker) {
     notify::reloading();
     match crate::target::load(path) {
         Err(e) => {
@@ -231,7 +306,7 @@ fn reload(
             }
             let targets = new.targets.len();
             shared.config.send_replace(Arc::new(new));
-            spawn_targets(shared, tracker, tasks);
+            spawn_targets(shared, tracker);
             tracing::info!(targets, "SIGHUP: configuration reloaded.");
         }
     }
@@ -312,7 +387,8 @@ async fn cycle(shared: &Shared, name: &str) {
         return;
     }
     let result: Result<Option<CycleReport>, String> = async {
-        let source = source::build(&config.source).map_err(|e| format!("source: {e}"))?;
+        let source = source::build(&config.source, config.max_value_bytes)
+            .map_err(|e| format!("source: {e}"))?;
         let dir = source
             .read()
             .await
@@ -394,4 +470,64 @@ fn summary(r: &CycleReport) -> String {
         r.requests,
         r.problems.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scheduler_that_fails_is_started_again_and_reported() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let (r, f) = (runs.clone(), failures.clone());
+        supervise(
+            "app".into(),
+            CancellationToken::new(),
+            move || {
+                let n = r.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 2 {
+                        panic!("cycle bug {n}");
+                    }
+                }
+            },
+            move |name: &str, why: String| {
+                f.lock().expect("lock").push(format!("{name}: {why}"));
+            },
+        )
+        .await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            3,
+            "two failures, then a normal end"
+        );
+        let failures = failures.lock().expect("lock").clone();
+        assert_eq!(failures.len(), 2);
+        assert!(
+            failures[0].starts_with("app: the scheduler stopped by failing (cycle bug 0)"),
+            "{failures:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scheduler_is_not_restarted_after_shutdown() {
+        let stop = CancellationToken::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let s = stop.clone();
+        supervise(
+            "app".into(),
+            stop,
+            move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                s.cancel();
+                async { panic!("fails while stopping") }
+            },
+            |_: &str, _: String| {},
+        )
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
 }

@@ -38,8 +38,10 @@ pub fn stopping() {
     ]);
 }
 
-/// Pings the watchdog at half its period while `WatchdogSec=` is set, until `stop`.
-pub async fn watchdog(stop: CancellationToken) {
+/// Pings the watchdog at half its period while `WatchdogSec=` is set, until `stop`, as long
+/// as `alive` says every part of the daemon runs: when one is gone, the pings stop and
+/// systemd restarts the service.
+pub async fn watchdog(stop: CancellationToken, alive: Box<dyn Fn() -> bool + Send + Sync>) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -47,7 +49,13 @@ pub async fn watchdog(stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => send(&[NotifyState::Watchdog]),
+            _ = tick.tick() => {
+                if alive() {
+                    send(&[NotifyState::Watchdog]);
+                } else {
+                    tracing::error!("A target's scheduler is gone; the watchdog is no longer notified, so that systemd restarts scimsync.");
+                }
+            }
         }
     }
 }

@@ -222,37 +222,8 @@ pub async fn run_target_with(
     stop: &CancellationToken,
     progress: &Progress,
 ) -> Result<(CycleReport, PlannedCycle), EngineError> {
-    let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
-    let mut c = Cycle {
-        config,
-        target,
-        store,
-        profile: load_profile(&snapshot, target, opts.full)?,
-        report: CycleReport {
-            target: target.name.clone(),
-            cycle_id: uuid::Uuid::new_v4().to_string(),
-            started_at: state::now(),
-            dry_run: opts.dry_run,
-            quarantined_before: snapshot.quarantine()?,
-            ..Default::default()
-        },
-        snapshot,
-        opts,
-        now: chrono::Utc::now(),
-        source_users: dir.users.len(),
-    };
-    // The snapshot's summaries are read on a blocking thread while the directory is mapped.
-    let scan = {
-        let snapshot = c.snapshot.clone();
-        tokio::task::spawn_blocking(move || snapshot.user_summaries())
-    };
-    let want = checked_desired_state(dir, config, target, &c.snapshot, &c.profile, opts)?;
-    let replan = Replan::of(&want);
-    let known = scan
-        .await
-        .map_err(|e| StateError::Storage(format!("the snapshot scan stopped: {e}")))??;
-    let mut planned = plan_desired(want, &known, &c.snapshot, target, opts)?;
-    c.report_plan(&planned);
+    let mut c = Cycle::begin(config, target, store, opts, dir.users.len())?;
+    let (mut planned, known, replan) = c.plan(dir).await?;
     if opts.dry_run {
         c.report
             .count_planned(&planned.users.ops, &planned.groups.ops);
@@ -289,71 +260,24 @@ pub async fn run_target_with(
     let rec = Recorder::new(&c.report.cycle_id, &target.name, open_log(store));
     let snapshot = c.snapshot.clone();
     let exec = Executor::new(&client, &snapshot, target, rec);
-    // The users' accounts are claimed from the summaries the plan read (nothing has written
-    // to the snapshot since, under the target's lock), the groups' from one scan of their ids.
-    for (id, user) in &known {
-        exec.claim(Kind::User, &user.scim_id, id);
-    }
-    drop(known);
-    c.snapshot.group_scim_ids(&mut |id, scim_id| {
-        exec.claim(Kind::Group, &scim_id, &id);
-    })?;
-    let unmatched = |ops: &[UserOp]| {
-        ops.iter()
-            .filter(|op| matches!(op, UserOp::MatchOrCreate { .. }))
-            .count()
-    };
-    exec.matcher
-        .prepare(Endpoint::Users, unmatched(&planned.users.ops))
-        .await;
+    c.claim_all(&exec, known)?;
     c.stage_held(&exec, &planned.users.held, &planned.groups.held);
     progress.planned(planned.users.ops.len() + planned.groups.ops.len());
     let users = std::mem::take(&mut planned.users.ops);
-    let outcomes = run_ops(users, &client, stop, |op| async {
-        let id = op.id().clone();
-        let action = progress::user_action(&op);
-        let outcome = audit::collect(exec.user(op)).await;
-        progress.finished(&target.name, "user", action, outcome.status());
-        (id, outcome)
-    })
-    .await;
-    let mut attempted = outcomes.len();
-    escrow::settle(
-        &c.snapshot,
-        client.auth_rejected().is_some(),
-        &escrow,
-        Kind::User,
-        &outcomes,
-        c.now,
-    )?;
+    let mut attempted = c.users_phase(&exec, users, &escrow, stop, progress).await?;
     c.report.users.unchanged += planned.users.unchanged;
-    c.report.tally(Kind::User, outcomes);
-    let groups = c
-        .groups_phase(
-            &exec,
-            &replan,
-            &escrow,
-            planned.groups.ops.len(),
-            stop,
-            progress,
-        )
+    let before = planned.groups.ops.len();
+    let (groups, n) = c
+        .groups_phase(&exec, &replan, &escrow, before, stop, progress)
         .await?;
-    attempted += groups.1;
+    attempted += n;
     if stop.is_cancelled() {
         c.report.problems.push(STOPPED_EARLY.into());
     }
-    // An object that left the source and has no account needs no retry any more.
-    for id in c.snapshot.escrow()?.keys() {
-        if !replan.wants(id) && !c.snapshot.holds(id)? {
-            c.snapshot.escrow_clear(id)?;
-        }
-    }
+    c.forget_escrow_of_departed(&replan)?;
     drop((replan, exec));
     c.finish(&client, attempted).await?;
-    let planned = PlannedCycle {
-        groups: groups.0,
-        ..planned
-    };
+    let planned = PlannedCycle { groups, ..planned };
     Ok((c.report, planned))
 }
 
@@ -363,7 +287,120 @@ const STOPPED_EARLY: &str =
 /// The words of the error of a call that was not sent after an authentication rejection.
 const NOT_SENT: &str = "not sent: the target rejected the credentials earlier";
 
-impl Cycle<'_> {
+impl<'a> Cycle<'a> {
+    fn begin(
+        config: &'a Config,
+        target: &'a Target,
+        store: &'a Store,
+        opts: CycleOptions,
+        source_users: usize,
+    ) -> Result<Cycle<'a>, EngineError> {
+        let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
+        Ok(Cycle {
+            config,
+            target,
+            store,
+            profile: load_profile(&snapshot, target, opts.full)?,
+            report: CycleReport {
+                target: target.name.clone(),
+                cycle_id: uuid::Uuid::new_v4().to_string(),
+                started_at: state::now(),
+                dry_run: opts.dry_run,
+                quarantined_before: snapshot.quarantine()?,
+                ..Default::default()
+            },
+            snapshot,
+            opts,
+            now: chrono::Utc::now(),
+            source_users,
+        })
+    }
+
+    /// The guards, the desired state and its plan, with the snapshot's user summaries (read on
+    /// a blocking thread while the directory is mapped) and what the groups' second plan needs.
+    async fn plan(
+        &mut self,
+        dir: Cow<'_, Directory>,
+    ) -> Result<(PlannedCycle, BTreeMap<SourceId, UserSummary>, Replan), EngineError> {
+        let scan = {
+            let snapshot = self.snapshot.clone();
+            tokio::task::spawn_blocking(move || snapshot.user_summaries())
+        };
+        let (config, target, opts) = (self.config, self.target, self.opts);
+        let want = checked_desired_state(dir, config, target, &self.snapshot, &self.profile, opts)?;
+        let replan = Replan::of(&want);
+        let known = scan
+            .await
+            .map_err(|e| StateError::Storage(format!("the snapshot scan stopped: {e}")))??;
+        let planned = plan_desired(want, &known, &self.snapshot, target, opts)?;
+        self.report_plan(&planned);
+        Ok((planned, known, replan))
+    }
+
+    /// Every managed account claimed for its object: the users' from the summaries the plan
+    /// read (nothing has written to the snapshot since, under the target's lock), the groups'
+    /// from one scan of their ids.
+    fn claim_all(
+        &self,
+        exec: &Executor<'_>,
+        known: BTreeMap<SourceId, UserSummary>,
+    ) -> Result<(), StateError> {
+        for (id, user) in &known {
+            exec.claim(Kind::User, &user.scim_id, id);
+        }
+        drop(known);
+        self.snapshot.group_scim_ids(&mut |id, scim_id| {
+            exec.claim(Kind::Group, &scim_id, &id);
+        })
+    }
+
+    /// The users' operations carried out; returns how many were attempted.
+    async fn users_phase(
+        &mut self,
+        exec: &Executor<'_>,
+        ops: Vec<UserOp>,
+        escrow: &BTreeMap<SourceId, state::EscrowEntry>,
+        stop: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<usize, EngineError> {
+        let unmatched = ops
+            .iter()
+            .filter(|op| matches!(op, UserOp::MatchOrCreate { .. }))
+            .count();
+        exec.matcher.prepare(Endpoint::Users, unmatched).await;
+        let target = &self.target.name;
+        let outcomes = run_ops(ops, exec.client, stop, |op| async {
+            let id = op.id().clone();
+            let action = progress::user_action(&op);
+            let outcome = audit::collect(exec.user(op)).await;
+            progress.finished(target, "user", action, outcome.status());
+            (id, outcome)
+        })
+        .await;
+        let attempted = outcomes.len();
+        let auth = exec.client.auth_rejected().is_some();
+        escrow::settle(
+            &self.snapshot,
+            auth,
+            escrow,
+            Kind::User,
+            &outcomes,
+            self.now,
+        )?;
+        self.report.tally(Kind::User, outcomes);
+        Ok(attempted)
+    }
+
+    /// An object that left the source and has no account needs no retry any more.
+    fn forget_escrow_of_departed(&self, replan: &Replan) -> Result<(), StateError> {
+        for id in self.snapshot.escrow()?.keys() {
+            if !replan.wants(id) && !self.snapshot.holds(id)? {
+                self.snapshot.escrow_clear(id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The plan's rejections and holds, in the report.
     fn report_plan(&mut self, planned: &PlannedCycle) {
         for (id, kind, why) in &planned.rejected {

@@ -101,7 +101,8 @@ pub fn map(rules: &[Rule], object: &SourceObject) -> Result<Desired, MappingErro
     Ok(out)
 }
 
-/// Converts an expression value to the JSON type the SCIM schema gives the attribute.
+/// Converts an expression value to the JSON type the SCIM schema gives the attribute; the
+/// error is the message of the object's [`MappingError`].
 fn coerce(target: &AttrPath, value: Value) -> Result<Json, String> {
     let text = match value {
         Value::Str(s) => s,

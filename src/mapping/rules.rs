@@ -77,6 +77,7 @@ fn matching(rules: &[Rule]) -> Vec<&Rule> {
     m
 }
 
+/// Compiles one list of rules (`user_mapping` or `group_mapping`), every problem located.
 fn compile_list(
     list: &'static str,
     configs: &[MappingConfig],
@@ -91,106 +92,27 @@ fn compile_list(
             message,
         });
     };
-    let mut rules = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     let mut targets = BTreeSet::new();
     let mut precedences = BTreeSet::new();
     for (i, c) in configs.iter().enumerate() {
-        let target = match AttrPath::parse(&c.target) {
-            Ok(p) => p,
-            Err(e) => {
-                err(Some(i), Some("target"), e);
-                continue;
-            }
+        let mut at = |field, message| err(Some(i), field, message);
+        let Some(rule) = compile_rule(c, &mut at) else {
+            continue;
         };
-        if !targets.insert(target.to_string().to_lowercase()) {
-            err(
-                Some(i),
-                Some("target"),
-                format!("{target} is mapped by an earlier rule"),
-            );
+        if !targets.insert(rule.target.to_string().to_lowercase()) {
+            let why = format!("{} is mapped by an earlier rule", rule.target);
+            at(Some("target"), why);
         }
-        let value = match (&c.source, &c.constant, &c.expression) {
-            (Some(s), None, None) if !s.trim().is_empty() => RuleValue::Source(s.trim().to_owned()),
-            (None, Some(k), None) => RuleValue::Constant(k.clone()),
-            (None, None, Some(e)) => match Expression::parse(e) {
-                Ok(x) => RuleValue::Expression(Box::new(x)),
-                Err(e) => {
-                    err(
-                        Some(i),
-                        Some("expression"),
-                        format!("{e} (mapping to {target})"),
-                    );
-                    continue;
-                }
-            },
-            (Some(_), None, None) => {
-                err(
-                    Some(i),
-                    Some("source"),
-                    "must name a source attribute".into(),
-                );
-                continue;
-            }
-            _ => {
-                err(
-                    Some(i),
-                    None,
-                    format!(
-                        "set exactly one of source, constant and expression (mapping to {target})"
-                    ),
-                );
-                continue;
-            }
-        };
-        if let Some(p) = c.matching_precedence {
-            if p == 0 {
-                err(
-                    Some(i),
-                    Some("matching_precedence"),
-                    "must be 1 or more (1 is tried first)".into(),
-                );
-            } else if !precedences.insert(p) {
-                err(
-                    Some(i),
+        if let Some(p) = c.matching_precedence.filter(|p| *p > 0) {
+            if !precedences.insert(p) {
+                at(
                     Some("matching_precedence"),
                     format!("{p} is used by an earlier rule"),
                 );
             }
-            if c.apply == Apply::OnCreate {
-                err(
-                    Some(i),
-                    Some("apply"),
-                    "a matching attribute must apply always".into(),
-                );
-            }
         }
-        if target.scim_type() == ScimType::Boolean {
-            if let Some(d) = &c.default {
-                if parse_bool(d).is_none() {
-                    err(
-                        Some(i),
-                        Some("default"),
-                        format!("{d:?} is not a boolean for {target}"),
-                    );
-                }
-            }
-            if let RuleValue::Constant(k) = &value {
-                if parse_bool(k).is_none() {
-                    err(
-                        Some(i),
-                        Some("constant"),
-                        format!("{k:?} is not a boolean for {target}"),
-                    );
-                }
-            }
-        }
-        rules.push(Rule {
-            target,
-            value,
-            default: c.default.clone(),
-            apply: c.apply,
-            matching_precedence: c.matching_precedence,
-        });
+        rules.push(rule);
     }
     if !configs.is_empty() && matching(&rules).is_empty() && !rules.is_empty() {
         err(
@@ -214,6 +136,72 @@ fn compile_list(
         }
     }
     rules
+}
+
+/// Compiles one rule; `err` takes each problem with its field. `None` when the rule cannot
+/// be compiled at all.
+fn compile_rule(
+    c: &MappingConfig,
+    err: &mut dyn FnMut(Option<&'static str>, String),
+) -> Option<Rule> {
+    let target = match AttrPath::parse(&c.target) {
+        Ok(p) => p,
+        Err(e) => {
+            err(Some("target"), e.to_string());
+            return None;
+        }
+    };
+    let value = match (&c.source, &c.constant, &c.expression) {
+        (Some(s), None, None) if !s.trim().is_empty() => RuleValue::Source(s.trim().to_owned()),
+        (None, Some(k), None) => RuleValue::Constant(k.clone()),
+        (None, None, Some(e)) => match Expression::parse(e) {
+            Ok(x) => RuleValue::Expression(Box::new(x)),
+            Err(e) => {
+                err(Some("expression"), format!("{e} (mapping to {target})"));
+                return None;
+            }
+        },
+        (Some(_), None, None) => {
+            err(Some("source"), "must name a source attribute".into());
+            return None;
+        }
+        _ => {
+            let why =
+                format!("set exactly one of source, constant and expression (mapping to {target})");
+            err(None, why);
+            return None;
+        }
+    };
+    if c.matching_precedence == Some(0) {
+        err(
+            Some("matching_precedence"),
+            "must be 1 or more (1 is tried first)".into(),
+        );
+    }
+    if c.matching_precedence.is_some() && c.apply == Apply::OnCreate {
+        err(
+            Some("apply"),
+            "a matching attribute must apply always".into(),
+        );
+    }
+    if target.scim_type() == ScimType::Boolean {
+        let constant = match &value {
+            RuleValue::Constant(k) => Some(k),
+            _ => None,
+        };
+        for (field, v) in [("default", c.default.as_ref()), ("constant", constant)] {
+            if let Some(v) = v.filter(|v| parse_bool(v).is_none()) {
+                err(Some(field), format!("{v:?} is not a boolean for {target}"));
+            }
+        }
+    }
+    Some(Rule {
+        target,
+        value,
+        default: c.default.clone(),
+        apply: c.apply,
+        matching_precedence: c.matching_precedence,
+    })
 }
 
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {

@@ -34,6 +34,29 @@ const ENVELOPE: usize = 128;
 /// At most this many writes are kept pending by the engine, whatever the target advertises.
 const MAX_PENDING: usize = 8192;
 
+/// Why a target's bulk cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoBulk {
+    #[error("its /ServiceProviderConfig has no \"bulk\"")]
+    Absent,
+    #[error("its /ServiceProviderConfig says bulk is not supported")]
+    Unsupported,
+    #[error("its /ServiceProviderConfig announces bulk without usable limits (maxOperations {max_operations}, maxPayloadSize {max_payload_size})")]
+    NoLimits {
+        max_operations: String,
+        max_payload_size: String,
+    },
+    #[error("its /ServiceProviderConfig is empty")]
+    Empty,
+    #[error("its /ServiceProviderConfig cannot be read ({0})")]
+    Unreadable(String),
+}
+
+/// A value from a ServiceProviderConfig as a message shows it.
+fn shown(v: Option<&Json>) -> String {
+    crate::text::escape(&v.unwrap_or(&Json::Null).to_string())
+}
+
 /// The bulk limits a target advertises in `/ServiceProviderConfig`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -44,12 +67,12 @@ pub struct Limits {
 impl Limits {
     /// Reads the `bulk` object of a ServiceProviderConfig; the error says why bulk cannot be
     /// used (not supported, or limits that allow no request).
-    pub fn advertised(spc: &Json) -> Result<Limits, String> {
+    pub fn advertised(spc: &Json) -> Result<Limits, NoBulk> {
         let Some(bulk) = spc.get("bulk") else {
-            return Err("its /ServiceProviderConfig has no \"bulk\"".into());
+            return Err(NoBulk::Absent);
         };
         if bulk.get("supported").and_then(Json::as_bool) != Some(true) {
-            return Err("its /ServiceProviderConfig says bulk is not supported".into());
+            return Err(NoBulk::Unsupported);
         }
         let number = |key: &str| {
             bulk.get(key)
@@ -64,11 +87,10 @@ impl Limits {
                     max_payload_size,
                 })
             }
-            _ => Err(format!(
-                "its /ServiceProviderConfig announces bulk without usable limits (maxOperations {}, maxPayloadSize {})",
-                bulk.get("maxOperations").unwrap_or(&Json::Null),
-                bulk.get("maxPayloadSize").unwrap_or(&Json::Null)
-            )),
+            _ => Err(NoBulk::NoLimits {
+                max_operations: shown(bulk.get("maxOperations")),
+                max_payload_size: shown(bulk.get("maxPayloadSize")),
+            }),
         }
     }
 }
@@ -428,13 +450,12 @@ mod tests {
             json!({"bulk": {"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576}});
         assert_eq!(Limits::advertised(&spc), Ok(limits(1000, 1048576)));
         let off = json!({"bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0}});
-        assert!(Limits::advertised(&off)
-            .expect_err("not supported")
-            .contains("not supported"));
+        assert_eq!(Limits::advertised(&off), Err(NoBulk::Unsupported));
         assert!(Limits::advertised(&json!({})).is_err());
         let no_limits = json!({"bulk": {"supported": true}});
         assert!(Limits::advertised(&no_limits)
             .expect_err("no limits")
+            .to_string()
             .contains("without usable limits"));
     }
 

@@ -31,8 +31,8 @@ impl Client {
                 .await;
                 let limits = match spc {
                     Ok(Some(spc)) => bulk::Limits::advertised(&spc),
-                    Ok(None) => Err("its /ServiceProviderConfig is empty".to_owned()),
-                    Err(e) => Err(format!("its /ServiceProviderConfig cannot be read ({e})")),
+                    Ok(None) => Err(bulk::NoBulk::Empty),
+                    Err(e) => Err(bulk::NoBulk::Unreadable(e.to_string())),
                 };
                 match limits {
                     Ok(l) => {

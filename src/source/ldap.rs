@@ -157,7 +157,7 @@ impl Source for LdapSource {
                     c.users_base_dn(),
                     c.user_filter(),
                     &user_attrs,
-                    |page| building.users(&page).map_err(|e| self.error(e)),
+                    |page| building.users(&page).map_err(|e| self.error(e.to_string())),
                 )
                 .await?;
             let mut groups = Vec::new();
@@ -181,7 +181,9 @@ impl Source for LdapSource {
             Ok::<_, SourceError>(groups)
         })
         .await?;
-        let dir = building.finish(&groups).map_err(|e| self.error(e))?;
+        let dir = building
+            .finish(&groups)
+            .map_err(|e| self.error(e.to_string()))?;
         tracing::debug!(
             users = dir.users.len(),
             groups = dir.groups.len(),

@@ -229,11 +229,75 @@ pub fn find_in<'a>(dir: &'a Directory, key: &str) -> Option<&'a SourceObject> {
 }
 
 /// Builds the running connector from its configuration.
-pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
-    match config {
-        SourceConfig::Json(c) => Ok(Box::new(json::JsonSource::new(c.path.clone()))),
-        SourceConfig::Ldap(c) => Ok(Box::new(ldap::LdapSource::new((**c).clone()))),
+pub fn build(
+    config: &SourceConfig,
+    max_value_bytes: usize,
+) -> Result<Box<dyn Source>, SourceError> {
+    let inner: Box<dyn Source> = match config {
+        SourceConfig::Json(c) => Box::new(json::JsonSource::new(c.path.clone())),
+        SourceConfig::Ldap(c) => Box::new(ldap::LdapSource::new((**c).clone())),
+    };
+    Ok(Box::new(Bounded {
+        inner,
+        max: max_value_bytes,
+    }))
+}
+
+/// A source whose objects are rejected when an attribute value is longer than `max` bytes:
+/// the object is left out with the reason (and, being rejected, never deprovisioned for it).
+struct Bounded {
+    inner: Box<dyn Source>,
+    max: usize,
+}
+
+#[async_trait::async_trait]
+impl Source for Bounded {
+    async fn read(&self) -> Result<Directory, SourceError> {
+        let mut dir = self.inner.read().await?;
+        reject_oversized(&mut dir, self.max);
+        Ok(dir)
     }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn find_user(&self, key: &str) -> Result<Option<SourceObject>, SourceError> {
+        let found = self.inner.find_user(key).await?;
+        Ok(found.filter(|u| oversized(u, self.max).is_none()))
+    }
+}
+
+/// The first attribute of an object with a value longer than `max` bytes, and its length.
+fn oversized(o: &SourceObject, max: usize) -> Option<(String, usize)> {
+    o.iter().find_map(|(name, v)| {
+        let longest = match v {
+            AttrValue::Single(s) => s.len(),
+            AttrValue::Multi(m) => m.iter().map(String::len).max().unwrap_or(0),
+        };
+        (longest > max).then(|| (name.to_owned(), longest))
+    })
+}
+
+/// Moves the users and groups with an oversized value to the rejected objects.
+fn reject_oversized(dir: &mut Directory, max: usize) {
+    let mut rejected = Vec::new();
+    let mut keep = |o: &SourceObject| match oversized(o, max) {
+        None => true,
+        Some((name, len)) => {
+            rejected.push(Rejected {
+                id: Some(o.id.clone()),
+                reason: format!(
+                    "{}: attribute {name} holds a value of {len} bytes, more than source.max_value_bytes = {max}",
+                    crate::text::escape(o.id.as_str())
+                ),
+            });
+            false
+        }
+    };
+    dir.users.retain(|u| keep(u));
+    dir.groups.retain(|g| keep(&g.object));
+    dir.rejected.extend(rejected);
 }
 
 /// Calls `f` with the lower-cased `name`, the key of an attribute: short ASCII names (all the
@@ -262,4 +326,33 @@ pub(crate) fn compute_soft_deleted(o: &mut SourceObject) {
     let deleted = o.get_str("deletedDateTime").is_some_and(|v| !v.is_empty());
     let value = if disabled || deleted { "True" } else { "False" };
     o.set_name(&IS_SOFT_DELETED, AttrValue::Single(value.to_owned()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_oversized_value_rejects_only_its_object() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d.json");
+        let big = "x".repeat(70_000);
+        let text = format!(
+            r#"{{"users": [{{"objectId": "u1", "mail": "a@x"}}, {{"objectId": "u2", "notes": "{big}"}}],
+                "groups": [{{"objectId": "g1", "displayName": "G", "members": ["u1", "u2"]}}]}}"#
+        );
+        std::fs::write(&path, text).expect("write");
+        let config = SourceConfig::Json(crate::config::JsonSourceConfig { path });
+        let source = build(&config, crate::config::DEFAULT_MAX_VALUE_BYTES).expect("build");
+        let read = source.read().await.expect("read");
+        assert_eq!(read.users.len(), 1);
+        assert_eq!(read.rejected.len(), 1);
+        assert_eq!(read.rejected[0].id, Some(SourceId::from("u2")));
+        assert_eq!(
+            read.rejected[0].reason,
+            "u2: attribute notes holds a value of 70000 bytes, more than source.max_value_bytes = 65536"
+        );
+        assert!(source.find_user("u2").await.expect("find").is_none());
+        assert!(source.find_user("u1").await.expect("find").is_some());
+    }
 }

@@ -222,11 +222,19 @@ pub struct GroupEntry {
 pub struct Store {
     db: Option<sled::Db>,
     mem: Mutex<BTreeMap<String, Arc<MemTree>>>,
+    /// The state directory, for an on-disk store.
+    path: Option<PathBuf>,
 }
 
 impl Store {
-    /// Opens (or creates) the sled database, holding its exclusive lock until dropped.
+    /// Opens (or creates) the sled database, holding its exclusive lock until dropped. The
+    /// directory holds personal data: it is made owner-only (0700, its files 0600) whatever
+    /// the umask.
     pub fn open(path: &Path) -> Result<Store, StateError> {
+        private_dir(path).map_err(|e| StateError::Open {
+            path: path.to_owned(),
+            message: format!("cannot create the state directory owner-only: {e}"),
+        })?;
         let db = sled::Config::new()
             .path(path)
             .open()
@@ -247,7 +255,9 @@ impl Store {
         let store = Store {
             db: Some(db),
             mem: Mutex::default(),
+            path: Some(path.to_owned()),
         };
+        store.tighten();
         let meta = store.tree("meta")?;
         match meta.get(b"schema_version")? {
             None => meta.insert(b"schema_version", SCHEMA_VERSION.to_string().into_bytes())?,
@@ -270,6 +280,16 @@ impl Store {
         Store {
             db: None,
             mem: Mutex::default(),
+            path: None,
+        }
+    }
+
+    /// Makes the files sled created so far owner-only (it creates some at flush time).
+    fn tighten(&self) {
+        if let Some(path) = &self.path {
+            if let Err(e) = private_files(path) {
+                tracing::warn!(path = %path.display(), error = %e, "Cannot make the state's files owner-only.");
+            }
         }
     }
 
@@ -305,9 +325,46 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StateError> {
         if let Some(db) = &self.db {
             db.flush_async().await.map_err(storage)?;
+            self.tighten();
         }
         Ok(())
     }
+}
+
+/// Creates `path` as an owner-only directory, or makes an existing one owner-only.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700 | 0o700))?;
+    }
+    Ok(())
+}
+
+/// Every file below `dir` 0600 and every directory 0700 (sockets and links are left alone).
+fn private_files(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let want = if kind.is_dir() {
+            private_files(&entry.path())?;
+            0o700
+        } else if kind.is_file() {
+            0o600
+        } else {
+            continue;
+        };
+        let mode = entry.metadata()?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(want))?;
+        }
+    }
+    Ok(())
 }
 
 /// One target's snapshot: users, groups and a few facts about past cycles.
@@ -427,6 +484,30 @@ pub fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_state_directory_and_its_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // An existing directory that others may read is made owner-only too.
+        let wide = dir.path().join("wide");
+        std::fs::create_dir(&wide).expect("mkdir");
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for path in [dir.path().join("new/state"), wide] {
+            let store = Store::open(&path).expect("open");
+            let snap = store.snapshot(&TargetName::from("t")).expect("snapshot");
+            snap.put_user(&SourceId::from("u"), &entry("s"))
+                .expect("put");
+            store.flush().await.expect("flush");
+            assert_eq!(mode(&path), 0o700, "{}", path.display());
+            for f in std::fs::read_dir(&path).expect("read_dir") {
+                let f = f.expect("entry").path();
+                let want = if f.is_dir() { 0o700 } else { 0o600 };
+                assert_eq!(mode(&f), want, "{}", f.display());
+            }
+        }
+    }
 
     fn entry(id: &str) -> UserEntry {
         UserEntry {

@@ -501,11 +501,18 @@ fn random_string(func: Func, a: &[Value]) -> Result<Value, EvalError> {
         }
     }
     let [length, numbers, specials, capitals, lowers] = n;
-    if length > MAX_RANDOM_LENGTH {
-        return Err(invalid(
-            func,
-            format!("length {length} is more than {MAX_RANDOM_LENGTH}"),
-        ));
+    // Every count is bounded by the length, so neither their sum nor the loops below can
+    // overflow or allocate without bound, whatever numbers a mapping gives.
+    for (i, &v) in n.iter().enumerate() {
+        if v > MAX_RANDOM_LENGTH {
+            return Err(invalid(
+                func,
+                format!(
+                    "{} {v} is more than {MAX_RANDOM_LENGTH}",
+                    func.spec().params[i]
+                ),
+            ));
+        }
     }
     let minimum = numbers + specials + capitals + lowers;
     if minimum > length {

@@ -75,134 +75,112 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
     let mut tokens = Vec::new();
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
-        let column = i + 1;
-        if c.is_whitespace() {
+        if chars[i].is_whitespace() {
             i += 1;
             continue;
         }
-        let tok = match c {
-            '(' => {
-                i += 1;
-                Tok::LParen
-            }
-            ')' => {
-                i += 1;
-                Tok::RParen
-            }
-            ',' => {
-                i += 1;
-                Tok::Comma
-            }
-            '=' => {
-                i += 1;
-                Tok::Op(CmpOp::Eq)
-            }
-            '<' => match chars.get(i + 1) {
-                Some('>') => {
-                    i += 2;
-                    Tok::Op(CmpOp::Ne)
-                }
-                Some('=') => {
-                    i += 2;
-                    Tok::Op(CmpOp::Le)
-                }
-                _ => {
-                    i += 1;
-                    Tok::Op(CmpOp::Lt)
-                }
-            },
-            '>' => {
-                if chars.get(i + 1) == Some(&'=') {
-                    i += 2;
-                    Tok::Op(CmpOp::Ge)
-                } else {
-                    i += 1;
-                    Tok::Op(CmpOp::Gt)
-                }
-            }
-            '"' => {
-                let (s, next) = lex_string(&chars, i)?;
-                i = next;
-                Tok::Str(s)
-            }
-            '[' => {
-                let start = i + 1;
-                let end = chars[start..]
-                    .iter()
-                    .position(|&c| c == ']')
-                    .map(|p| start + p)
-                    .ok_or_else(|| err(column, "expected ']' to close the attribute name"))?;
-                let name: String = chars[start..end].iter().collect();
-                if name.trim().is_empty() {
-                    return Err(err(column, "expected an attribute name between '[' and ']'"));
-                }
-                i = end + 1;
-                Tok::Attr(name)
-            }
-            '&' => {
-                if !matches!(chars.get(i + 1), Some('H' | 'h')) {
-                    return Err(err(column, "expected 'H' after '&' in a hex number"));
-                }
-                let start = i + 2;
-                let len = chars[start..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_hexdigit())
-                    .count();
-                if len == 0 {
-                    return Err(err(column, "expected hex digits after '&H'"));
-                }
-                let digits: String = chars[start..start + len].iter().collect();
-                let value = i64::from_str_radix(&digits, 16)
-                    .map_err(|_| err(column, "hex number is too large"))?;
-                i = start + len;
-                Tok::Hex(value)
-            }
-            '-' | '0'..='9' => {
-                let negative = c == '-';
-                let start = if negative { i + 1 } else { i };
-                let len = chars[start..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_digit())
-                    .count();
-                if len == 0 {
-                    return Err(err(column, "expected a digit after '-'"));
-                }
-                let mut digits: String = chars[start..start + len].iter().collect();
-                if negative {
-                    digits.insert(0, '-');
-                }
-                let value: i64 = digits
-                    .parse()
-                    .map_err(|_| err(column, "number is too large"))?;
-                i = start + len;
-                Tok::Num(value)
-            }
-            c if c.is_alphabetic() || c == '_' => {
-                let len = chars[i..]
-                    .iter()
-                    .take_while(|c| c.is_alphanumeric() || **c == '_')
-                    .count();
-                let name: String = chars[i..i + len].iter().collect();
-                i += len;
-                Tok::Ident(name)
-            }
-            other => {
-                return Err(err(
-                    column,
-                    format!(
-                        "unexpected character {other:?}; expected a function name, [attribute], \"string\" or number"
-                    ),
-                ))
-            }
-        };
-        tokens.push(Token { tok, column });
+        let (tok, next) = token_at(&chars, i)?;
+        tokens.push(Token { tok, column: i + 1 });
+        i = next;
     }
     tokens.push(Token {
         tok: Tok::Eof,
         column: chars.len() + 1,
     });
     Ok(tokens)
+}
+
+/// The token that starts at `i`, and where the next one may start.
+fn token_at(chars: &[char], i: usize) -> Result<(Tok, usize), ParseError> {
+    let column = i + 1;
+    let next_is = |c: char| chars.get(i + 1) == Some(&c);
+    Ok(match chars[i] {
+        '(' => (Tok::LParen, i + 1),
+        ')' => (Tok::RParen, i + 1),
+        ',' => (Tok::Comma, i + 1),
+        '=' => (Tok::Op(CmpOp::Eq), i + 1),
+        '<' if next_is('>') => (Tok::Op(CmpOp::Ne), i + 2),
+        '<' if next_is('=') => (Tok::Op(CmpOp::Le), i + 2),
+        '<' => (Tok::Op(CmpOp::Lt), i + 1),
+        '>' if next_is('=') => (Tok::Op(CmpOp::Ge), i + 2),
+        '>' => (Tok::Op(CmpOp::Gt), i + 1),
+        '"' => {
+            let (s, next) = lex_string(chars, i)?;
+            (Tok::Str(s), next)
+        }
+        '[' => {
+            let start = i + 1;
+            let end = chars[start..]
+                .iter()
+                .position(|&c| c == ']')
+                .map(|p| start + p)
+                .ok_or_else(|| err(column, "expected ']' to close the attribute name"))?;
+            let name: String = chars[start..end].iter().collect();
+            if name.trim().is_empty() {
+                return Err(err(column, "expected an attribute name between '[' and ']'"));
+            }
+            (Tok::Attr(name), end + 1)
+        }
+        '&' => lex_hex(chars, i)?,
+        '-' | '0'..='9' => lex_number(chars, i)?,
+        c if c.is_alphabetic() || c == '_' => {
+            let len = chars[i..]
+                .iter()
+                .take_while(|c| c.is_alphanumeric() || **c == '_')
+                .count();
+            (Tok::Ident(chars[i..i + len].iter().collect()), i + len)
+        }
+        other => {
+            return Err(err(
+                column,
+                format!(
+                    "unexpected character {other:?}; expected a function name, [attribute], \"string\" or number"
+                ),
+            ))
+        }
+    })
+}
+
+/// A hex number, `&HF7`.
+fn lex_hex(chars: &[char], i: usize) -> Result<(Tok, usize), ParseError> {
+    let column = i + 1;
+    if !matches!(chars.get(i + 1), Some('H' | 'h')) {
+        return Err(err(column, "expected 'H' after '&' in a hex number"));
+    }
+    let start = i + 2;
+    let len = chars[start..]
+        .iter()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
+    if len == 0 {
+        return Err(err(column, "expected hex digits after '&H'"));
+    }
+    let digits: String = chars[start..start + len].iter().collect();
+    let value =
+        i64::from_str_radix(&digits, 16).map_err(|_| err(column, "hex number is too large"))?;
+    Ok((Tok::Hex(value), start + len))
+}
+
+/// A decimal integer, `42` or `-7`.
+fn lex_number(chars: &[char], i: usize) -> Result<(Tok, usize), ParseError> {
+    let column = i + 1;
+    let negative = chars[i] == '-';
+    let start = if negative { i + 1 } else { i };
+    let len = chars[start..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if len == 0 {
+        return Err(err(column, "expected a digit after '-'"));
+    }
+    let mut digits: String = chars[start..start + len].iter().collect();
+    if negative {
+        digits.insert(0, '-');
+    }
+    let value: i64 = digits
+        .parse()
+        .map_err(|_| err(column, "number is too large"))?;
+    Ok((Tok::Num(value), start + len))
 }
 
 /// Reads a string literal starting at the opening quote. `\"` and `\\` are the documented

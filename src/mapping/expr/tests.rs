@@ -1076,6 +1076,18 @@ fn replace_modes() {
 }
 
 #[test]
+fn random_string_counts_are_bounded_before_they_are_added() {
+    // Regression: the sum of the minimums wrapped, and the loops allocated without bound.
+    let e = eval_err(
+        "RandomString(8, 9223372036854775807, 9223372036854775807, 2, 0, )",
+        &[],
+    );
+    assert!(e.contains("is more than 256"), "{e}");
+    let e = eval_err("RandomString(300, 1, 1, 1, 1)", &[]);
+    assert!(e.contains("length 300 is more than 256"), "{e}");
+}
+
+#[test]
 fn values_cannot_grow_without_bound() {
     // Each level multiplies the length by 20; without a cap this would need 20^8 bytes.
     let mut text = "\"abcdefghij\"".to_string();

@@ -349,7 +349,11 @@ impl Converter {
     /// Builds the directory: users, groups with their members resolved to objectIds. A read
     /// where two entries share an objectId fails as a whole, as the JSON source does.
     #[cfg(test)]
-    pub(crate) fn directory(&self, users: &[Entry], groups: &[Entry]) -> Result<Directory, String> {
+    pub(crate) fn directory(
+        &self,
+        users: &[Entry],
+        groups: &[Entry],
+    ) -> Result<Directory, DuplicateId> {
         let mut building = self.building();
         building.users(users)?;
         building.finish(groups)
@@ -384,9 +388,19 @@ pub(crate) struct Building<'c> {
     by_uid: HashMap<String, usize>,
 }
 
+/// Two entries of one read share an objectId: the read fails as a whole, as the JSON
+/// source's does.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{dn}: objectId {:?} is also the objectId of {other}; every user and group needs a unique objectId", .id.0)]
+pub(crate) struct DuplicateId {
+    pub dn: String,
+    pub id: SourceId,
+    pub other: String,
+}
+
 impl Building<'_> {
     /// Converts users; two entries with one objectId fail the read.
-    pub(crate) fn users(&mut self, users: &[Entry]) -> Result<(), String> {
+    pub(crate) fn users(&mut self, users: &[Entry]) -> Result<(), DuplicateId> {
         self.dir.users.reserve(users.len());
         for e in users {
             match self.convert.user(e) {
@@ -415,21 +429,22 @@ impl Building<'_> {
         id: &SourceId,
         dn: &str,
         groups: &[(&Entry, SourceObject)],
-    ) -> Result<(), String> {
+    ) -> Result<(), DuplicateId> {
         let Some(&first) = self.seen.get(id) else {
             return Ok(());
         };
         let other = object_at(&self.dir.users, groups, first)
             .get_str("dn")
             .unwrap_or("another entry");
-        Err(format!(
-            "{dn}: objectId {:?} is also the objectId of {other}; every user and group needs a unique objectId",
-            id.0
-        ))
+        Err(DuplicateId {
+            dn: dn.to_owned(),
+            id: id.clone(),
+            other: other.to_owned(),
+        })
     }
 
     /// Converts the groups, resolves their members and returns the directory.
-    pub(crate) fn finish(mut self, groups: &[Entry]) -> Result<Directory, String> {
+    pub(crate) fn finish(mut self, groups: &[Entry]) -> Result<Directory, DuplicateId> {
         let convert = self.convert;
         let mut objects = Vec::new();
         for e in groups {
@@ -762,7 +777,7 @@ mod tests {
                 &[group("G", "same", "member", &[])],
             )
             .expect_err("duplicate");
-        assert!(e.starts_with("cn=G,ou=Groups,dc=example,dc=org: objectId \"same\" is also the objectId of uid=ada"), "{e}");
+        assert!(e.to_string().starts_with("cn=G,ou=Groups,dc=example,dc=org: objectId \"same\" is also the objectId of uid=ada"), "{e}");
     }
 
     #[test]
@@ -805,7 +820,7 @@ mod tests {
             .users(&[person("ada2", "u-1")])
             .expect_err("the objectId of a user on an earlier page");
         assert_eq!(
-            e,
+            e.to_string(),
             "uid=ada2,ou=People,dc=example,dc=org: objectId \"u-1\" is also the objectId of uid=ada,ou=People,dc=example,dc=org; every user and group needs a unique objectId"
         );
     }

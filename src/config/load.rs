@@ -1,0 +1,571 @@
+//! Reading and validating the configuration file: every problem is collected with its key
+//! path, so that one run reports them all.
+
+use super::*;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+impl Config {
+    /// Reads and validates a configuration file, all but the mapping rules (which
+    /// `target::load` compiles too).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, None)
+    }
+
+    /// Reads and validates a configuration file, with `rules` checking each target's mappings.
+    pub fn load_with(path: &Path, rules: Option<&RuleCheck>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse_with(path, &text, rules)
+    }
+
+    /// Parses and validates configuration text, all but the mapping rules; `path` names the
+    /// file in messages and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Self::parse_with(path, text, None)
+    }
+
+    /// [`Config::parse`] with `rules` checking each target's mappings.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        rules: Option<&RuleCheck>,
+    ) -> Result<Config, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: e.to_string().trim_end().replace('\n', " "),
+                })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut problems = Vec::new();
+        let config = Loader {
+            problems: &mut problems,
+            rules,
+        }
+        .load(table, &base);
+        match config {
+            Some(config) if problems.is_empty() => Ok(Config {
+                path: path.to_owned(),
+                ..config
+            }),
+            _ => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            }),
+        }
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// Checks a target's mapping rules, giving each problem as (key below the target, why):
+/// how `target::load` has the rules compiled while the rest of the file is validated, without
+/// the configuration depending on the mapping module.
+pub type RuleCheck = dyn Fn(&TargetConfig) -> Vec<(String, String)>;
+
+/// Collects problems while walking the table, so that one pass reports them all.
+struct Loader<'a> {
+    problems: &'a mut Vec<String>,
+    rules: Option<&'a RuleCheck>,
+}
+
+impl Loader<'_> {
+    fn problem(&mut self, key: impl std::fmt::Display, why: impl std::fmt::Display) {
+        self.problems.push(format!("{key}: {why}"));
+    }
+
+    /// Deserializes one value, recording a problem under `key` when it does not fit.
+    fn take<T: serde::de::DeserializeOwned>(&mut self, key: &str, value: toml::Value) -> Option<T> {
+        match value.try_into::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let msg = e.to_string();
+                self.problem(key, msg.trim_end().replace('\n', " "));
+                None
+            }
+        }
+    }
+
+    fn load(&mut self, mut table: toml::Table, base: &Path) -> Option<Config> {
+        let state = match table.remove("state") {
+            Some(v) => self.take::<StateConfig>("state", v),
+            None => Some(StateConfig::default()),
+        };
+        let mut min_source_ratio = DEFAULT_MIN_SOURCE_RATIO;
+        let mut max_value_bytes = DEFAULT_MAX_VALUE_BYTES;
+        let source = match table.remove("source") {
+            Some(mut v) => {
+                // Settings shared by every kind, so they are read before the kind's table.
+                if let Some(ratio) = v.as_table_mut().and_then(|t| t.remove("min_source_ratio")) {
+                    match ratio.as_float().or(ratio.as_integer().map(|i| i as f64)) {
+                        Some(r) if (0.0..=1.0).contains(&r) => min_source_ratio = r,
+                        _ => self.problem(
+                            "source.min_source_ratio",
+                            format!("{ratio} is not a number between 0 and 1"),
+                        ),
+                    }
+                }
+                if let Some(max) = v.as_table_mut().and_then(|t| t.remove("max_value_bytes")) {
+                    match max.as_integer().and_then(|n| usize::try_from(n).ok()) {
+                        Some(n) if n >= 256 => max_value_bytes = n,
+                        _ => self.problem(
+                            "source.max_value_bytes",
+                            format!("{max} is not a number of bytes of at least 256"),
+                        ),
+                    }
+                }
+                self.source(v)
+            }
+            None => {
+                self.problem(
+                    "source",
+                    "missing: set [source] with kind = \"json\" or \"ldap\"",
+                );
+                None
+            }
+        };
+        let scope = match table.remove("scope") {
+            Some(v) => self.take::<ScopeConfig>("scope", v),
+            None => Some(ScopeConfig::default()),
+        };
+        let metrics_listen = table
+            .remove("metrics_listen")
+            .and_then(|v| self.metrics_listen(v));
+        let targets = match table.remove("target") {
+            Some(toml::Value::Array(items)) => {
+                let mut targets = Vec::new();
+                for (i, item) in items.into_iter().enumerate() {
+                    if let Some(t) = self.target(i, item) {
+                        targets.push(t);
+                    }
+                }
+                targets
+            }
+            Some(_) => {
+                self.problem("target", "must be an array of tables ([[target]])");
+                Vec::new()
+            }
+            None => {
+                self.problem("target", "missing: configure at least one [[target]]");
+                Vec::new()
+            }
+        };
+        for key in table.keys() {
+            self.problem(
+                key,
+                "unknown key, expected one of `state`, `source`, `scope`, `target`, `metrics_listen`",
+            );
+        }
+
+        let mut state = state?;
+        let mut source = source?;
+        let scope = scope?;
+        state.path = base.join(&state.path);
+        self.check_state(&state);
+        self.check_scope(&scope);
+        self.check_targets(&targets);
+        if let SourceConfig::Ldap(ldap) = &source {
+            self.check_ldap(ldap);
+        }
+        match &mut source {
+            SourceConfig::Json(json) => json.path = base.join(&json.path),
+            SourceConfig::Ldap(ldap) => {
+                ldap.ca_file = ldap.ca_file.as_ref().map(|p| base.join(p));
+                ldap.bind_password_file = ldap.bind_password_file.as_ref().map(|p| base.join(p));
+            }
+        }
+        let targets = targets
+            .into_iter()
+            .map(|mut t| {
+                t.token_file = t.token_file.as_ref().map(|p| base.join(p));
+                t.client_secret_file = t.client_secret_file.as_ref().map(|p| base.join(p));
+                t.ca_file = t.ca_file.as_ref().map(|p| base.join(p));
+                t
+            })
+            .collect();
+        Some(Config {
+            path: PathBuf::new(),
+            state,
+            source,
+            scope,
+            targets,
+            min_source_ratio,
+            max_value_bytes,
+            metrics_listen,
+        })
+    }
+
+    fn metrics_listen(&mut self, value: toml::Value) -> Option<std::net::SocketAddr> {
+        match value
+            .as_str()
+            .map(|s| (s, s.parse::<std::net::SocketAddr>()))
+        {
+            Some((_, Ok(addr))) => Some(addr),
+            Some((s, Err(e))) => {
+                self.problem(
+                    "metrics_listen",
+                    format!(
+                        "{s:?} is not an IP address with a port, such as \"127.0.0.1:9464\": {e}"
+                    ),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    "metrics_listen",
+                    format!("{value} is not a string such as \"127.0.0.1:9464\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn source(&mut self, value: toml::Value) -> Option<SourceConfig> {
+        let kind = value
+            .get("kind")
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned);
+        match kind.as_deref() {
+            Some("json") | Some("ldap") => self.take::<SourceConfig>("source", value),
+            Some(other) => {
+                self.problem(
+                    "source.kind",
+                    format!("unknown kind {other:?}, expected \"json\" or \"ldap\""),
+                );
+                None
+            }
+            None => {
+                self.problem("source.kind", "missing: set kind = \"json\" or \"ldap\"");
+                None
+            }
+        }
+    }
+
+    fn target(&mut self, i: usize, value: toml::Value) -> Option<TargetConfig> {
+        let key = format!("target[{i}]");
+        let toml::Value::Table(mut table) = value else {
+            self.problem(&key, "must be a table");
+            return None;
+        };
+        let user_mapping = self.mappings(&key, "user_mapping", table.remove("user_mapping"));
+        let group_mapping = self.mappings(&key, "group_mapping", table.remove("group_mapping"));
+        let mut target = self.take::<TargetConfig>(&key, toml::Value::Table(table))?;
+        let label = format!("{key} ({:?})", target.name);
+        if target.name.trim().is_empty() {
+            self.problem(format!("{key}.name"), "must not be empty");
+        }
+        match reqwest::Url::parse(&target.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(url) => self.problem(
+                format!("{label}.url"),
+                format!("scheme {:?} is not http or https", url.scheme()),
+            ),
+            Err(e) => self.problem(
+                format!("{label}.url"),
+                format!("{:?} is not a URL: {e}", target.url),
+            ),
+        }
+        self.check_auth(&label, &target);
+        if let Err(e) = cron::Schedule::from_str(&target.schedule) {
+            self.problem(
+                format!("{label}.schedule"),
+                format!(
+                    "{:?} is not a cron expression with six fields (sec min hour dom mon dow): {e}",
+                    target.schedule
+                ),
+            );
+        }
+        if target.rate_limit == 0 {
+            self.problem(
+                format!("{label}.rate_limit"),
+                "must be at least 1 request per second",
+            );
+        }
+        if target.concurrency == 0 {
+            self.problem(format!("{label}.concurrency"), "must be at least 1");
+        }
+        if target.timeout_seconds == 0 {
+            self.problem(format!("{label}.timeout_seconds"), "must be at least 1");
+        }
+        if target.connect_timeout_seconds == 0 {
+            self.problem(
+                format!("{label}.connect_timeout_seconds"),
+                "must be at least 1",
+            );
+        }
+        if target.max_response_bytes < 4096 {
+            self.problem(
+                format!("{label}.max_response_bytes"),
+                "must be at least 4096 bytes",
+            );
+        }
+        if target.compat.member_batch == Some(0) {
+            self.problem(format!("{label}.compat.member_batch"), "must be at least 1");
+        }
+        if target.burst == Some(0) {
+            self.problem(format!("{label}.burst"), "must be at least 1");
+        }
+        if !(0.0..=100.0).contains(&target.deletion_threshold_percent) {
+            self.problem(
+                format!("{label}.deletion_threshold_percent"),
+                "must be between 0 and 100",
+            );
+        }
+        if !(target.quarantine_failure_ratio > 0.0 && target.quarantine_failure_ratio <= 1.0) {
+            self.problem(
+                format!("{label}.quarantine_failure_ratio"),
+                "must be above 0 and at most 1",
+            );
+        }
+        target.user_mapping = user_mapping.unwrap_or_else(default_user_mappings);
+        target.group_mapping = group_mapping.unwrap_or_else(default_group_mappings);
+        if let Some(check) = self.rules {
+            for (at, message) in check(&target) {
+                self.problem(format!("{key}.{at}"), message);
+            }
+        }
+        Some(target)
+    }
+
+    fn mappings(
+        &mut self,
+        key: &str,
+        list: &str,
+        value: Option<toml::Value>,
+    ) -> Option<Vec<MappingConfig>> {
+        let items = match value? {
+            toml::Value::Array(items) => items,
+            _ => {
+                self.problem(
+                    format!("{key}.{list}"),
+                    format!("must be an array of tables ([[target.{list}]])"),
+                );
+                return Some(Vec::new());
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            if let Some(m) = self.take::<MappingConfig>(&format!("{key}.{list}[{i}]"), item) {
+                out.push(m);
+            }
+        }
+        Some(out)
+    }
+
+    fn check_state(&mut self, state: &StateConfig) {
+        // chrono's durations end in the year 292 million; a century is plenty.
+        if !(1..=36_500).contains(&state.log_retention_days) {
+            self.problem(
+                "state.log_retention_days",
+                format!(
+                    "{} is not a number of days between 1 and 36500",
+                    state.log_retention_days
+                ),
+            );
+        }
+        if state.log_max_records == 0 {
+            self.problem(
+                "state.log_max_records",
+                "0 would keep no provisioning log; set at least 1",
+            );
+        }
+    }
+
+    fn check_scope(&mut self, scope: &ScopeConfig) {
+        if !scope.all && scope.groups.is_empty() && scope.users.is_empty() {
+            self.problem(
+                "scope",
+                "nothing is assigned: set scope.groups, scope.users or scope.all = true",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, g) in scope.groups.iter().enumerate() {
+            if g.trim().is_empty() {
+                self.problem(format!("scope.groups[{i}]"), "must not be empty");
+            } else if !seen.insert(g.to_lowercase()) {
+                self.problem(
+                    format!("scope.groups[{i}]"),
+                    format!("{g:?} is listed twice"),
+                );
+            }
+        }
+    }
+
+    fn check_ldap(&mut self, c: &LdapSourceConfig) {
+        match reqwest::Url::parse(&c.url) {
+            Ok(url) if !matches!(url.scheme(), "ldap" | "ldaps") => self.problem(
+                "source.url",
+                format!("scheme {:?} is not ldap or ldaps", url.scheme()),
+            ),
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+                self.problem("source.url", format!("{:?} names no host", c.url))
+            }
+            Ok(url) => {
+                if c.starttls && url.scheme() == "ldaps" {
+                    self.problem(
+                        "source.starttls",
+                        "ldaps:// is TLS from the first byte; use starttls = true only with ldap://",
+                    );
+                }
+            }
+            Err(e) => self.problem("source.url", format!("{:?} is not a URL: {e}", c.url)),
+        }
+        match (&c.bind_dn, &c.bind_password_file, &c.bind_password_env) {
+            (Some(_), Some(_), Some(_)) => self.problem(
+                "source",
+                "set only one of bind_password_file and bind_password_env",
+            ),
+            (Some(_), None, None) => self.problem(
+                "source",
+                "bind_dn is set: set bind_password_file or bind_password_env (the bind password)",
+            ),
+            (Some(dn), _, _) if dn.trim().is_empty() => self.problem(
+                "source.bind_dn",
+                "must not be empty (leave bind_dn out for an anonymous bind)",
+            ),
+            (None, Some(_), _) | (None, _, Some(_)) => self.problem(
+                "source",
+                "a bind password is set without bind_dn: set bind_dn (without it the bind is anonymous)",
+            ),
+            _ => {}
+        }
+        if c.page_size == Some(0) {
+            self.problem("source.page_size", "must be at least 1");
+        } else if c.page_size.is_some_and(|n| n > i32::MAX as u32) {
+            self.problem("source.page_size", "is too large");
+        }
+        for (key, filter) in [
+            ("user_filter", &c.user_filter),
+            ("group_filter", &c.group_filter),
+        ] {
+            if let Some(f) = filter {
+                if ldap3::parse_filter(f).is_err() {
+                    self.problem(
+                        format!("source.{key}"),
+                        format!("{f:?} is not a valid LDAP filter (RFC 4515), e.g. \"(objectClass=person)\""),
+                    );
+                }
+            }
+        }
+        for (table, map) in [
+            ("attributes", &c.attributes),
+            ("group_attributes", &c.group_attributes),
+        ] {
+            for (name, attr) in map {
+                if name.eq_ignore_ascii_case("objectId") && attr.trim().is_empty() {
+                    self.problem(
+                        format!("source.{table}.{name}"),
+                        "must name the attribute that holds the immutable id (entryUUID, objectGUID, …)",
+                    );
+                } else if !attr.is_empty() && !is_attribute_description(attr) {
+                    self.problem(
+                        format!("source.{table}.{name}"),
+                        format!("{attr:?} is not an LDAP attribute name"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A static bearer token, or OAuth 2.0 client credentials: one of the two, complete.
+    fn check_auth(&mut self, label: &str, t: &TargetConfig) {
+        let Some(token_url) = &t.token_url else {
+            for (key, set) in [
+                ("client_id", t.client_id.is_some()),
+                ("client_secret_file", t.client_secret_file.is_some()),
+                ("client_secret_env", t.client_secret_env.is_some()),
+                ("scope", t.scope.is_some()),
+            ] {
+                if set {
+                    self.problem(
+                        format!("{label}.{key}"),
+                        "only used with token_url (OAuth 2.0 client credentials)",
+                    );
+                }
+            }
+            match (&t.token_file, &t.token_env) {
+                (Some(_), Some(_)) => {
+                    self.problem(label, "set only one of token_file and token_env")
+                }
+                (None, None) => self.problem(
+                    label,
+                    "set token_file or token_env (the SCIM bearer token), or token_url with client_id and client_secret_file (OAuth 2.0)",
+                ),
+                _ => {}
+            }
+            return;
+        };
+        if t.token_file.is_some() || t.token_env.is_some() {
+            self.problem(
+                label,
+                "set either token_file/token_env (a static bearer token) or token_url (OAuth 2.0 client credentials), not both",
+            );
+        }
+        match reqwest::Url::parse(token_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(url) => self.problem(
+                format!("{label}.token_url"),
+                format!("scheme {:?} is not http or https", url.scheme()),
+            ),
+            Err(e) => self.problem(
+                format!("{label}.token_url"),
+                format!("{token_url:?} is not a URL: {e}"),
+            ),
+        }
+        if t.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+            self.problem(
+                format!("{label}.client_id"),
+                "missing: token_url needs client_id",
+            );
+        }
+        match (&t.client_secret_file, &t.client_secret_env) {
+            (Some(_), Some(_)) => self.problem(
+                label,
+                "set only one of client_secret_file and client_secret_env",
+            ),
+            (None, None) => self.problem(
+                label,
+                "token_url needs client_secret_file or client_secret_env",
+            ),
+            _ => {}
+        }
+    }
+
+    fn check_targets(&mut self, targets: &[TargetConfig]) {
+        let mut names = BTreeSet::new();
+        for (i, t) in targets.iter().enumerate() {
+            if !names.insert(t.name.as_str()) {
+                self.problem(
+                    format!("target[{i}].name"),
+                    format!("{:?} is used by an earlier target", t.name),
+                );
+            }
+        }
+    }
+}
+
+/// An attribute type name or OID, with options (`member;range=0-*`, `userCertificate;binary`).
+fn is_attribute_description(s: &str) -> bool {
+    let mut parts = s.split(';');
+    let base = parts.next().unwrap_or_default();
+    let name_ok = base.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid_ok = !base.is_empty()
+        && base
+            .split('.')
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    (name_ok || oid_ok)
+        && parts.all(|o| {
+            !o.is_empty()
+                && o.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '=' | '*'))
+        })
+}
