@@ -77,7 +77,13 @@ pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, SecretErro
 /// (systemd's credentials and a `chmod 600` file pass).
 fn warn_if_open(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
+    let Ok(meta) = std::fs::metadata(path).and_then(|m| {
+        if m.is_file() {
+            Ok(m)
+        } else {
+            Err(std::io::Error::other("not a file"))
+        }
+    }) else {
         return;
     };
     let mode = meta.permissions().mode() & 0o777;

@@ -9,7 +9,11 @@ use std::path::Path;
 /// Reads and validates a configuration file, every target's mapping rules included: the one
 /// step every command takes to load its configuration.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    Config::load_with(path, Some(&rule_problems))
+    let config = Config::load_with(path, Some(&rule_problems))?;
+    for w in config.warnings() {
+        tracing::warn!(config = %path.display(), "{w}");
+    }
+    Ok(config)
 }
 
 /// [`load`] for configuration text.

@@ -167,7 +167,20 @@ pub async fn run(config_path: &Path) -> i32 {
         Box::new(move || watched.every_target_scheduled()),
     ));
     spawn_targets(&shared, &tracker);
-    tracing::info!(targets, socket = %bound.path.display(), "Daemon started.");
+    {
+        let config = shared.current();
+        let schedules: Vec<String> = config
+            .targets
+            .iter()
+            .map(|t| format!("{} ({})", t.name, t.schedule))
+            .collect();
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            targets = %schedules.join(", "),
+            socket = %bound.path.display(),
+            "Daemon started."
+        );
+    }
     notify::ready(&format!(
         "running: {targets} targets, waiting for the first cycle"
     ));
@@ -386,6 +399,7 @@ async fn cycle(shared: &Shared, name: &str) {
         tracing::warn!(target = %name, "Quarantined: this scheduled cycle is skipped until the back-off ends.");
         return;
     }
+    let started = std::time::Instant::now();
     let result: Result<Option<CycleReport>, String> = async {
         let source = source::build(&config.source, config.max_value_bytes)
             .map_err(|e| format!("source: {e}"))?;
@@ -418,21 +432,7 @@ async fn cycle(shared: &Shared, name: &str) {
     }
     match result {
         Ok(Some(r)) => {
-            tracing::info!(
-                target = %name,
-                users_created = r.users.created,
-                users_updated = r.users.updated,
-                users_deprovisioned = r.users.deprovisioned,
-                groups_created = r.groups.created,
-                groups_updated = r.groups.updated,
-                groups_deprovisioned = r.groups.deprovisioned,
-                requests = r.requests,
-                problems = r.problems.len(),
-                "Cycle finished."
-            );
-            for p in &r.problems {
-                tracing::warn!(target = %name, problem = %p, "Not in step.");
-            }
+            log_cycle(&r, started.elapsed(), &target.schedule);
             shared.summary(name, summary(&r));
         }
         Ok(None) => {}
@@ -451,6 +451,50 @@ async fn cycle(shared: &Shared, name: &str) {
             }
             shared.summary(name, format!("{} cycle failed: {error}", failure.at));
         }
+    }
+}
+
+/// The journal's line for a finished cycle, and a warning for what needs the administrator:
+/// held deprovisions, a quarantine begun or lifted. Each object not in step is a debug record
+/// (the provisioning log and `status` keep them).
+fn log_cycle(r: &CycleReport, took: Duration, schedule: &str) {
+    let next = crate::schedule::next_run(schedule, chrono::Utc::now())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "never".into());
+    let next = match &r.quarantine {
+        Some(q) => q.next_cycle.clone(),
+        None => next,
+    };
+    let counts = |c: &engine::Counts| {
+        format!(
+            "+{} ~{} -{} ={} skipped {} failed {}",
+            c.created, c.updated, c.deprovisioned, c.unchanged, c.skipped, c.failed
+        )
+    };
+    tracing::info!(
+        target_name = %r.target,
+        users = %counts(&r.users),
+        groups = %counts(&r.groups),
+        requests = r.requests,
+        not_in_step = r.problems.len(),
+        seconds = format!("{:.1}", took.as_secs_f64()),
+        next_run = %next,
+        "Cycle finished."
+    );
+    for p in &r.problems {
+        tracing::debug!(target_name = %r.target, problem = %crate::text::escape(p), "Not in step.");
+    }
+    if let Some(hold) = &r.hold {
+        tracing::warn!(target_name = %r.target, held = r.held, "Deprovisions held: {hold}; run `scimsync sync --allow-deletes --target {}` to carry them out.", r.target);
+    }
+    match (&r.quarantined_before, &r.quarantine) {
+        (None, Some(q)) => {
+            tracing::warn!(target_name = %r.target, reason = %crate::text::escape(&q.reason), next_cycle = %q.next_cycle, "Target quarantined.")
+        }
+        (Some(_), None) => {
+            tracing::info!(target_name = %r.target, "Quarantine lifted after a successful cycle.")
+        }
+        _ => {}
     }
 }
 

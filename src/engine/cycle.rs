@@ -284,9 +284,6 @@ pub async fn run_target_with(
 const STOPPED_EARLY: &str =
     "stopped early for shutdown: operations not started are left to the next cycle";
 
-/// The words of the error of a call that was not sent after an authentication rejection.
-const NOT_SENT: &str = "not sent: the target rejected the credentials earlier";
-
 impl<'a> Cycle<'a> {
     fn begin(
         config: &'a Config,
@@ -378,7 +375,7 @@ impl<'a> Cycle<'a> {
         })
         .await;
         let attempted = outcomes.len();
-        let auth = exec.client.auth_rejected().is_some();
+        let auth = exec.client.halted().is_some();
         escrow::settle(
             &self.snapshot,
             auth,
@@ -472,7 +469,7 @@ impl<'a> Cycle<'a> {
             Kind::Group,
             &mut self.report,
         );
-        if exec.client.auth_rejected().is_some() {
+        if exec.client.halted().is_some() {
             // Every group call would be refused as well.
             self.report.groups.skipped += groups.ops.len();
             groups.ops.clear();
@@ -495,7 +492,7 @@ impl<'a> Cycle<'a> {
         })
         .await;
         let attempted = outcomes.len();
-        let auth = exec.client.auth_rejected().is_some();
+        let auth = exec.client.halted().is_some();
         escrow::settle(
             &self.snapshot,
             auth,
@@ -514,13 +511,12 @@ impl<'a> Cycle<'a> {
     /// flush.
     async fn finish(&mut self, client: &Client, attempted: usize) -> Result<(), EngineError> {
         let report = &mut self.report;
-        if let Some(why) = client.auth_rejected() {
+        let halted = client.halted();
+        if let Some(halt) = &halted {
             // One line for the calls never sent, rather than one per object.
-            let before = report.problems.len();
-            report.problems.retain(|p| !p.contains(NOT_SENT));
-            let not_sent = before - report.problems.len();
             report.problems.push(format!(
-                "the target rejected the credentials ({why}); {not_sent} further operations and every group were not sent"
+                "{halt}; {} further operations and every group were not sent",
+                report.not_sent
             ));
         }
         for (attribute, why) in self.profile.refused() {
@@ -534,19 +530,16 @@ impl<'a> Cycle<'a> {
         }
         let failed = report.users.failed + report.groups.failed;
         // A snapshot moves to a new url only once a full sync re-matched everything there.
-        let moved = self.opts.full && failed == 0 && client.auth_rejected().is_none();
+        let moved = self.opts.full && failed == 0 && halted.is_none();
         if moved || self.snapshot.meta::<String>("target_url")?.is_none() {
             self.snapshot
                 .set_meta("target_url", &self.target.url.trim_end_matches('/'))?;
         }
         save_profile(&self.snapshot, &self.profile)?;
-        let reason = guard::quarantine_reason(
-            self.target,
-            client.auth_rejected().as_deref(),
-            attempted,
-            failed,
-        );
-        report.quarantine = guard::judge(&self.snapshot, self.target, reason, self.now)?;
+        let reason = guard::quarantine_reason(self.target, halted.as_ref(), attempted, failed);
+        // From the end of the cycle, not its start: a long cycle must not leave a back-off
+        // that is already over.
+        report.quarantine = guard::judge(&self.snapshot, self.target, reason, chrono::Utc::now())?;
         report.escrow = self.snapshot.escrow()?.len();
         report.requests = client.requests();
         let (users, groups) = self.snapshot.counts()?;

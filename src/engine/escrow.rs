@@ -35,10 +35,11 @@ pub(crate) fn defer<Op>(
 }
 
 /// Keeps failed operations in escrow and clears the escrow of objects that succeeded. A cycle
-/// whose credentials were rejected escrows nothing: the target, not the object, is at fault.
+/// whose client halted (credentials rejected, target unreachable) escrows nothing: the target,
+/// not the object, is at fault.
 pub(crate) fn settle(
     snapshot: &Snapshot,
-    auth_rejected: bool,
+    halted: bool,
     escrow: &BTreeMap<SourceId, EscrowEntry>,
     kind: Kind,
     outcomes: &[(SourceId, Outcome)],
@@ -46,7 +47,7 @@ pub(crate) fn settle(
 ) -> Result<(), StateError> {
     for (id, outcome) in outcomes {
         match outcome {
-            Outcome::Failed(why) if !auth_rejected => {
+            Outcome::Failed(why) if !halted => {
                 snapshot.escrow_failure(id, &kind.to_string(), why, now)?;
             }
             o if o.succeeded() && escrow.contains_key(id) => snapshot.escrow_clear(id)?,

@@ -64,12 +64,12 @@ pub fn scheduled_cycle_allowed(
 /// Why a finished cycle puts its target in quarantine, if it does.
 pub fn quarantine_reason(
     target: &TargetConfig,
-    auth_rejected: Option<&str>,
+    halted: Option<&crate::scim::Halt>,
     attempted: usize,
     failed: usize,
 ) -> Option<String> {
-    if let Some(why) = auth_rejected {
-        return Some(format!("the target rejected the credentials: {why}"));
+    if let Some(halt) = halted {
+        return Some(halt.to_string());
     }
     let ratio = if attempted == 0 {
         0.0
@@ -96,17 +96,11 @@ pub fn judge(
 ) -> Result<Option<Quarantine>, StateError> {
     match reason {
         Some(why) => {
-            let q = snapshot.set_quarantine(
-                &why,
-                crate::schedule::interval_seconds(&target.schedule),
-                now,
-            )?;
-            tracing::warn!(target_name = %target.name, reason = %q.reason, next_cycle = %q.next_cycle, "Target quarantined.");
-            Ok(Some(q))
+            let interval = crate::schedule::interval_seconds(&target.schedule);
+            Ok(Some(snapshot.set_quarantine(&why, interval, now)?))
         }
         None => {
             if snapshot.quarantine()?.is_some() {
-                tracing::info!(target_name = %target.name, "Quarantine lifted after a successful cycle.");
                 snapshot.lift_quarantine()?;
             }
             Ok(None)
@@ -161,7 +155,11 @@ mod tests {
         .expect("valid")
         .targets
         .remove(0);
-        assert!(quarantine_reason(&t, Some("401"), 1, 1).is_some());
+        let refused = crate::scim::Halt::Credentials("401".into());
+        assert_eq!(
+            quarantine_reason(&t, Some(&refused), 1, 1).as_deref(),
+            Some("the target rejected the credentials (401)")
+        );
         assert!(
             quarantine_reason(&t, None, 9, 9).is_none(),
             "under the minimum"

@@ -363,6 +363,10 @@ fn finish(r: &mut ProvisionReport, o: Outcome, scim_id: Option<&ScimId>, dry_run
             (format!("skipped: {why}"), true)
         }
         Outcome::Failed(why) => (format!("failed: {why}"), true),
+        Outcome::NotSent => (
+            "not sent: the target refused or could not be reached earlier".to_owned(),
+            true,
+        ),
         Outcome::Interrupted => ("not sent: scimsync is shutting down".to_owned(), true),
     };
     if !dry_run || failed {

@@ -189,6 +189,10 @@ impl Recorder {
             // Not sent at all: nothing to record; the next cycle plans the object again.
             return Outcome::Interrupted;
         }
+        if e.is_halted() {
+            // The target, not the object, is at fault: the cycle reports it once.
+            return Outcome::NotSent;
+        }
         let why = e.to_string();
         let mut entry = self.entry(kind, id, scim_id, action, Status::Failure);
         entry.error = Some(why.clone());

@@ -37,8 +37,12 @@ pub struct CycleReport {
     /// Facts about the target worth a line each cycle (attributes it refuses).
     #[serde(default)]
     pub notes: Vec<String>,
-    /// HTTP requests sent to the target.
+    /// HTTP requests sent to the target (a request that never connected is not counted).
     pub requests: usize,
+    /// Operations not sent because the target rejected the credentials or could not be
+    /// reached earlier in the cycle (counted as failed, reported in one line).
+    #[serde(default)]
+    pub not_sent: usize,
     /// Objects not tried this cycle because their escrow's next attempt is later.
     #[serde(default)]
     pub deferred: usize,
@@ -105,6 +109,10 @@ impl CycleReport {
                     counts.failed += 1;
                     self.problems.push(format!("failed {kind} {id}: {why}"));
                 }
+                Outcome::NotSent => {
+                    counts.failed += 1;
+                    self.not_sent += 1;
+                }
                 // Filtered out before; not attempted this cycle.
                 Outcome::Interrupted => {}
             }
@@ -121,6 +129,9 @@ pub(crate) enum Outcome {
     Deprovisioned,
     Skipped(String),
     Failed(String),
+    /// Not sent: the target rejected the credentials or could not be reached earlier in the
+    /// cycle. The object is neither escrowed nor reported alone; the cycle says it once.
+    NotSent,
     /// A write not sent because shutdown began: the object was not attempted this cycle (no
     /// escrow, no count); the next cycle plans it again.
     Interrupted,
@@ -134,7 +145,7 @@ impl Outcome {
                 "ok"
             }
             Outcome::Skipped(_) => "skipped",
-            Outcome::Failed(_) => "failed",
+            Outcome::Failed(_) | Outcome::NotSent => "failed",
             Outcome::Interrupted => "interrupted",
         }
     }

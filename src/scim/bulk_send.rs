@@ -59,7 +59,7 @@ impl Client {
         route: &Route,
         body: Option<&Json>,
     ) -> Option<bulk::Answer> {
-        if self.auth_rejected().is_some() {
+        if self.halted().is_some() {
             // The single path refuses it without sending anything.
             return None;
         }

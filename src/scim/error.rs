@@ -15,8 +15,9 @@ pub enum Cause {
     Invalid,
     /// The OAuth token endpoint, not the target, failed or refused the client credentials.
     TokenRequest,
-    /// Not sent: the target had rejected the credentials earlier in this cycle.
-    NotSentAuth,
+    /// Not sent: the target had rejected the credentials, or could not be reached, earlier
+    /// in this cycle (see [`super::Halt`]).
+    NotSentHalted,
     /// Not sent: scimsync is shutting down.
     NotSentShutdown,
     /// The outcome of a write is unknown (a bulk request carrying it was abandoned or lost).
@@ -72,9 +73,21 @@ impl ScimError {
     pub fn is_interrupted(&self) -> bool {
         self.cause == Cause::NotSentShutdown
     }
-    /// Never sent at all (credentials rejected earlier, or shutdown).
+    /// The same error, as the one that halted its client: the cycle reports it once, for the
+    /// target, rather than for the object whose call met it first.
+    pub fn halted(mut self) -> ScimError {
+        self.cause = Cause::NotSentHalted;
+        self.retryable = false;
+        self
+    }
+
+    /// Not sent because the target refused the credentials or could not be reached earlier.
+    pub fn is_halted(&self) -> bool {
+        self.cause == Cause::NotSentHalted
+    }
+    /// Never sent at all (credentials rejected earlier, target unreachable, or shutdown).
     pub fn not_sent(&self) -> bool {
-        matches!(self.cause, Cause::NotSentAuth | Cause::NotSentShutdown)
+        matches!(self.cause, Cause::NotSentHalted | Cause::NotSentShutdown)
     }
     /// The OAuth token endpoint, not the target, failed or refused the client credentials.
     pub fn is_token_request(&self) -> bool {

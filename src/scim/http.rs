@@ -87,13 +87,15 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
                 .body(serde_json::to_vec(b).unwrap_or_default());
         }
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = std::time::Instant::now();
         let note = |status: Option<u16>| {
             crate::telemetry::http_request(&self.target.0, method, status, sent.elapsed());
             // The provisioning log's record of this call (when an operation collects them).
             audit::note_call(method.as_str(), &shown, status, sent.elapsed());
+        };
+        let counted = || {
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         };
         let resp = match req.send().await {
             Ok(r) => r,
@@ -106,14 +108,22 @@ impl Client {
                 } else {
                     Cause::Transport
                 };
+                // A request that never connected was never sent.
+                if cause != Cause::Connect {
+                    counted();
+                }
                 return Err(fail(cause, transport_text(cause, &self.authority(), &e)));
             }
         };
+        counted();
+        self.reached
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let status = resp.status();
         let retry_after = super::retry::retry_after(resp.headers());
         let content_type = header_text(resp.headers(), reqwest::header::CONTENT_TYPE);
         let location = header_text(resp.headers(), reqwest::header::LOCATION);
-        let bytes = read_bounded(resp, self.max_body).await;
+        let mut heavy = None;
+        let bytes = read_bounded(resp, self.max_body, &self.heavy, &mut heavy).await;
         note(Some(status.as_u16()));
         if status.is_redirection() {
             let detail = format!(
@@ -134,13 +144,32 @@ impl Client {
                 return Err((e, None));
             }
             Err(Read::Failed(e)) => {
-                let detail = format!("reading the body: {}", e.without_url());
+                // reqwest's own text ("error decoding response body") hides the cause: a
+                // timeout while the body trickles in, a reset.
+                let detail = format!("reading the body: {}", with_sources(&e.without_url()));
                 let e =
                     ScimError::new(method, &shown, Cause::Transport, detail).with_status(status);
                 return Err((e, None));
             }
         };
-        self.answer(method, &shown, status, &content_type, &bytes, retry_after)
+        // Parsed, a JSON value takes far more memory than its text (`[0,0,…]`: ~40 times):
+        // the values are counted first, and many are parsed one answer at a time.
+        let values = json_values(&bytes);
+        if values > self.max_body / BYTES_PER_VALUE {
+            let detail = format!(
+                "the answer holds more than {} JSON values (one per {BYTES_PER_VALUE} bytes of max_response_bytes = {}); refused",
+                self.max_body / BYTES_PER_VALUE,
+                self.max_body
+            );
+            let e = ScimError::new(method, &shown, Cause::Invalid, detail).with_status(status);
+            return Err((e, None));
+        }
+        if values > LIGHT_VALUES && heavy.is_none() {
+            heavy = self.heavy.acquire().await.ok();
+        }
+        let answer = self.answer(method, &shown, status, &content_type, &bytes, retry_after);
+        drop(heavy);
+        answer
     }
 
     /// What an answer means: its JSON body, or the error it carries.
@@ -265,7 +294,15 @@ fn transport_text(cause: Cause, authority: &str, e: &reqwest::Error) -> String {
         Cause::Connect => format!("cannot connect to {authority}"),
         _ => format!("request to {authority} failed"),
     };
-    let mut text = what;
+    append_sources(what, e)
+}
+
+/// An error's text followed by the chain of reasons below it.
+fn with_sources(e: &reqwest::Error) -> String {
+    append_sources(e.to_string(), e)
+}
+
+fn append_sources(mut text: String, e: &reqwest::Error) -> String {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let m = s.to_string();
@@ -278,23 +315,85 @@ fn transport_text(cause: Cause, authority: &str, e: &reqwest::Error) -> String {
     text
 }
 
+/// An answer larger than this (or holding more than [`LIGHT_VALUES`] JSON values) is heavy:
+/// a client reads and parses one heavy answer at a time, so that its memory is bounded by one
+/// `max_response_bytes` answer and `concurrency` light ones, not `concurrency` heavy ones.
+pub(super) const LIGHT_BYTES: usize = 1 << 20;
+const LIGHT_VALUES: usize = 1 << 16;
+/// An answer may hold at most one JSON value per this many bytes of `max_response_bytes`
+/// (1 Mi values for the default 16 MiB, far above a page of 1,000 users or a group of 100,000
+/// members): a SCIM user spends some 25 bytes on a value, `[0,0,0,…]` spends 2.
+const BYTES_PER_VALUE: usize = 16;
+
+/// About how many values a JSON text holds: its containers and separators outside strings,
+/// plus one.
+fn json_values(bytes: &[u8]) -> usize {
+    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
+}
+
 enum Read {
     TooLarge,
     Failed(reqwest::Error),
 }
 
 /// The body, read chunk by chunk up to `max` bytes: a larger (or endless) body fails the call
-/// instead of filling the memory.
-async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, Read> {
+/// instead of filling the memory. Beyond [`LIGHT_BYTES`] the read goes on under the client's
+/// `heavy` permit, kept in `permit` for the parse.
+async fn read_bounded<'a>(
+    mut resp: reqwest::Response,
+    max: usize,
+    heavy: &'a tokio::sync::Semaphore,
+    permit: &mut Option<tokio::sync::SemaphorePermit<'a>>,
+) -> Result<Vec<u8>, Read> {
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(Read::TooLarge);
     }
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(Read::Failed)? {
-        if out.len() + chunk.len() > max {
+        let needed = out.len() + chunk.len();
+        if needed > max {
             return Err(Read::TooLarge);
+        }
+        if needed > LIGHT_BYTES && permit.is_none() {
+            *permit = heavy.acquire().await.ok();
+        }
+        if needed > out.capacity() {
+            // Doubling, but never beyond `max`: a body near the bound costs it, not twice it.
+            let capacity = needed.max(out.capacity().saturating_mul(2)).min(max);
+            out.reserve_exact(capacity - out.len());
         }
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_values;
+
+    #[test]
+    fn json_values_counts_containers_and_separators_outside_strings() {
+        assert_eq!(json_values(b"0"), 1);
+        assert_eq!(json_values(br#"{"a":[1,2],"b":"x,[{"}"#), 5);
+        assert_eq!(json_values(br#"["a\",",1]"#), 3);
+        let zeros = format!("[0{}]", ",0".repeat(999));
+        assert_eq!(json_values(zeros.as_bytes()), 1001);
+    }
 }

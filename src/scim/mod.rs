@@ -76,6 +76,29 @@ impl From<auth::TokenError> for ScimError {
     }
 }
 
+/// Why a client sends nothing more in this cycle: every later call would fail the same way,
+/// so one line says it instead of one failure per object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Halt {
+    /// The target (or its token endpoint) rejected the credentials.
+    Credentials(String),
+    /// No connection could be made before the target ever answered (refused, DNS, TLS).
+    Unreachable(String),
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Halt::Credentials(why) => write!(f, "the target rejected the credentials ({why})"),
+            Halt::Unreachable(why) => write!(f, "the target cannot be reached ({why})"),
+        }
+    }
+}
+
+/// How long calls keep trying to connect to a target that has not answered once this cycle:
+/// a wrong port or host ends the cycle in seconds, not after retrying every object.
+const UNREACHED_BUDGET: Duration = Duration::from_secs(3);
+
 /// A refused attribute: the target would not take this mapped attribute, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refused {
@@ -93,10 +116,14 @@ pub struct Client {
     requests: AtomicUsize,
     retry_max: Duration,
     max_body: usize,
+    /// Held while a heavy answer is read and parsed: one at a time ([`http::LIGHT_BYTES`]).
+    heavy: Semaphore,
     profile: Arc<Profile>,
-    /// The first authentication rejection of this client's life (one cycle): later calls are
-    /// not sent, so a wrong token costs one request rather than one per object.
-    auth_rejected: Mutex<Option<String>>,
+    /// Why this client (one cycle) sends nothing more: the first rejection of the
+    /// credentials, or a target that could not be reached before it ever answered.
+    halted: Mutex<Option<Halt>>,
+    /// The target answered at least once (any status) during this client's life.
+    reached: std::sync::atomic::AtomicBool,
     /// `bulk = true` in the configuration.
     bulk_wanted: bool,
     concurrency: usize,
@@ -144,8 +171,10 @@ impl Client {
             requests: AtomicUsize::new(0),
             retry_max: Duration::from_secs(target.retry_max_seconds),
             max_body: target.max_response_bytes,
+            heavy: Semaphore::new(1),
             profile,
-            auth_rejected: Mutex::new(None),
+            halted: Mutex::new(None),
+            reached: std::sync::atomic::AtomicBool::new(false),
             bulk_wanted: target.bulk,
             concurrency: target.concurrency.max(1),
             bulk: tokio::sync::OnceCell::new(),
@@ -203,12 +232,21 @@ impl Client {
         }
     }
 
-    /// Why the target rejected the credentials, if it did during this client's life.
-    pub fn auth_rejected(&self) -> Option<String> {
-        self.auth_rejected
+    /// Why this client sends nothing more, if it does not.
+    pub fn halted(&self) -> Option<Halt> {
+        self.halted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Stops sending, for the first reason given.
+    fn halt(&self, why: Halt) {
+        let mut halted = self.halted.lock().unwrap_or_else(|p| p.into_inner());
+        if halted.is_none() {
+            tracing::warn!(target_name = %self.target, "{why}; nothing more is sent to it this cycle.");
+            *halted = Some(why);
+        }
     }
 
     /// How many HTTP requests this client has sent.
@@ -443,6 +481,14 @@ impl Client {
         backoff::future::retry(retry::policy(self.retry_max), || async {
             match self.attempt_routed(method.clone(), route, body).await {
                 Ok(v) => Ok(v),
+                Err((e, _))
+                    if e.cause == Cause::Connect
+                        && !self.reached.load(Ordering::Relaxed)
+                        && started.elapsed() >= UNREACHED_BUDGET =>
+                {
+                    self.halt(Halt::Unreachable(e.detail.clone()));
+                    Err(backoff::Error::Permanent(e.halted()))
+                }
                 Err((e, retry_after)) if e.retryable && repeatable(&method, &e) => {
                     // backoff honours a Retry-After without looking at its time budget, so
                     // the budget is kept here: no wait, and no retry, beyond retry_max_seconds.
@@ -461,25 +507,24 @@ impl Client {
                     tracing::debug!(target_name = %self.target, error = %e, "Retrying a SCIM call.");
                     Err(backoff::Error::Transient { err: e, retry_after })
                 }
-                Err((e, _)) => {
-                    if e.is_auth() && !e.not_sent() {
-                        let mut first = self.auth_rejected.lock().unwrap_or_else(|p| p.into_inner());
-                        first.get_or_insert_with(|| e.to_string());
-                    }
-                    Err(backoff::Error::Permanent(e))
+                Err((e, _)) if e.is_auth() && !e.not_sent() => {
+                    self.halt(Halt::Credentials(e.to_string()));
+                    Err(backoff::Error::Permanent(e.halted()))
                 }
+                Err((e, _)) => Err(backoff::Error::Permanent(e)),
             }
         })
         .await
     }
 
-    /// The error of a call not sent because the credentials were rejected earlier.
+    /// The error of a call not sent because the client halted earlier in this cycle.
     fn not_sent(&self, method: &Method, route: &Route) -> Option<ScimError> {
-        let why = self.auth_rejected()?;
-        let detail =
-            format!("not sent: the target rejected the credentials earlier in this cycle ({why})");
-        let mut e = ScimError::new(method, &route.to_string(), Cause::NotSentAuth, detail);
-        e.status = Some(401);
+        let halt = self.halted()?;
+        let detail = format!("not sent: {halt} earlier in this cycle");
+        let mut e = ScimError::new(method, &route.to_string(), Cause::NotSentHalted, detail);
+        if matches!(halt, Halt::Credentials(_)) {
+            e.status = Some(401);
+        }
         Some(e)
     }
 

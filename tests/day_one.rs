@@ -1,0 +1,88 @@
+//! What an administrator meets on day one: a wrong port or token ends a cycle in seconds with
+//! one line, and the daemon's default output is a readable journal.
+
+mod common;
+
+use common::env::{numbered_users, Env, CORE_USER_MAPPINGS};
+use common::{free_port, Workspace};
+use std::time::{Duration, Instant};
+
+/// A workspace whose one target is `url`, with `n` users all in scope.
+fn workspace(url: &str, n: usize) -> Workspace {
+    let ws = Workspace::new();
+    ws.write("token", "t0ken-for-a-closed-port\n");
+    ws.write(
+        "directory.json",
+        serde_json::to_vec(&serde_json::json!({"users": numbered_users(n), "groups": []}))
+            .expect("json"),
+    );
+    ws.write(
+        "scimsync.toml",
+        format!(
+            "[state]\npath = \"state\"\n[source]\nkind = \"json\"\npath = \"directory.json\"\n\
+             [scope]\nall = true\n[[target]]\nname = \"app\"\nurl = \"{url}\"\ntoken_file = \"token\"\n\
+             schedule = \"0 * * * * *\"\n\n{CORE_USER_MAPPINGS}"
+        ),
+    );
+    ws
+}
+
+#[test]
+fn a_wrong_port_ends_the_sync_in_seconds_with_one_line_naming_the_address() {
+    let port = free_port();
+    let ws = workspace(&format!("http://127.0.0.1:{port}/v2"), 21);
+    let started = Instant::now();
+    let out = ws.run(&["--config", "scimsync.toml", "sync"]);
+    let took = started.elapsed();
+    out.assert_code(1);
+    assert!(took < Duration::from_secs(15), "took {took:?}\n{out}");
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains(&format!("cannot connect to 127.0.0.1:{port}"))
+            && lines[0].contains("Connection refused")
+            && lines[0].contains("21 further operations and every group were not sent"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(
+            "users created 0, updated 0, deprovisioned 0, unchanged 0, skipped 0, failed 21"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("target \"app\": 0 requests sent"),
+        "{out}"
+    );
+    // The quarantine's next attempt lies ahead.
+    let q = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("quarantined since"))
+        .unwrap_or_else(|| panic!("no quarantine line\n{out}"));
+    let next = q
+        .rsplit("next at ")
+        .next()
+        .and_then(|t| t.strip_suffix(')'))
+        .expect("next at");
+    let next = chrono::DateTime::parse_from_rfc3339(next).expect("an RFC 3339 time");
+    assert!(next > chrono::Utc::now(), "{q}");
+}
+
+#[test]
+fn a_wrong_token_costs_one_request_and_one_line() {
+    let env = Env::start("all = true", "");
+    env.directory(&numbered_users(12), &[]);
+    env.ws.write("token", "not-the-token\n");
+    let out = env.sync(&[]);
+    out.assert_code(1);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].starts_with("  the target rejected the credentials (")
+            && lines[0].ends_with("further operations and every group were not sent"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("not-the-token"), "{out}");
+    assert_eq!(env.proxy.count(), 1, "{:?}", env.proxy.calls());
+}
