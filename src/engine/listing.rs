@@ -144,17 +144,18 @@ impl Listing {
 }
 
 /// A resource whose value at the rule's path can probe a filter: preferably one whose value
-/// sits in an item of another type than the rule names, or of none (the case a typed filter
-/// form misses), else any. `(resource id, value)`.
-pub(crate) fn sample(rule: &Rule, resources: &[Json]) -> Option<(ScimId, String)> {
+/// sits only in an item of another type than the rule names, or of none (the case a typed
+/// filter form misses), else any. `(resource id, value, whether it is such an untyped value)`.
+pub(crate) fn sample(rule: &Rule, resources: &[Json]) -> Option<(ScimId, String, bool)> {
     let id_of = |r: &Json| ScimId::checked(r.get("id")).ok();
-    let untyped = resources
-        .iter()
-        .find_map(|r| Some((id_of(r)?, rule.target.untyped_value(r)?)));
+    let untyped = resources.iter().find_map(|r| {
+        let v = rule.target.untyped_values(r).into_iter().next()?;
+        Some((id_of(r)?, v, true))
+    });
     untyped.or_else(|| {
         resources.iter().find_map(|r| {
             let v = rule.target.match_values(r).into_iter().next()?;
-            Some((id_of(r)?, v))
+            Some((id_of(r)?, v, false))
         })
     })
 }

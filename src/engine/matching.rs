@@ -266,11 +266,11 @@ impl<'a> Matcher<'a> {
             // Every form was refused: the rule is matched by listing now.
             Asked::Listing(..) => return Ok((hits, asked)),
         };
-        if let (How::Filter(used, false), true) =
-            (used, hits.iter().any(|h| rule.target.carries(h, value)))
-        {
-            self.learned(endpoint, rule, Verdict::Filter { form: used });
-            return Ok((hits, asked));
+        if let How::Filter(form, false) = used {
+            if hits.iter().any(|h| proves(rule, form, h, value)) {
+                self.learned(endpoint, rule, Verdict::Filter { form });
+                return Ok((hits, asked));
+            }
         }
         if self.client.profile().matching_mode() == MatchingMode::Filter || !hits.is_empty() {
             return Ok((hits, asked));
@@ -390,7 +390,7 @@ impl<'a> Matcher<'a> {
             Some(l) => listing::sample(rule, l.resources()),
             None => listing::sample(rule, &self.first_page(endpoint).await?),
         };
-        let Some((id, value)) = sample else {
+        let Some((id, value, untyped)) = sample else {
             return Ok(None);
         };
         if profile.filter_supported().is_none() {
@@ -405,46 +405,75 @@ impl<'a> Matcher<'a> {
                 why: "its /ServiceProviderConfig says filter.supported = false".into(),
             }
         } else {
-            self.probe(endpoint, rule, &id, &value).await?
+            match self.probe(endpoint, rule, id, value, untyped).await? {
+                Some(v) => v,
+                None => return Ok(None),
+            }
         };
         self.learned(endpoint, rule, verdict.clone());
         Ok(Some(verdict))
     }
 
     /// Tries each filter form for a value a listed resource carries: the first form whose
-    /// answer holds that resource is the target's.
+    /// answer holds that resource is the target's. A value held only untyped is tried in the
+    /// forms' order: a typed form that finds it ignores the type. A value held typed would
+    /// prove a typed form that misses untyped values, so the forms without a type go first.
+    /// When none finds it, the resource is read again: it may have changed since it was
+    /// listed (an adoption in this very cycle renames accounts), and then its value now is
+    /// probed; `None` when it is gone or carries none.
     async fn probe(
         &self,
         endpoint: Endpoint,
         rule: &Rule,
-        id: &crate::ids::ScimId,
-        value: &str,
-    ) -> Result<Verdict, ScimError> {
+        id: crate::ids::ScimId,
+        mut value: String,
+        mut untyped: bool,
+    ) -> Result<Option<Verdict>, ScimError> {
         let mut answers = Vec::new();
-        for &form in rule.target.filter_forms() {
-            let filter = rule.target.filter_in(form, value);
-            match self.client.search(endpoint, &filter).await {
-                Ok(hits)
-                    if hits
-                        .iter()
-                        .any(|h| h.get("id").and_then(Json::as_str) == Some(id.as_str())) =>
-                {
-                    return Ok(Verdict::Filter { form });
+        for _ in 0..3 {
+            let mut forms = rule.target.filter_forms().to_vec();
+            if !untyped {
+                forms.sort_by_key(|f| typed(*f));
+            }
+            for form in forms {
+                let filter = rule.target.filter_in(form, &value);
+                match self.client.search(endpoint, &filter).await {
+                    Ok(hits)
+                        if hits
+                            .iter()
+                            .any(|h| h.get("id").and_then(Json::as_str) == Some(id.as_str())) =>
+                    {
+                        return Ok(Some(Verdict::Filter { form }));
+                    }
+                    Ok(hits) => answers.push(format!(
+                        "{filter} gave {} resources without the listed one",
+                        hits.len()
+                    )),
+                    Err(e) if matches!(e.status, Some(400 | 501)) => answers.push(e.to_string()),
+                    Err(e) => return Err(e),
                 }
-                Ok(hits) => answers.push(format!(
-                    "{filter} gave {} resources without the listed one",
-                    hits.len()
-                )),
-                Err(e) if matches!(e.status, Some(400 | 501)) => answers.push(e.to_string()),
+            }
+            let now = match self.client.get(endpoint, &id).await {
+                Ok(now) => now,
+                Err(e) if e.is_not_found() => return Ok(None),
                 Err(e) => return Err(e),
+            };
+            if rule.target.carries(&now, &value) {
+                return Ok(Some(Verdict::List {
+                    why: format!(
+                        "no filter form found a listed account: {}",
+                        answers.join("; ")
+                    ),
+                }));
+            }
+            match listing::sample(rule, std::slice::from_ref(&now)) {
+                Some((_, changed, changed_untyped)) => {
+                    (value, untyped) = (changed, changed_untyped)
+                }
+                None => return Ok(None),
             }
         }
-        Ok(Verdict::List {
-            why: format!(
-                "no filter form found a listed account: {}",
-                answers.join("; ")
-            ),
-        })
+        Ok(None)
     }
 
     /// The first resources the endpoint lists, to learn from; read once per cycle.
@@ -522,6 +551,22 @@ impl<'a> Matcher<'a> {
                 Err(e)
             }
         }
+    }
+}
+
+/// A form that names the type (`emails[type eq "work" …]`): it finds values of that type.
+fn typed(form: FilterForm) -> bool {
+    matches!(form, FilterForm::Compound | FilterForm::ValuePath)
+}
+
+/// Whether a resource a query in `form` found proves that the form finds every resource
+/// carrying the value: it carries the value, and for a typed form, only untyped (so the
+/// target ignored the type); a typed form finding a typed value proves nothing of the others.
+fn proves(rule: &Rule, form: FilterForm, hit: &Json, value: &str) -> bool {
+    if typed(form) {
+        rule.target.carries_untyped(hit, value)
+    } else {
+        rule.target.carries(hit, value)
     }
 }
 

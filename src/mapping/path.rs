@@ -188,23 +188,31 @@ impl AttrPath {
         }
     }
 
-    /// A value of a resource here that sits in an item of another type than this path names,
-    /// or of none, and in no item of that type: the value a typed filter would miss. (A value
+    /// The values of a resource here that sit in items of another type than this path names,
+    /// or of none, and in no item of that type: the values a typed filter would miss. (A value
     /// the resource also holds typed would be found by a typed filter through that item, and
-    /// prove nothing about untyped ones.) `None` for a path without a filter.
-    pub fn untyped_value(&self, resource: &Json) -> Option<String> {
-        let ((fa, fv), sub) = (self.filter.as_ref()?, self.sub.as_ref()?);
-        let items = get_ci(self.container(resource)?, &self.attr)?.as_array()?;
-        let typed = |item: &Map<String, Json>| {
-            get_ci(item, fa)
-                .and_then(Json::as_str)
-                .is_some_and(|t| t.eq_ignore_ascii_case(fv))
-        };
+    /// prove nothing about untyped ones.) Empty for a path without a filter.
+    pub fn untyped_values(&self, resource: &Json) -> Vec<String> {
         fn value<'v>(item: &'v Map<String, Json>, sub: &str) -> Option<&'v str> {
             get_ci(item, sub)
                 .and_then(Json::as_str)
                 .filter(|v| !v.trim().is_empty())
         }
+        let (Some((fa, fv)), Some(sub)) = (&self.filter, &self.sub) else {
+            return Vec::new();
+        };
+        let Some(items) = self
+            .container(resource)
+            .and_then(|c| get_ci(c, &self.attr))
+            .and_then(Json::as_array)
+        else {
+            return Vec::new();
+        };
+        let typed = |item: &Map<String, Json>| {
+            get_ci(item, fa)
+                .and_then(Json::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(fv))
+        };
         let objects = || items.iter().filter_map(Json::as_object);
         let held_typed: Vec<&str> = objects()
             .filter(|i| typed(i))
@@ -213,8 +221,17 @@ impl AttrPath {
         objects()
             .filter(|i| !typed(i))
             .filter_map(|i| value(i, sub))
-            .find(|v| !held_typed.iter().any(|t| self.same_value(t, v)))
+            .filter(|v| !held_typed.iter().any(|t| self.same_value(t, v)))
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether a resource holds `value` here only untyped (see [`AttrPath::untyped_values`]):
+    /// a typed filter that finds it ignores the type.
+    pub fn carries_untyped(&self, resource: &Json, value: &str) -> bool {
+        self.untyped_values(resource)
+            .iter()
+            .any(|v| self.same_value(v, value))
     }
 
     /// The top-level key of a resource that holds this path: the attribute, or its extension.
@@ -504,7 +521,11 @@ mod tests {
     #[test]
     fn an_untyped_value_is_one_no_typed_item_holds() {
         let p = AttrPath::parse(r#"emails[type eq "work"].value"#).expect("p");
-        let untyped = |emails: Json| p.untyped_value(&json!({ "emails": emails }));
+        let untyped = |emails: Json| {
+            p.untyped_values(&json!({ "emails": emails }))
+                .into_iter()
+                .next()
+        };
         assert_eq!(untyped(json!([{"value": "a@x"}])), Some("a@x".to_owned()));
         assert_eq!(
             untyped(json!([{"type": "work", "value": "a@x"}, {"type": "other", "value": "b@x"}])),
@@ -518,12 +539,13 @@ mod tests {
         );
         assert_eq!(untyped(json!([{"type": "work", "value": "a@x"}])), None);
         assert_eq!(untyped(json!([{"value": " "}])), None);
-        assert_eq!(
-            AttrPath::parse("userName")
-                .expect("p")
-                .untyped_value(&json!({"userName": "a"})),
-            None
-        );
+        assert!(AttrPath::parse("userName")
+            .expect("p")
+            .untyped_values(&json!({"userName": "a"}))
+            .is_empty());
+        let both = json!({"emails": [{"value": "a@x"}, {"type": "work", "value": "b@x"}]});
+        assert!(p.carries_untyped(&both, "A@x"));
+        assert!(!p.carries_untyped(&both, "b@x"));
     }
 
     #[test]

@@ -116,6 +116,14 @@ impl Client {
             .collect()
     }
 
+    /// Whether the profile now spells `r` otherwise than when it was built.
+    fn stale(&self, r: &Request) -> bool {
+        let attrs = r.attrs.clone().unwrap_or_default();
+        !self
+            .profile
+            .spells_members_so(attrs, &r.added, &r.removed, &r.ops)
+    }
+
     /// What a refused member request teaches the profile; false when it teaches nothing (the
     /// failure is the caller's).
     fn learn_from(&self, e: &ScimError, r: &Request) -> bool {
@@ -123,6 +131,12 @@ impl Client {
         let form = matches!(e.status, Some(400 | 501));
         if !form && e.status != Some(413) {
             return false;
+        }
+        if self.stale(r) {
+            // Another group's request taught the profile after this one was built: this one
+            // goes again as the profile now spells it, and teaches nothing by itself.
+            tracing::debug!(target_name = %self.target, error = %e, "A member change spelled before the profile changed was refused; sending it again as the profile now says.");
+            return true;
         }
         let mixed = !r.added.is_empty() && !r.removed.is_empty();
         let size = r.added.len() + r.removed.len();
@@ -133,6 +147,10 @@ impl Client {
             && r.added.is_empty()
             && self.profile.try_other_member_remove()
         {
+            // A mixed PATCH refused before may have been refused for its removal form, not
+            // for the mix: the next mixed change tries one request again (and learns apart
+            // again if that is refused too).
+            self.profile.forget_members_apart();
             "members are removed with a value list"
         } else if e.status != Some(501)
             && size > 1

@@ -231,6 +231,12 @@ impl Profile {
         self.learn(|l| !std::mem::replace(&mut l.member_add_remove_apart, true))
     }
 
+    /// What a refused mixed PATCH taught may have been the removal form's fault: forgotten
+    /// when the removal form changes.
+    pub fn forget_members_apart(&self) {
+        self.learn(|l| std::mem::replace(&mut l.member_add_remove_apart, false));
+    }
+
     /// Whether `POST /Groups` is sent with members: `[target.compat]`, else what was learned;
     /// `None` while unknown (then members are sent, and the answer is checked).
     pub fn members_on_create(&self) -> Option<bool> {
@@ -279,6 +285,22 @@ impl Profile {
             first.extend(removals);
             vec![first]
         }
+    }
+
+    /// Whether one request of these operations is how the profile spells these changes now:
+    /// false when it learned since that they take a smaller batch, additions and removals
+    /// apart, or another removal form (another group's request may have taught it).
+    pub fn spells_members_so(
+        &self,
+        attrs: Vec<PatchOp>,
+        add: &[ScimId],
+        remove: &[ScimId],
+        ops: &[PatchOp],
+    ) -> bool {
+        if add.len() + remove.len() > self.member_batch() {
+            return false;
+        }
+        matches!(&self.member_requests(attrs, add, remove)[..], [one] if one == ops)
     }
 
     // --- Refused attributes -------------------------------------------------------------
@@ -352,6 +374,9 @@ mod tests {
         assert!(p.try_other_member_remove());
         assert!(!p.try_other_member_remove(), "only two forms");
         assert!(p.set_members_apart());
+        p.forget_members_apart();
+        assert!(!p.members_apart());
+        assert!(p.set_members_apart(), "learned again");
         let requests = p.member_requests(Vec::new(), &ids(&["a"]), &ids(&["b", "c"]));
         assert_eq!(
             body(&p, requests),
@@ -360,6 +385,28 @@ mod tests {
                 json!([{"op": "remove", "path": "members", "value": [{"value": "b"}, {"value": "c"}]}]),
             ]
         );
+    }
+
+    #[test]
+    fn a_request_spelled_before_the_profile_changed_is_known() {
+        let p = Profile::fresh(CompatConfig::default(), "http://t/v2");
+        let (add, remove) = (ids(&["a"]), ids(&["b", "c"]));
+        let mixed = p.member_requests(Vec::new(), &add, &remove).remove(0);
+        assert!(p.spells_members_so(Vec::new(), &add, &remove, &mixed));
+        let removal = p.member_requests(Vec::new(), &[], &remove).remove(0);
+        assert!(p.spells_members_so(Vec::new(), &[], &remove, &removal));
+        // Another request taught the profile: additions and removals apart...
+        p.set_members_apart();
+        assert!(!p.spells_members_so(Vec::new(), &add, &remove, &mixed));
+        assert!(p.spells_members_so(Vec::new(), &[], &remove, &removal));
+        // ... and the other removal form.
+        assert!(p.try_other_member_remove());
+        assert!(!p.spells_members_so(Vec::new(), &[], &remove, &removal));
+        let list = p.member_requests(Vec::new(), &[], &remove).remove(0);
+        assert!(p.spells_members_so(Vec::new(), &[], &remove, &list));
+        // ... and a smaller batch.
+        p.shrink_member_batch(2);
+        assert!(!p.spells_members_so(Vec::new(), &[], &remove, &list));
     }
 
     #[test]
