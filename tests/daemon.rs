@@ -365,7 +365,11 @@ fn sighup_reloads_the_configuration_and_keeps_the_old_one_when_the_new_is_invali
             .contains("the new configuration is invalid; keeping the previous one"),
         "{out}"
     );
-    assert!(out.stderr.contains("unknown field `grups`"), "{out}");
+    assert!(
+        out.stderr
+            .contains("scope.grups: unknown key; did you mean `groups`?"),
+        "{out}"
+    );
     assert!(out.stderr.contains("configuration reloaded"), "{out}");
 }
 

@@ -78,20 +78,24 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// A problem at `key`, on one line.
     fn problem(&mut self, key: impl std::fmt::Display, why: impl std::fmt::Display) {
+        let why = why
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         self.problems.push(format!("{key}: {why}"));
     }
 
-    /// Deserializes one value, recording a problem under `key` when it does not fit.
+    /// Reads one table into its struct, recording every problem under `key`.
     fn take<T: serde::de::DeserializeOwned>(&mut self, key: &str, value: toml::Value) -> Option<T> {
-        match value.try_into::<T>() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let msg = e.to_string();
-                self.problem(key, msg.trim_end().replace('\n', " "));
-                None
-            }
+        let mut found = Vec::new();
+        let read = super::take::take::<T>(key, value, &mut found);
+        for (at, why) in found {
+            self.problem(at, why);
         }
+        read
     }
 
     fn load(&mut self, mut table: toml::Table, base: &Path) -> Option<Config> {
@@ -158,11 +162,9 @@ impl Loader<'_> {
                 Vec::new()
             }
         };
+        let known = ["state", "source", "scope", "target", "metrics_listen"];
         for key in table.keys() {
-            self.problem(
-                key,
-                "unknown key, expected one of `state`, `source`, `scope`, `target`, `metrics_listen`",
-            );
+            self.problem(key, super::take::unknown_key(key, &known));
         }
 
         let mut state = state?;
@@ -233,8 +235,15 @@ impl Loader<'_> {
             .get("kind")
             .and_then(toml::Value::as_str)
             .map(str::to_owned);
+        let mut value = value;
+        if let Some(t) = value.as_table_mut() {
+            t.remove("kind");
+        }
         match kind.as_deref() {
-            Some("json") | Some("ldap") => self.take::<SourceConfig>("source", value),
+            Some("json") => self.take("source", value).map(SourceConfig::Json),
+            Some("ldap") => self
+                .take("source", value)
+                .map(|l| SourceConfig::Ldap(Box::new(l))),
             Some(other) => {
                 self.problem(
                     "source.kind",
@@ -257,26 +266,31 @@ impl Loader<'_> {
         };
         let user_mapping = self.mappings(&key, "user_mapping", table.remove("user_mapping"));
         let group_mapping = self.mappings(&key, "group_mapping", table.remove("group_mapping"));
+        let compat = table
+            .remove("compat")
+            .map(|c| self.take::<CompatConfig>(&format!("{key}.compat"), c));
         let mut target = self.take::<TargetConfig>(&key, toml::Value::Table(table))?;
-        let label = format!("{key} ({:?})", target.name);
+        if let Some(compat) = compat {
+            target.compat = compat.unwrap_or_default();
+        }
         if target.name.trim().is_empty() {
             self.problem(format!("{key}.name"), "must not be empty");
         }
         match reqwest::Url::parse(&target.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
             Ok(url) => self.problem(
-                format!("{label}.url"),
+                format!("{key}.url"),
                 format!("scheme {:?} is not http or https", url.scheme()),
             ),
             Err(e) => self.problem(
-                format!("{label}.url"),
+                format!("{key}.url"),
                 format!("{:?} is not a URL: {e}", target.url),
             ),
         }
-        self.check_auth(&label, &target);
+        self.check_auth(&key, &target);
         if let Err(e) = cron::Schedule::from_str(&target.schedule) {
             self.problem(
-                format!("{label}.schedule"),
+                format!("{key}.schedule"),
                 format!(
                     "{:?} is not a cron expression with six fields (sec min hour dom mon dow): {e}",
                     target.schedule
@@ -285,43 +299,43 @@ impl Loader<'_> {
         }
         if target.rate_limit == 0 {
             self.problem(
-                format!("{label}.rate_limit"),
+                format!("{key}.rate_limit"),
                 "must be at least 1 request per second",
             );
         }
         if target.concurrency == 0 {
-            self.problem(format!("{label}.concurrency"), "must be at least 1");
+            self.problem(format!("{key}.concurrency"), "must be at least 1");
         }
         if target.timeout_seconds == 0 {
-            self.problem(format!("{label}.timeout_seconds"), "must be at least 1");
+            self.problem(format!("{key}.timeout_seconds"), "must be at least 1");
         }
         if target.connect_timeout_seconds == 0 {
             self.problem(
-                format!("{label}.connect_timeout_seconds"),
+                format!("{key}.connect_timeout_seconds"),
                 "must be at least 1",
             );
         }
         if target.max_response_bytes < 4096 {
             self.problem(
-                format!("{label}.max_response_bytes"),
+                format!("{key}.max_response_bytes"),
                 "must be at least 4096 bytes",
             );
         }
         if target.compat.member_batch == Some(0) {
-            self.problem(format!("{label}.compat.member_batch"), "must be at least 1");
+            self.problem(format!("{key}.compat.member_batch"), "must be at least 1");
         }
         if target.burst == Some(0) {
-            self.problem(format!("{label}.burst"), "must be at least 1");
+            self.problem(format!("{key}.burst"), "must be at least 1");
         }
         if !(0.0..=100.0).contains(&target.deletion_threshold_percent) {
             self.problem(
-                format!("{label}.deletion_threshold_percent"),
+                format!("{key}.deletion_threshold_percent"),
                 "must be between 0 and 100",
             );
         }
         if !(target.quarantine_failure_ratio > 0.0 && target.quarantine_failure_ratio <= 1.0) {
             self.problem(
-                format!("{label}.quarantine_failure_ratio"),
+                format!("{key}.quarantine_failure_ratio"),
                 "must be above 0 and at most 1",
             );
         }

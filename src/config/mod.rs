@@ -5,6 +5,7 @@
 //! values elsewhere (`source::build`, `target::Target::build`, `scim::Client::new`).
 
 mod load;
+mod take;
 
 pub use load::RuleCheck;
 use serde::Deserialize;
@@ -350,7 +351,7 @@ impl Config {
                 if let Some(url) = url.and_then(|u| reqwest::Url::parse(u).ok()) {
                     if url.scheme() == "http" && !is_loopback(&url) {
                         out.push(format!(
-                            "target[{i}] ({:?}).{key}: {url} is plain http to another host: the token and the users' data cross the network unencrypted; use https",
+                            "target[{i}].{key}: {url} is plain http to another host (target {:?}): the token and the users' data cross the network unencrypted; use https",
                             t.name
                         ));
                     }
@@ -535,11 +536,8 @@ matching_precedence = 1
             has("set either token_file/token_env (a static bearer token) or token_url"),
             "{p:?}"
         );
-        assert!(
-            has("target[0] (\"qlik\").token_url: scheme \"ftp\""),
-            "{p:?}"
-        );
-        assert!(has("target[0] (\"qlik\").client_id: missing"), "{p:?}");
+        assert!(has("target[0].token_url: scheme \"ftp\""), "{p:?}");
+        assert!(has("target[0].client_id: missing"), "{p:?}");
         assert!(
             has("set only one of client_secret_file and client_secret_env"),
             "{p:?}"
@@ -552,7 +550,8 @@ matching_precedence = 1
         );
         let p = problems(&stray);
         assert!(
-            p.iter().any(|p| p == "target[0] (\"qlik\").client_id: only used with token_url (OAuth 2.0 client credentials)"),
+            p.iter().any(|p| p
+                == "target[0].client_id: only used with token_url (OAuth 2.0 client credentials)"),
             "{p:?}"
         );
     }
@@ -580,41 +579,29 @@ matching_precedence = 1
     #[test]
     fn every_problem_is_reported_at_once_with_its_key_path() {
         let text = GOOD
-            .replace("schedule = \"0 */40 * * * *\"", "schedule = \"every day\"\ncolour = \"red\"")
+            .replace(
+                "schedule = \"0 */40 * * * *\"",
+                "schedule = \"every day\"\ncolour = \"red\"\nrate_limt = 5\nconcurrency = \"four\"",
+            )
             .replace(
                 "expression = 'Switch([IsSoftDeleted], , \"False\", \"True\", \"True\", \"False\")'",
                 "expression = 'Switch([IsSoftDeleted], \"False\"'",
             )
-            .replace("[scope]", "[scope]\nbogus = 1");
+            .replace("[scope]", "[scope]\nbogus = 1\ngroup = []");
         let p = problems(&text);
-        assert!(
-            p.iter()
-                .any(|p| p.starts_with("scope: unknown field `bogus`")),
-            "{p:?}"
-        );
-        assert!(
-            p.iter()
-                .any(|p| p.starts_with("target[0]: unknown field `colour`")),
-            "{p:?}"
-        );
-        // The target failed to deserialize, so its mappings are not compiled: fix one, see next.
-        let text = GOOD.replace(
-            "expression = 'Switch([IsSoftDeleted], , \"False\", \"True\", \"True\", \"False\")'",
-            "expression = 'Switch([IsSoftDeleted], \"False\"'",
-        );
-        let text = text.replace("schedule = \"0 */40 * * * *\"", "schedule = \"every day\"");
-        let p = problems(&text);
-        assert!(
-            p.iter().any(
-                |p| p.starts_with("target[0] (\"qlik\").schedule: \"every day\" is not a cron")
-            ),
-            "{p:?}"
-        );
-        assert!(
-            p.iter()
-                .any(|p| p.starts_with("target[0].user_mapping[2].expression: column ")),
-            "{p:?}"
-        );
+        // One key-path style; unknown keys, type errors, values and mapping rules together.
+        for want in [
+            "scope.bogus: unknown key, expected one of `groups`, `users`, `all`",
+            "scope.group: unknown key; did you mean `groups`?",
+            "target[0].colour: unknown key, expected one of `name`, `url`",
+            "target[0].rate_limt: unknown key; did you mean `rate_limit`?",
+            "target[0].concurrency: invalid type: string \"four\", expected usize",
+            "target[0].schedule: \"every day\" is not a cron expression",
+            "target[0].user_mapping[2].expression: column ",
+        ] {
+            assert!(p.iter().any(|p| p.starts_with(want)), "{want}: {p:?}");
+        }
+        assert!(p.iter().all(|p| !p.contains('\n')), "{p:?}");
     }
 
     #[test]
@@ -643,7 +630,7 @@ matching_precedence = 1
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
             w[0].starts_with(
-                "target[0] (\"qlik\").url: http://tenant.example/v2 is plain http to another host"
+                "target[0].url: http://tenant.example/v2 is plain http to another host"
             ),
             "{w:?}"
         );
@@ -702,7 +689,7 @@ matching_precedence = 1
         ));
         assert!(
             p.iter()
-                .any(|p| p.starts_with("source: unknown field `file`")),
+                .any(|p| p == "source.file: unknown key, expected one of `path`"),
             "{p:?}"
         );
     }
@@ -813,9 +800,9 @@ matching_precedence = 1
         let p = problems(&text);
         for want in [
             "source.min_source_ratio: 2 is not a number between 0 and 1",
-            "target[0] (\"qlik\").burst: must be at least 1",
-            "target[0] (\"qlik\").quarantine_failure_ratio: must be above 0",
-            "target[0] (\"qlik\").deletion_threshold_percent: must be between 0 and 100",
+            "target[0].burst: must be at least 1",
+            "target[0].quarantine_failure_ratio: must be above 0",
+            "target[0].deletion_threshold_percent: must be between 0 and 100",
         ] {
             assert!(p.iter().any(|p| p.starts_with(want)), "{want}: {p:?}");
         }
@@ -862,7 +849,7 @@ matching_precedence = 1
         let p = problems(&negative);
         assert!(
             p.iter()
-                .any(|p| p.starts_with("state: ") && p.contains("-1")),
+                .any(|p| p.starts_with("state.log_max_records: ") && p.contains("-1")),
             "{p:?}"
         );
     }

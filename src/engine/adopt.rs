@@ -140,8 +140,15 @@ impl Executor<'_> {
     }
 
     async fn create_user(&self, id: &SourceId, desired: &Desired) -> Result<Outcome, ScimError> {
-        let body = self.sendable(desired).to_resource(CORE_USER);
-        let (scim_id, _) = self.client.create(Endpoint::Users, &body).await?;
+        let body = self.sendable(desired, true).to_resource(CORE_USER);
+        let (scim_id, _) = match self.client.create(Endpoint::Users, &body).await {
+            // Refused as a whole (so not created): once more without the refused attributes.
+            Err(e) if e.status == Some(400) && self.holds_refused(desired) => {
+                let body = self.sendable(desired, false).to_resource(CORE_USER);
+                self.client.create(Endpoint::Users, &body).await?
+            }
+            other => other?,
+        };
         self.claim(Kind::User, &scim_id, id);
         self.rec.step(|s| {
             s.action = Some("create".into());
@@ -233,7 +240,7 @@ impl Executor<'_> {
         group: &DesiredGroup,
         members: &[(SourceId, ScimId)],
     ) -> Result<(ScimId, Json), ScimError> {
-        let mut body = self.sendable(&group.desired).to_resource(CORE_GROUP);
+        let mut body = self.sendable(&group.desired, false).to_resource(CORE_GROUP);
         if !members.is_empty() {
             let list = members
                 .iter()
@@ -299,7 +306,7 @@ impl Executor<'_> {
             );
             return self.rec.skipped(kind, id, Some(&scim_id), why);
         }
-        let current = self.current_attrs(kind, &resource);
+        let current = self.current_attrs(kind, &resource, subject.desired());
         let changes = plan::diff(&current, &subject.desired().attrs);
         self.rec.step(|s| {
             s.action = Some(format!("update (adopt {kind} {scim_id} matched by {by})"));
@@ -323,7 +330,16 @@ impl Executor<'_> {
 
     /// The values a resource holds at the mapped attributes kept in step, leaving out those
     /// the target refuses.
-    fn current_attrs(&self, kind: Kind, resource: &Json) -> BTreeMap<String, Json> {
+    ///
+    /// A value-filtered attribute (`emails[type eq "work"].value`) that the resource holds in
+    /// an item of another type, or of none, counts as held: the account matched on it, and
+    /// adding a typed copy would list the same address twice.
+    fn current_attrs(
+        &self,
+        kind: Kind,
+        resource: &Json,
+        desired: &Desired,
+    ) -> BTreeMap<String, Json> {
         let rules = match kind {
             Kind::User => &self.target.mappings.users,
             Kind::Group => &self.target.mappings.groups,
@@ -332,7 +348,16 @@ impl Executor<'_> {
             .iter()
             .filter(|r| r.apply == Apply::Always)
             .filter(|r| !self.client.profile().refuses(&r.target.to_string()))
-            .filter_map(|r| r.target.read(resource).map(|v| (r.target.to_string(), v)))
+            .filter_map(|r| {
+                let key = r.target.to_string();
+                let held = r.target.read(resource).or_else(|| {
+                    let want = desired.attrs.get(&key)?;
+                    let text = want.as_str()?;
+                    (r.target.filter.is_some() && r.target.carries(resource, text))
+                        .then(|| want.clone())
+                });
+                held.map(|v| (key, v))
+            })
             .collect()
     }
 

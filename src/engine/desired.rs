@@ -21,8 +21,8 @@ pub struct DesiredState {
     pub protected: BTreeSet<SourceId>,
 }
 
-/// Scopes and maps a directory read for one target. Attributes the target refuses are left
-/// out (`refused`), so that they are neither sent nor planned as changes.
+/// Scopes and maps a directory read for one target. Attributes the target refuses
+/// (`refused`) are only sent on create, never planned as changes.
 ///
 /// Given the directory by value (the last or only target of a run), each source object is
 /// dropped once mapped, so that a read of a million users is never held next to its whole
@@ -114,8 +114,14 @@ fn map(
             message: "is empty, and SCIM requires it".to_owned(),
         });
     }
-    d.attrs.retain(|path, _| !refused(path));
-    d.on_create.retain(|path, _| !refused(path));
+    // A refused attribute is no longer kept in step, but still sent when the resource is
+    // created (a target may take on POST what it refuses in a PATCH).
+    let refused_paths: Vec<String> = d.attrs.keys().filter(|p| refused(p)).cloned().collect();
+    for path in refused_paths {
+        if let Some(v) = d.attrs.remove(&path) {
+            d.on_create.insert(path, v);
+        }
+    }
     Ok(d)
 }
 
@@ -161,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn refused_attributes_are_left_out() {
+    fn refused_attributes_are_only_sent_on_create() {
         let config = crate::target::parse(
             std::path::Path::new("x.toml"),
             "[source]\nkind = \"json\"\npath = \"d.json\"\n[scope]\nall = true\n\
@@ -180,5 +186,6 @@ mod tests {
         let want = desired_state(Cow::Owned(dir), &config.scope, &target, &title).expect("ok");
         let d = &want.users[&SourceId::from("u1")];
         assert_eq!(d.attrs.keys().collect::<Vec<_>>(), ["userName"]);
+        assert_eq!(d.on_create.keys().collect::<Vec<_>>(), ["title"]);
     }
 }

@@ -145,13 +145,27 @@ impl Executor<'_> {
         attrs
     }
 
-    /// `desired` without the attributes the target refused since it was planned.
-    pub(crate) fn sendable(&self, desired: &Desired) -> Desired {
+    /// `desired` as a create sends it: every attribute, unless `refused_too` is false, when
+    /// the attributes the target refused are left out (a target that refused one in a PATCH
+    /// may refuse it on POST as well).
+    pub(crate) fn sendable(&self, desired: &Desired, refused_too: bool) -> Desired {
         let profile = self.client.profile();
         let mut d = desired.clone();
-        d.attrs.retain(|path, _| !profile.refuses(path));
-        d.on_create.retain(|path, _| !profile.refuses(path));
+        if !refused_too {
+            d.attrs.retain(|path, _| !profile.refuses(path));
+            d.on_create.retain(|path, _| !profile.refuses(path));
+        }
         d
+    }
+
+    /// Whether `desired` holds an attribute the target refused.
+    pub(crate) fn holds_refused(&self, desired: &Desired) -> bool {
+        let profile = self.client.profile();
+        desired
+            .attrs
+            .keys()
+            .chain(desired.on_create.keys())
+            .any(|path| profile.refuses(path))
     }
 
     /// A user's snapshot entry after the target confirmed `desired`.

@@ -13,6 +13,11 @@ use std::fmt;
 pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
+/// Why a mapping's `target` is not a SCIM attribute path scimsync can write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PathError(String);
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AttrPath {
     /// The extension schema URN, or `None` for the core schema.
@@ -37,7 +42,11 @@ fn is_name(s: &str) -> bool {
 }
 
 impl AttrPath {
-    pub fn parse(text: &str) -> Result<AttrPath, String> {
+    pub fn parse(text: &str) -> Result<AttrPath, PathError> {
+        Self::parse_text(text).map_err(PathError)
+    }
+
+    fn parse_text(text: &str) -> Result<AttrPath, String> {
         let text = text.trim();
         let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
             let Some(i) = text.rfind(':') else {

@@ -78,14 +78,18 @@ impl Workspace {
         self.dir.path().join(name)
     }
 
-    /// Writes `contents` to `name` (creating parent directories) and returns its path.
+    /// Writes `contents` to `name` (creating parent directories) and returns its path. The
+    /// file is owner-only, as an administrator keeps a configuration and its secrets.
     pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let path = self.path(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
         }
         std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
         path
     }
 
@@ -113,8 +117,22 @@ impl Workspace {
 
     /// Like [`Workspace::spawn`], with extra environment variables.
     pub fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
+        self.spawn_wrapped(&[], args, env)
+    }
+
+    /// Like [`Workspace::spawn_with_env`], with the binary started by `wrapper` when it is not
+    /// empty: `wrapper[0] wrapper[1..] scimsync ARGS` (say `/usr/bin/time -f %M -o FILE`, or
+    /// `sh -c 'umask 022; exec "$@"' sh`). [`Running::pid`] is then the wrapper's.
+    pub fn spawn_wrapped(&self, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Running {
         let bin = scimsync_bin();
-        let mut command = Command::new(&bin);
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(&bin);
+                command
+            }
+            None => Command::new(&bin),
+        };
         command
             .args(args)
             .current_dir(self.dir.path())
