@@ -86,3 +86,56 @@ fn a_wrong_token_costs_one_request_and_one_line() {
     assert!(!out.stderr.contains("not-the-token"), "{out}");
     assert_eq!(env.proxy.count(), 1, "{:?}", env.proxy.calls());
 }
+
+#[test]
+fn a_misspelled_source_attribute_is_warned_and_its_mass_clear_held() {
+    let env = Env::start("all = true", "");
+    let users: Vec<serde_json::Value> = numbered_users(12)
+        .into_iter()
+        .map(|mut u| {
+            u["department"] = serde_json::json!("R&D");
+            u
+        })
+        .collect();
+    env.directory(&users, &[]);
+    env.sync(&[]).assert_success();
+    let config = env.ws.read("scimsync.toml");
+    env.ws.write(
+        "scimsync.toml",
+        config.replace("source = \"department\"", "source = \"departmnt\""),
+    );
+    let dept = |env: &Env| {
+        env.users()
+            .values()
+            .filter(|u| u[common::env::ENTERPRISE]["department"] == "R&D")
+            .count()
+    };
+
+    let out = env.scimsync(&["check"]);
+    assert!(
+        out.stdout.contains(&format!(
+            "target \"app\": mapping: warning: user_mapping[5] ({}:department) reads source attribute \"departmnt\", which none of the 12 in-scope users have",
+            common::env::ENTERPRISE
+        )),
+        "{out}"
+    );
+
+    let out = env.scimsync(&["plan"]);
+    let held = format!(
+        "held: {}:department would be cleared on 12 of the 12 managed users, more than attribute_clear_threshold = 25%",
+        common::env::ENTERPRISE
+    );
+    assert!(out.stdout.contains(&held), "{out}");
+
+    let out = env.sync(&[]);
+    out.assert_code(1);
+    assert!(out.stderr.contains(&held), "{out}");
+    assert!(out.stderr.contains("--allow-clears"), "{out}");
+    assert_eq!(dept(&env), 12, "nothing was cleared");
+    assert_eq!(env.writes(), Vec::<String>::new());
+    let status = env.scimsync(&["status"]);
+    assert!(status.stdout.contains("  held: "), "{status}");
+
+    env.sync(&["--allow-clears"]).assert_success();
+    assert_eq!(dept(&env), 0, "cleared when the administrator says so");
+}

@@ -27,6 +27,7 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
         config.targets.len()
     );
     let mut code = EXIT_OK;
+    let mut read = None;
     match source::build(&config.source, config.max_value_bytes) {
         Err(e) => {
             out!("source: FAILED: {e}");
@@ -59,15 +60,64 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
                         code = EXIT_FATAL;
                     }
                 }
+                read = Some(dir);
             }
         },
     }
     for target in &config.targets {
+        if let Some(dir) = &read {
+            check_sparse_attributes(dir, &config, target);
+        }
         if !check_target(&config, target).await && code == EXIT_OK {
             code = EXIT_PARTIAL;
         }
     }
     code
+}
+
+/// Warns of each mapped source attribute that (almost) no in-scope user has: a misspelled
+/// `source = "departmnt"` would clear the attribute on every account.
+fn check_sparse_attributes(dir: &source::Directory, config: &Config, target: &TargetConfig) {
+    let Ok(t) = Target::build(target) else {
+        return;
+    };
+    let Ok(scoped) = scope::apply(dir, &config.scope) else {
+        return;
+    };
+    let users: Vec<&source::SourceObject> = scoped.users.values().map(|(u, _)| *u).collect();
+    if users.is_empty() {
+        return;
+    }
+    for (i, rule) in t.mappings.users.iter().enumerate() {
+        for attr in rule.source_attributes() {
+            // Computed for every object by the connectors themselves.
+            if ["objectId", "IsSoftDeleted"]
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&attr))
+            {
+                continue;
+            }
+            let has = users
+                .iter()
+                .filter(|u| match u.get(&attr) {
+                    Some(source::AttrValue::Single(s)) => !s.trim().is_empty(),
+                    Some(source::AttrValue::Multi(m)) => !m.is_empty(),
+                    None => false,
+                })
+                .count();
+            if has == 0 || has * 100 < users.len() {
+                out!(
+                    "target {:?}: mapping: warning: user_mapping[{i}] ({}) reads source attribute {attr:?}, which {} of the {} in-scope users have; a cycle would clear {} on the others (held above attribute_clear_threshold = {}%)",
+                    target.name,
+                    rule.target,
+                    if has == 0 { "none".to_owned() } else { format!("only {has}") },
+                    users.len(),
+                    rule.target,
+                    target.attribute_clear_threshold,
+                );
+            }
+        }
+    }
 }
 
 /// Checks one target; false when it cannot be used as configured.

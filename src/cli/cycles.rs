@@ -235,6 +235,9 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
     if let Some(hold) = p.users.hold.as_ref().or(p.groups.hold.as_ref()) {
         out!("  held: {held} deprovisions, {hold} in one cycle");
     }
+    for hold in &p.users.held_clears {
+        out!("  held: {hold}; `scimsync sync --allow-clears` clears it");
+    }
     let count = |ops: usize, unchanged: usize| format!("{ops} to change, {unchanged} unchanged");
     out!(
         "target {:?}: users {}; groups {}; {} skipped",

@@ -83,6 +83,9 @@ pub enum Command {
         /// Carry out deprovisions held back by the deletion threshold.
         #[arg(long)]
         allow_deletes: bool,
+        /// Carry out attribute clears held back by the attribute-wipe guard.
+        #[arg(long)]
+        allow_clears: bool,
     },
     /// Show what the next cycle would do, without a single write.
     Plan {
@@ -164,12 +167,14 @@ pub async fn run(cli: Cli) -> i32 {
             target,
             dry_run,
             allow_deletes,
+            allow_clears,
         } => {
             let request = Request::Sync {
                 full,
                 target,
                 dry_run,
                 allow_deletes,
+                allow_clears,
             };
             let response = client::dispatch(path, request, progress::watch()).await;
             render_cycles(path, response, dry_run, false)

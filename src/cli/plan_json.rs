@@ -6,7 +6,7 @@
 use crate::config::DeprovisionMode;
 use crate::engine::PlannedCycle;
 use crate::mapping::Desired;
-use crate::plan::{Change, GroupOp, UserOp};
+use crate::plan::{Change, GroupOp, Hold, UserOp};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -27,7 +27,19 @@ pub struct TargetPlan {
     /// Deprovisions held back by the deletion threshold.
     pub held: Vec<Operation>,
     pub skipped: Vec<Skipped>,
+    /// Attributes whose clears the attribute-wipe guard holds.
+    pub held_clears: Vec<HeldClear>,
     pub totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HeldClear {
+    pub attribute: String,
+    /// Users that would lose it (and keep it).
+    pub users: usize,
+    pub managed: usize,
+    pub threshold_percent: f64,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -235,11 +247,32 @@ pub fn target_plan(target: &str, p: &PlannedCycle) -> TargetPlan {
         skipped: skipped.len(),
         held: held.len(),
     };
+    let held_clears = p
+        .users
+        .held_clears
+        .iter()
+        .filter_map(|h| match h {
+            Hold::AttributeClear {
+                attribute,
+                count,
+                managed,
+                percent,
+            } => Some(HeldClear {
+                attribute: attribute.clone(),
+                users: *count,
+                managed: *managed,
+                threshold_percent: *percent,
+                reason: h.to_string(),
+            }),
+            _ => None,
+        })
+        .collect();
     TargetPlan {
         target: target.to_owned(),
         operations,
         held,
         skipped,
+        held_clears,
         totals,
     }
 }

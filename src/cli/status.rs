@@ -42,6 +42,9 @@ fn rows(t: &TargetStatus) -> Vec<(&'static str, String)> {
                     }
                 ),
             ));
+            for hold in &c.held_clears {
+                rows.push(("  held", hold.to_string()));
+            }
             rows.push(("  users", counts(&c.users)));
             rows.push(("  groups", counts(&c.groups)));
         }

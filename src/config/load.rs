@@ -327,6 +327,12 @@ impl Loader<'_> {
         if target.burst == Some(0) {
             self.problem(format!("{key}.burst"), "must be at least 1");
         }
+        if !(0.0..=100.0).contains(&target.attribute_clear_threshold) {
+            self.problem(
+                format!("{key}.attribute_clear_threshold"),
+                "must be between 0 and 100",
+            );
+        }
         if !(0.0..=100.0).contains(&target.deletion_threshold_percent) {
             self.problem(
                 format!("{key}.deletion_threshold_percent"),

@@ -230,6 +230,10 @@ pub struct TargetConfig {
     /// Deprovisions beyond this share (percent) of the managed accounts in one cycle are held.
     #[serde(default = "default_deletion_threshold_percent")]
     pub deletion_threshold_percent: f64,
+    /// One attribute cleared on more than this share (percent) of the managed users in one
+    /// cycle is held (the attribute-wipe guard); 100 turns the guard off.
+    #[serde(default = "default_attribute_clear_threshold")]
+    pub attribute_clear_threshold: f64,
     /// A cycle whose failed operations reach this share is quarantined.
     #[serde(default = "default_quarantine_failure_ratio")]
     pub quarantine_failure_ratio: f64,
@@ -333,6 +337,9 @@ fn default_deletion_threshold_percent() -> f64 {
     // Off by default, as Entra ID's accidental-deletion prevention is a count: a share would
     // hold the ordinary departures of a small tenant. 100 can never be exceeded.
     100.0
+}
+fn default_attribute_clear_threshold() -> f64 {
+    25.0
 }
 fn default_quarantine_failure_ratio() -> f64 {
     0.5

@@ -25,11 +25,13 @@ pub async fn execute(ctx: &Ctx, request: Request) -> Response {
             target,
             dry_run,
             allow_deletes,
+            allow_clears,
         } => {
             let opts = CycleOptions {
                 full,
                 dry_run,
                 allow_deletes,
+                allow_clears,
             };
             cycles(ctx, target.as_deref(), opts).await
         }

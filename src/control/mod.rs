@@ -42,6 +42,8 @@ pub enum Request {
         target: Option<String>,
         dry_run: bool,
         allow_deletes: bool,
+        #[serde(default)]
+        allow_clears: bool,
     },
     Plan {
         target: Option<String>,

@@ -484,6 +484,9 @@ fn log_cycle(r: &CycleReport, took: Duration, schedule: &str) {
     for p in &r.problems {
         tracing::debug!(target_name = %r.target, problem = %crate::text::escape(p), "Not in step.");
     }
+    for hold in &r.held_clears {
+        tracing::warn!(target_name = %r.target, "Clears held: {hold}; run `scimsync sync --allow-clears --target {}` to clear it.", r.target);
+    }
     if let Some(hold) = &r.hold {
         tracing::warn!(target_name = %r.target, held = r.held, "Deprovisions held: {hold}; run `scimsync sync --allow-deletes --target {}` to carry them out.", r.target);
     }

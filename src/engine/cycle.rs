@@ -43,6 +43,8 @@ pub(crate) fn plan_options(target: &Target, opts: CycleOptions) -> PlanOptions {
         deletion_threshold_percent: (target.deletion_threshold_percent < 100.0)
             .then_some(target.deletion_threshold_percent),
         allow_deletes: opts.allow_deletes,
+        clear_threshold_percent: (!opts.allow_clears && target.attribute_clear_threshold < 100.0)
+            .then_some(target.attribute_clear_threshold),
     }
 }
 
@@ -246,6 +248,7 @@ pub async fn run_target_with(
     let idle = planned.users.ops.is_empty()
         && planned.groups.ops.is_empty()
         && c.report.held == 0
+        && c.report.held_clears.is_empty()
         && escrow.is_empty();
     if idle {
         progress.planned(0);
@@ -262,6 +265,7 @@ pub async fn run_target_with(
     let exec = Executor::new(&client, &snapshot, target, rec);
     c.claim_all(&exec, known)?;
     c.stage_held(&exec, &planned.users.held, &planned.groups.held);
+    c.stage_clears(&exec, &planned.users.spared);
     progress.planned(planned.users.ops.len() + planned.groups.ops.len());
     let users = std::mem::take(&mut planned.users.ops);
     let mut attempted = c.users_phase(&exec, users, &escrow, stop, progress).await?;
@@ -406,6 +410,12 @@ impl<'a> Cycle<'a> {
                 .problems
                 .push(format!("skipped {kind} {id}: {why}"));
         }
+        self.report.held_clears = planned.users.held_clears.clone();
+        for hold in &planned.users.held_clears {
+            self.report.problems.push(format!(
+                "held: {hold}; run `scimsync sync --allow-clears` to clear it"
+            ));
+        }
         self.report.held = planned.users.held.len() + planned.groups.held.len();
         self.report.hold = planned.users.hold.clone().or(planned.groups.hold.clone());
         if let Some(hold) = &self.report.hold {
@@ -413,6 +423,20 @@ impl<'a> Cycle<'a> {
                 "held {} deprovisions: {hold} in one cycle; run `scimsync sync --allow-deletes` to carry them out",
                 self.report.held
             ));
+        }
+    }
+
+    /// Clears held by the attribute-wipe guard: recorded for each user that keeps the value.
+    fn stage_clears(&self, exec: &Executor<'_>, spared: &BTreeMap<String, Vec<SourceId>>) {
+        for hold in &self.report.held_clears {
+            let crate::plan::Hold::AttributeClear { attribute, .. } = hold else {
+                continue;
+            };
+            let why =
+                format!("not cleared: {hold}; run `scimsync sync --allow-clears` to clear it");
+            for id in spared.get(attribute).into_iter().flatten() {
+                exec.rec.held_clear(id, &why);
+            }
         }
     }
 

@@ -63,4 +63,6 @@ pub struct CycleOptions {
     pub full: bool,
     pub dry_run: bool,
     pub allow_deletes: bool,
+    /// Carry out the clears the attribute-wipe guard would hold.
+    pub allow_clears: bool,
 }

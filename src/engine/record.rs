@@ -159,6 +159,15 @@ impl Recorder {
         }
     }
 
+    /// A clear held by the attribute-wipe guard, for one user (at most [`STAGED_RECORDS`]
+    /// records per cycle, counted with the held deprovisions).
+    pub(crate) fn held_clear(&self, id: &SourceId, why: &str) {
+        let n = self.staged.fetch_add(1, Ordering::Relaxed);
+        if n < STAGED_RECORDS {
+            self.note(Kind::User, id, None, Action::Skip, Status::Skipped, why);
+        }
+    }
+
     /// A successful write, with the attributes it changed.
     pub(crate) fn changed(
         &self,

@@ -32,6 +32,9 @@ pub struct CycleReport {
     /// Why they were held (which guard and threshold), when some were.
     #[serde(default)]
     pub hold: Option<Hold>,
+    /// Attributes whose clears were held (the attribute-wipe guard), each with its reason.
+    #[serde(default)]
+    pub held_clears: Vec<Hold>,
     /// One line per skipped or failed object, for the operator.
     pub problems: Vec<String>,
     /// Facts about the target worth a line each cycle (attributes it refuses).
@@ -63,6 +66,7 @@ impl CycleReport {
     pub fn incomplete(&self) -> bool {
         self.users.failed + self.groups.failed + self.users.skipped + self.groups.skipped > 0
             || self.held > 0
+            || !self.held_clears.is_empty()
     }
 
     pub(crate) fn counts(&mut self, kind: Kind) -> &mut Counts {

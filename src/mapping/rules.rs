@@ -27,6 +27,17 @@ pub struct Rule {
     pub matching_precedence: Option<u32>,
 }
 
+impl Rule {
+    /// The source attributes this rule reads.
+    pub fn source_attributes(&self) -> Vec<String> {
+        match &self.value {
+            RuleValue::Source(name) => vec![name.clone()],
+            RuleValue::Constant(_) => Vec::new(),
+            RuleValue::Expression(e) => e.attributes(),
+        }
+    }
+}
+
 /// The compiled user and group rules of one target.
 #[derive(Debug, Clone, Default)]
 pub struct Mappings {

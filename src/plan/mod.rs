@@ -3,10 +3,13 @@
 //! Pure functions over plain values, so a dry run prints exactly what a real cycle would do
 //! and the planner is tested without any server.
 
+mod clears;
+
 use crate::config::DeprovisionMode;
 use crate::ids::{ScimId, SourceId};
 use crate::mapping::Desired;
 use crate::state::{GroupEntry, UserEntry, UserSummary};
+pub use clears::MIN_CLEARS;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -92,6 +95,9 @@ pub struct PlanOptions {
     /// Hold the deprovisions when they are more than this percentage of the managed objects.
     pub deletion_threshold_percent: Option<f64>,
     pub allow_deletes: bool,
+    /// Hold the clears of an attribute on more than this percentage of the managed users;
+    /// `None` to carry them out (`--allow-clears`, or a threshold of 100).
+    pub clear_threshold_percent: Option<f64>,
 }
 
 /// Why deprovisions wait for `sync --allow-deletes`: the guard, and its threshold.
@@ -102,6 +108,13 @@ pub enum Hold {
     DeletionThreshold { count: usize, threshold: usize },
     /// More than `deletion_threshold_percent` of the managed objects.
     DeletionThresholdPercent {
+        count: usize,
+        managed: usize,
+        percent: f64,
+    },
+    /// One attribute cleared on more than `attribute_clear_threshold` of the managed users.
+    AttributeClear {
+        attribute: String,
         count: usize,
         managed: usize,
         percent: f64,
@@ -117,6 +130,15 @@ impl std::fmt::Display for Hold {
             Hold::DeletionThresholdPercent { percent, .. } => write!(
                 f,
                 "more than deletion_threshold_percent = {percent}% of the managed objects"
+            ),
+            Hold::AttributeClear {
+                attribute,
+                count,
+                managed,
+                percent,
+            } => write!(
+                f,
+                "{attribute} would be cleared on {count} of the {managed} managed users, more than attribute_clear_threshold = {percent}%"
             ),
         }
     }
@@ -155,6 +177,12 @@ pub struct UserPlan {
     /// Why they are held.
     #[serde(default)]
     pub hold: Option<Hold>,
+    /// Attributes whose clears are held (the attribute-wipe guard), each with its reason.
+    #[serde(default)]
+    pub held_clears: Vec<Hold>,
+    /// Per attribute whose clears are held, the users that keep it.
+    #[serde(default)]
+    pub spared: BTreeMap<String, Vec<SourceId>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -280,6 +308,11 @@ fn plan_known_users<'a, E>(
                 desired: want.into_owned(),
             }),
         }
+    }
+    if let Some(percent) = opts.clear_threshold_percent {
+        let before = plan.ops.len();
+        (plan.held_clears, plan.spared) = clears::hold_clears(&mut plan.ops, known.len(), percent);
+        plan.unchanged += before - plan.ops.len();
     }
     plan.hold = opts.holds(deprovisions.len(), known.len());
     if plan.hold.is_some() {

@@ -116,6 +116,28 @@ pub enum EvalError {
 }
 
 impl Expression {
+    /// The source attributes the expression reads (`[mail]`), as written, each once.
+    pub fn attributes(&self) -> Vec<String> {
+        fn walk(e: &ast::Expr, out: &mut Vec<String>) {
+            match e {
+                ast::Expr::Attr(name) => {
+                    if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                        out.push(name.clone());
+                    }
+                }
+                ast::Expr::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
+                ast::Expr::Compare(_, l, r) => {
+                    walk(l, out);
+                    walk(r, out);
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
+    }
+
     /// Parses and validates `text`: syntax, function names and argument counts.
     pub fn parse(text: &str) -> Result<Expression, ParseError> {
         Ok(Expression {
