@@ -120,10 +120,8 @@ impl Expression {
     pub fn attributes(&self) -> Vec<String> {
         fn walk(e: &ast::Expr, out: &mut Vec<String>) {
             match e {
-                ast::Expr::Attr(name) => {
-                    if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                        out.push(name.clone());
-                    }
+                ast::Expr::Attr(name) if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) => {
+                    out.push(name.clone());
                 }
                 ast::Expr::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
                 ast::Expr::Compare(_, l, r) => {
