@@ -139,3 +139,28 @@ fn a_misspelled_source_attribute_is_warned_and_its_mass_clear_held() {
     env.sync(&["--allow-clears"]).assert_success();
     assert_eq!(dept(&env), 0, "cleared when the administrator says so");
 }
+
+#[test]
+fn a_relative_secret_is_found_in_the_systemd_credentials_directory() {
+    let env = Env::start("all = true", "");
+    env.directory(&numbered_users(3), &[]);
+    // As in either unit: the token is a credential, not next to the configuration.
+    let token = env.ws.read("token");
+    std::fs::remove_file(env.ws.path("token")).expect("remove");
+    env.ws.write("credentials/token", token);
+    let creds = env.ws.path("credentials");
+    let out = env.ws.run_with_env(
+        &["--config", "scimsync.toml", "sync"],
+        &[("CREDENTIALS_DIRECTORY", creds.to_str().expect("utf-8"))],
+    );
+    out.assert_success();
+    assert_eq!(env.users().len(), 3);
+    // Without the credential, the error names the file next to the configuration.
+    let out = env.scimsync(&["sync"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("token: cannot read secret file token: No such file"),
+        "{out}"
+    );
+}

@@ -27,17 +27,14 @@ fn initial_sync_of_the_sample_directory_with_the_example_config() {
         .replace(
             "url = \"https://tenant.example/api/scim/v2\"",
             &format!("url = \"{}\"", proxy.url),
-        )
-        .replace(
-            "token_file = \"/etc/scimsync/qlik.token\"",
-            "token_file = \"token\"",
         );
     assert!(
         config.contains(&proxy.url),
         "the example configuration changed shape"
     );
     ws.write("scimsync.toml", config);
-    ws.write("token", &server.token);
+    // The example's token file, next to the configuration.
+    ws.write("qlik.token", &server.token);
 
     let out = ws.run(&["--config", "scimsync.toml", "sync"]);
     out.assert_success();

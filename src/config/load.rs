@@ -181,14 +181,14 @@ impl Loader<'_> {
             SourceConfig::Json(json) => json.path = base.join(&json.path),
             SourceConfig::Ldap(ldap) => {
                 ldap.ca_file = ldap.ca_file.as_ref().map(|p| base.join(p));
-                ldap.bind_password_file = ldap.bind_password_file.as_ref().map(|p| base.join(p));
+                ldap.bind_password_file = ldap.bind_password_file.as_ref().map(|p| secret_path(base, p));
             }
         }
         let targets = targets
             .into_iter()
             .map(|mut t| {
-                t.token_file = t.token_file.as_ref().map(|p| base.join(p));
-                t.client_secret_file = t.client_secret_file.as_ref().map(|p| base.join(p));
+                t.token_file = t.token_file.as_ref().map(|p| secret_path(base, p));
+                t.client_secret_file = t.client_secret_file.as_ref().map(|p| secret_path(base, p));
                 t.ca_file = t.ca_file.as_ref().map(|p| base.join(p));
                 t
             })
@@ -588,4 +588,20 @@ fn is_attribute_description(s: &str) -> bool {
                 && o.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '=' | '*'))
         })
+}
+
+/// Where a secret file named in the configuration is: an absolute path as it is; a relative
+/// one in systemd's `$CREDENTIALS_DIRECTORY` when the unit loaded a credential of that name
+/// (`LoadCredential=qlik.token:/etc/scimsync/qlik.token`), else next to the configuration. So
+/// `token_file = "qlik.token"` finds the token in either unit and from a shell.
+fn secret_path(base: &Path, file: &Path) -> PathBuf {
+    if file.is_relative() {
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+            let credential = Path::new(&dir).join(file);
+            if credential.exists() {
+                return credential;
+            }
+        }
+    }
+    base.join(file)
 }
