@@ -123,7 +123,7 @@ fn django_users_create_list_filter_and_patch() {
     // Without the token: 401.
     let url = format!("{}/Users", server.url);
     let status = common::block_on(async move {
-        reqwest::Client::new()
+        common::http_client()
             .get(url)
             .send()
             .await

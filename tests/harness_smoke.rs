@@ -12,7 +12,7 @@ fn proxy_forwards_to_real_server_and_records_calls() {
     let proxy = RecordingProxy::start(&server.url);
 
     let created = common::block_on(async {
-        let client = reqwest::Client::new();
+        let client = common::http_client();
         let response = client
             .post(format!("{}/Users", proxy.url))
             .bearer_auth(&server.token)
@@ -64,7 +64,7 @@ fn proxy_forwards_to_real_server_and_records_calls() {
     // Without the token the real server refuses, and the proxy passes that on unchanged.
     proxy.clear();
     let status = common::block_on(async {
-        reqwest::Client::new()
+        common::http_client()
             .get(format!("{}/Users", proxy.url))
             .send()
             .await
@@ -99,7 +99,7 @@ fn proxy_injects_planned_faults_then_forwards() {
             "userName": format!("user{i}"),
         });
         outcomes.push(common::block_on(async move {
-            match reqwest::Client::new()
+            match common::http_client()
                 .post(url)
                 .bearer_auth(token)
                 .header("content-type", "application/scim+json")

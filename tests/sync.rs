@@ -733,13 +733,13 @@ fn invalid_configuration_exits_64_listing_every_problem() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("scope: unknown field `colour`"),
+        out.stderr.contains("scope.colour: unknown key"),
         "{}",
         out.stderr
     );
     assert!(
         out.stderr
-            .contains("target[0] (\"app\").rate_limit: must be at least 1"),
+            .contains("target[0].rate_limit: must be at least 1"),
         "{}",
         out.stderr
     );

@@ -138,6 +138,9 @@ impl Client {
     /// Builds the client of one target, with its profile; reads its token (the error names
     /// the file or variable).
     pub fn new(target: &TargetConfig, profile: Arc<Profile>) -> Result<Client, ClientError> {
+        // One TLS crypto provider in the whole build (ring, as the LDAP connector's): made the
+        // process default once, before the first HTTP client needs one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let auth = Auth::from_config(target)?;
         let base = reqwest::Url::parse(&target.url).map_err(|e| ClientError::Url {
             url: target.url.clone(),

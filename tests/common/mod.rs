@@ -11,10 +11,12 @@
 //! - [`Workspace`]: a temporary directory to write configuration into and run `scimsync` in.
 //! - [`Slapd`]: a private OpenLDAP server on a free loopback port, loaded from LDIF.
 //! - [`TokenServer`]: an OAuth 2.0 token endpoint issuing short-lived tokens.
+//! - [`HostileServer`]: an in-memory SCIM server that attacks its client ([`Attack`]).
 #![allow(dead_code, unused_imports)]
 
 mod django_server;
 pub mod env;
+mod hostile;
 mod proxy;
 mod scim_client;
 mod scim_server;
@@ -23,6 +25,7 @@ mod token;
 mod workspace;
 
 pub use django_server::{django_python, DjangoServer};
+pub use hostile::{Attack, HostileServer, Received, BASE_PATH, CONTROL_TEXT};
 pub use proxy::{Deviation, Fault, RandomFaults, Recorded, RecordingProxy};
 pub use scim_client::ScimClient;
 pub use scim_server::ScimServer;
@@ -143,10 +146,16 @@ where
     }
 }
 
+/// Makes ring the process's TLS crypto provider, as scimsync does: the build has no other.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// An HTTP client for the harness's own calls. It keeps no idle connection, so it can be
 /// shared between the short-lived runtimes of [`block_on`], and never goes through a proxy
 /// from the environment.
 pub(crate) fn http_client() -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
