@@ -463,7 +463,7 @@ fn a_locked_state_with_no_daemon_answering_is_reported_clearly() {
     out.assert_code(2);
     assert!(
         out.stderr
-            .contains("another scimsync process holds the lock (is the daemon running?); no scimsync daemon answered on state/control.sock"),
+            .contains("state: the state is locked by another scimsync process (is the daemon running?); no scimsync daemon answered on state/control.sock"),
         "{out}"
     );
     daemon.stop().assert_success();

@@ -164,3 +164,24 @@ fn a_relative_secret_is_found_in_the_systemd_credentials_directory() {
         "{out}"
     );
 }
+
+#[test]
+fn logs_take_deprovision_as_an_action_and_plan_names_new_members() {
+    let env = Env::start(r#"groups = ["Crew"]"#, "");
+    let crew = |ids: &[&str]| serde_json::json!({"objectId": "g-crew", "displayName": "Crew", "members": ids});
+    env.directory(&numbered_users(3), &[crew(&["u0000", "u0001"])]);
+    env.sync(&[]).assert_success();
+    env.directory(&numbered_users(3), &[crew(&["u0000", "u0002"])]);
+    let out = env.scimsync(&["plan"]);
+    assert!(
+        out.stdout.contains("add members u0002 (u0002)"),
+        "the plan names the member\n{out}"
+    );
+    env.sync(&[]).assert_success();
+    let out = env.scimsync(&["logs", "--action", "deprovision"]);
+    out.assert_success();
+    assert!(out.stdout.contains("Disable user u0001"), "{out}");
+    let out = env.scimsync(&["logs", "--action", "deprovisoin"]);
+    out.assert_code(64);
+    assert!(out.stderr.contains("is not an action"), "{out}");
+}

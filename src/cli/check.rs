@@ -22,9 +22,10 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
         Err(code) => return code,
     };
     out!(
-        "config: ok ({}, {} targets)",
+        "config: ok ({}, {} target{})",
         config.path.display(),
-        config.targets.len()
+        config.targets.len(),
+        if config.targets.len() == 1 { "" } else { "s" }
     );
     let mut code = EXIT_OK;
     let mut read = None;

@@ -125,7 +125,7 @@ fn label(desired: &crate::mapping::Desired) -> String {
             Some(if desired.redacted.contains(*k) {
                 " <[Redact]>".to_owned()
             } else {
-                format!(" <{v}>")
+                format!(" <{}>", crate::text::escape(v))
             })
         })
         .unwrap_or_default()
@@ -144,8 +144,10 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
         .map(|r| r.target.to_string())
         .collect();
     for op in &p.users.ops {
+        // Ids come from the directory: printed escaped, as every outside text.
+        let id = crate::text::escape(op.id().as_str());
         match op {
-            UserOp::MatchOrCreate { id, desired } => {
+            UserOp::MatchOrCreate { desired, .. } => {
                 out!(
                     "  create user {id}{} (unless an account matches on {}): {}",
                     label(desired),
@@ -154,10 +156,10 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
                 );
             }
             UserOp::Update {
-                id,
                 scim_id,
                 changes,
                 desired,
+                ..
             } => {
                 out!(
                     "  update user {id}{} ({scim_id}): {}",
@@ -165,7 +167,7 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
                     show_changes(changes, desired)
                 );
             }
-            UserOp::Deprovision { id, scim_id, mode } => {
+            UserOp::Deprovision { scim_id, mode, .. } => {
                 out!(
                     "  deprovision user {id} ({scim_id}): {}",
                     match mode {
@@ -201,7 +203,10 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
                     parts.push(format!(
                         "add members {}",
                         add.iter()
-                            .map(|m| m.as_str())
+                            .map(|m| match p.labels.get(m) {
+                                Some(name) => format!("{m} ({name})"),
+                                None => m.to_string(),
+                            })
                             .collect::<Vec<_>>()
                             .join(", ")
                     ));

@@ -181,7 +181,10 @@ impl Loader<'_> {
             SourceConfig::Json(json) => json.path = base.join(&json.path),
             SourceConfig::Ldap(ldap) => {
                 ldap.ca_file = ldap.ca_file.as_ref().map(|p| base.join(p));
-                ldap.bind_password_file = ldap.bind_password_file.as_ref().map(|p| secret_path(base, p));
+                ldap.bind_password_file = ldap
+                    .bind_password_file
+                    .as_ref()
+                    .map(|p| secret_path(base, p));
             }
         }
         let targets = targets

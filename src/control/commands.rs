@@ -309,14 +309,18 @@ pub fn query(args: &LogsArgs, now: DateTime<Utc>) -> Result<LogQuery, Vec<String
         .map_err(|e| problems.push(format!("--status: {e}")))
         .ok()
         .flatten();
-    let action = args
-        .action
-        .as_deref()
-        .map(|s| audit::parse_name(&Action::ALL, "an action", s))
-        .transpose()
-        .map_err(|e| problems.push(format!("--action: {e}")))
-        .ok()
-        .flatten();
+    // "deprovision" is what the plan and the summaries call a disable or a delete.
+    let action = match args.action.as_deref() {
+        None => Vec::new(),
+        Some(s) if s.eq_ignore_ascii_case("deprovision") => vec![Action::Disable, Action::Delete],
+        Some(s) => match audit::parse_name(&Action::ALL, "an action", s) {
+            Ok(a) => vec![a],
+            Err(e) => {
+                problems.push(format!("--action: {e}, or deprovision"));
+                Vec::new()
+            }
+        },
+    };
     if !problems.is_empty() {
         return Err(problems);
     }

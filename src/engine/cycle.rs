@@ -33,6 +33,9 @@ pub struct PlannedCycle {
     pub users: UserPlan,
     pub groups: GroupPlan,
     pub rejected: Vec<(SourceId, Kind, String)>,
+    /// A readable name (userName) of each user a group operation adds, for the plan.
+    #[serde(default)]
+    pub labels: BTreeMap<SourceId, String>,
 }
 
 pub(crate) fn plan_options(target: &Target, opts: CycleOptions) -> PlanOptions {
@@ -164,6 +167,7 @@ fn plan_desired(
         &want.protected,
         popts,
     );
+    let labels = member_labels(&groups, &want.users);
     let wanted_users = std::mem::take(&mut want.users);
     // A user's attributes are decoded only where its hash differs.
     let users = plan::plan_users_owned(known, wanted_users, &want.protected, popts, |id| {
@@ -182,7 +186,25 @@ fn plan_desired(
         users,
         groups,
         rejected: want.rejected,
+        labels,
     })
+}
+
+/// The userName of each user the group operations add, so that a plan names them.
+fn member_labels(
+    groups: &GroupPlan,
+    users: &BTreeMap<SourceId, crate::mapping::Desired>,
+) -> BTreeMap<SourceId, String> {
+    let added = groups.ops.iter().flat_map(|op| match op {
+        GroupOp::Update { add, .. } => add.as_slice(),
+        _ => &[],
+    });
+    added
+        .filter_map(|id| {
+            let name = users.get(id)?.attrs.get("userName")?.as_str()?;
+            Some((id.clone(), crate::text::escape(name)))
+        })
+        .collect()
 }
 
 /// Runs one cycle of one target; see [`run_target_with`].

@@ -60,11 +60,14 @@ pub fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Directory, SourceEr
         return Err(invalid(message));
     }
     result.map_err(|e| {
+        // serde_json's message ends with the position, which the message gives first.
+        let text = e.to_string();
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        let why = text.strip_suffix(&at).unwrap_or(&text);
         invalid(format!(
-            "JSON syntax error at line {} column {}: {}",
+            "JSON syntax error at line {} column {}: {why}",
             e.line(),
             e.column(),
-            e
         ))
     })?;
     Ok(reader.dir)

@@ -65,7 +65,8 @@ pub struct LogQuery {
     pub target: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub status: Option<Status>,
-    pub action: Option<Action>,
+    /// Records of any of these actions; empty for every action.
+    pub action: Vec<Action>,
     /// At most this many records, the newest.
     pub limit: Option<usize>,
 }
@@ -79,7 +80,7 @@ impl LogQuery {
     fn accepts(&self, e: &Entry, objects: Option<&BTreeSet<String>>) -> bool {
         self.target.as_ref().is_none_or(|t| &e.target == t)
             && self.status.is_none_or(|s| e.status == s)
-            && self.action.is_none_or(|a| e.action == a)
+            && (self.action.is_empty() || self.action.contains(&e.action))
             && objects.is_none_or(|o| o.contains(&e.object_id))
     }
 }

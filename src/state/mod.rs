@@ -24,7 +24,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state {path}: another scimsync process holds the lock (is the daemon running?)")]
+    #[error("{path}: the state is locked by another scimsync process (is the daemon running?)")]
     Locked { path: PathBuf },
     #[error("state {path}: {message}")]
     Open { path: PathBuf, message: String },
