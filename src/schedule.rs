@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// The first time `expression` fires strictly after `after`; none when it never fires again
 /// or does not parse (the configuration was validated, so only a reload race gets here).
-pub fn next_run(expression: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn next_run(expression: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     cron::Schedule::from_str(expression)
         .ok()?
         .after(&after)
@@ -17,12 +17,12 @@ pub fn next_run(expression: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>>
 }
 
 /// How long from `now` until `at` (zero when it is past).
-pub fn delay(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+pub(crate) fn delay(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
 /// The interval between two runs of a cron schedule, in seconds (40 minutes when unknown).
-pub fn interval_seconds(schedule: &str) -> u64 {
+pub(crate) fn interval_seconds(schedule: &str) -> u64 {
     let fallback = 2400;
     let Ok(s) = cron::Schedule::from_str(schedule) else {
         return fallback;

@@ -6,15 +6,15 @@ use std::path::Path;
 /// A secret string. `Debug` and `Display` print `[redacted]`, so a secret that reaches a log
 /// line or an error message by accident shows nothing.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(value: String) -> Self {
+    pub(crate) fn new(value: String) -> Self {
         Self(value)
     }
 
     /// The value, for the one place that sends it (an Authorization header, a bind).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -33,7 +33,7 @@ impl fmt::Display for Secret {
 
 /// Why a secret could not be read. It names where scimsync looked, never what it found.
 #[derive(Debug, thiserror::Error)]
-pub enum SecretError {
+pub(crate) enum SecretError {
     #[error("cannot read secret file {}: {source}", .path.display())]
     File {
         path: std::path::PathBuf,
@@ -49,7 +49,7 @@ pub enum SecretError {
 
 /// Reads a secret from a file (a systemd credential is a file under `$CREDENTIALS_DIRECTORY`)
 /// or an environment variable. The error names where it looked, never what it found.
-pub fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, SecretError> {
+pub(crate) fn read(file: Option<&Path>, env: Option<&str>) -> Result<Secret, SecretError> {
     let value = match (file, env) {
         (Some(path), _) => {
             warn_if_open(path);

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Reads and validates a configuration file, every target's mapping rules included: the one
 /// step every command takes to load its configuration.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
     let config = Config::load_with(path, Some(&rule_problems))?;
     for w in config.warnings() {
         tracing::warn!(config = %path.display(), "{w}");
@@ -17,7 +17,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// [`load`] for configuration text.
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+#[cfg(test)]
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     Config::parse_with(path, text, Some(&rule_problems))
 }
 
@@ -44,9 +45,9 @@ fn rule_problems(target: &TargetConfig) -> Vec<(String, String)> {
 /// One target, ready to run: the configuration (reached through `Deref`) and its compiled
 /// mappings.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub config: TargetConfig,
-    pub mappings: Mappings,
+pub(crate) struct Target {
+    pub(crate) config: TargetConfig,
+    pub(crate) mappings: Mappings,
 }
 
 impl Deref for Target {
@@ -60,14 +61,14 @@ impl Deref for Target {
 /// configuration problems, so a loaded configuration never gives one.
 #[derive(Debug, thiserror::Error)]
 #[error("target {target:?}: its mappings do not compile: {}", .errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))]
-pub struct BuildError {
-    pub target: String,
-    pub errors: Vec<CompileError>,
+pub(crate) struct BuildError {
+    pub(crate) target: String,
+    pub(crate) errors: Vec<CompileError>,
 }
 
 impl Target {
     /// Compiles a target's mappings.
-    pub fn build(config: &TargetConfig) -> Result<Target, BuildError> {
+    pub(crate) fn build(config: &TargetConfig) -> Result<Target, BuildError> {
         let mappings =
             Mappings::compile(&config.user_mapping, &config.group_mapping).map_err(|errors| {
                 BuildError {
@@ -82,7 +83,7 @@ impl Target {
     }
 
     /// The target of this name in a configuration, built.
-    pub fn named(config: &Config, name: &str) -> Option<Result<Target, BuildError>> {
+    pub(crate) fn named(config: &Config, name: &str) -> Option<Result<Target, BuildError>> {
         config.target(name).map(Target::build)
     }
 }

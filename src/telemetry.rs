@@ -9,15 +9,15 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub const CYCLES: &str = "scimsync_cycles_total";
-pub const OPERATIONS: &str = "scimsync_operations_total";
-pub const HTTP_DURATION: &str = "scimsync_http_request_duration_seconds";
-pub const RATE_LIMIT_WAIT: &str = "scimsync_rate_limit_wait_seconds";
-pub const QUARANTINED: &str = "scimsync_quarantined";
-pub const ESCROW: &str = "scimsync_escrow_objects";
-pub const LAST_SUCCESS: &str = "scimsync_last_success_timestamp_seconds";
-pub const TOKEN_REQUESTS: &str = "scimsync_oauth_token_requests_total";
-pub const MANAGED: &str = "scimsync_managed_objects";
+pub(crate) const CYCLES: &str = "scimsync_cycles_total";
+pub(crate) const OPERATIONS: &str = "scimsync_operations_total";
+pub(crate) const HTTP_DURATION: &str = "scimsync_http_request_duration_seconds";
+pub(crate) const RATE_LIMIT_WAIT: &str = "scimsync_rate_limit_wait_seconds";
+pub(crate) const QUARANTINED: &str = "scimsync_quarantined";
+pub(crate) const ESCROW: &str = "scimsync_escrow_objects";
+pub(crate) const LAST_SUCCESS: &str = "scimsync_last_success_timestamp_seconds";
+pub(crate) const TOKEN_REQUESTS: &str = "scimsync_oauth_token_requests_total";
+pub(crate) const MANAGED: &str = "scimsync_managed_objects";
 
 /// Buckets of the HTTP latency histogram, in seconds: a fast SaaS API answers in tens of
 /// milliseconds, a struggling one in seconds.
@@ -30,7 +30,7 @@ const WAIT_BUCKETS: [f64; 9] = [0.0005, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 3
 
 /// Installs the Prometheus recorder and serves `GET /metrics` on `addr` from the current
 /// tokio runtime. Fails when the address cannot be bound (in use, not local).
-pub fn serve(addr: SocketAddr) -> Result<(), MetricsError> {
+pub(crate) fn serve(addr: SocketAddr) -> Result<(), MetricsError> {
     let serving = |e: metrics_exporter_prometheus::BuildError| MetricsError {
         addr,
         message: e.to_string(),
@@ -51,9 +51,9 @@ pub fn serve(addr: SocketAddr) -> Result<(), MetricsError> {
 /// Metrics cannot be served at the configured address.
 #[derive(Debug, thiserror::Error)]
 #[error("metrics_listen = \"{addr}\": cannot serve metrics: {message}")]
-pub struct MetricsError {
-    pub addr: SocketAddr,
-    pub message: String,
+pub(crate) struct MetricsError {
+    pub(crate) addr: SocketAddr,
+    pub(crate) message: String,
 }
 
 fn describe() {
@@ -97,7 +97,12 @@ fn describe() {
 }
 
 /// One HTTP request to a target; `status` is `None` when no answer came.
-pub fn http_request(target: &str, method: &reqwest::Method, status: Option<u16>, took: Duration) {
+pub(crate) fn http_request(
+    target: &str,
+    method: &reqwest::Method,
+    status: Option<u16>,
+    took: Duration,
+) {
     let class = match status {
         Some(s) => format!("{}xx", s / 100),
         None => "error".to_owned(),
@@ -107,24 +112,29 @@ pub fn http_request(target: &str, method: &reqwest::Method, status: Option<u16>,
 }
 
 /// Time one request waited for the rate limiter.
-pub fn rate_limit_wait(target: &str, waited: Duration) {
+pub(crate) fn rate_limit_wait(target: &str, waited: Duration) {
     histogram!(RATE_LIMIT_WAIT, "target" => target.to_owned()).record(waited.as_secs_f64());
 }
 
 /// One token request to an OAuth token endpoint.
-pub fn token_request(target: &str, ok: bool) {
+pub(crate) fn token_request(target: &str, ok: bool) {
     let result = if ok { "ok" } else { "failed" };
     counter!(TOKEN_REQUESTS, "target" => target.to_owned(), "result" => result).increment(1);
 }
 
 /// One operation of a cycle: `action` is what was planned, `status` how it ended.
-pub fn operation(target: &str, kind: &'static str, action: &'static str, status: &'static str) {
+pub(crate) fn operation(
+    target: &str,
+    kind: &'static str,
+    action: &'static str,
+    status: &'static str,
+) {
     counter!(OPERATIONS, "target" => target.to_owned(), "kind" => kind, "action" => action, "status" => status)
         .increment(1);
 }
 
 /// A finished cycle: whether it left every object in step, and the target's state after it.
-pub fn cycle(target: &str, complete: bool, quarantined: bool, escrow: usize) {
+pub(crate) fn cycle(target: &str, complete: bool, quarantined: bool, escrow: usize) {
     let result = if complete { "ok" } else { "incomplete" };
     counter!(CYCLES, "target" => target.to_owned(), "result" => result).increment(1);
     gauge!(QUARANTINED, "target" => target.to_owned()).set(if quarantined { 1.0 } else { 0.0 });
@@ -136,12 +146,12 @@ pub fn cycle(target: &str, complete: bool, quarantined: bool, escrow: usize) {
 }
 
 /// The objects a target's snapshot holds after a cycle.
-pub fn managed(target: &str, users: usize, groups: usize) {
+pub(crate) fn managed(target: &str, users: usize, groups: usize) {
     gauge!(MANAGED, "target" => target.to_owned(), "kind" => "user").set(users as f64);
     gauge!(MANAGED, "target" => target.to_owned(), "kind" => "group").set(groups as f64);
 }
 
 /// A cycle that failed before it could run (source outage, state error, bad credentials file).
-pub fn cycle_failed(target: &str) {
+pub(crate) fn cycle_failed(target: &str) {
     counter!(CYCLES, "target" => target.to_owned(), "result" => "failed").increment(1);
 }

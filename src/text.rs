@@ -2,12 +2,12 @@
 //! store: control characters escaped, secrets in use replaced, the length bounded.
 
 /// At most this many characters of one piece of outside text are kept.
-pub const MAX_CHARS: usize = 500;
+pub(crate) const MAX_CHARS: usize = 500;
 
 /// `text` as it may reach a terminal, a log or the state: every secret in `secrets` replaced by
 /// `[redacted]`, control characters (ESC, CR, LF, BEL, NUL, …) escaped as `\u{1b}`, and cut to
 /// [`MAX_CHARS`] characters with `…`.
-pub fn untrusted(text: &str, secrets: &[String]) -> String {
+pub(crate) fn untrusted(text: &str, secrets: &[String]) -> String {
     let mut t = text.to_owned();
     for s in secrets.iter().filter(|s| !s.is_empty()) {
         if t.contains(s.as_str()) {
@@ -18,7 +18,7 @@ pub fn untrusted(text: &str, secrets: &[String]) -> String {
 }
 
 /// `text` with control characters escaped and cut to [`MAX_CHARS`] characters.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_CHARS * 2));
     for (n, c) in text.chars().enumerate() {
         if n == MAX_CHARS {

@@ -24,7 +24,7 @@ fn candidates(config: &Config) -> Vec<PathBuf> {
 }
 
 /// Sends one request and reads the answer.
-pub async fn call(path: &Path, request: &Request) -> std::io::Result<Response> {
+pub(crate) async fn call(path: &Path, request: &Request) -> std::io::Result<Response> {
     let stream = UnixStream::connect(path).await?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
@@ -44,7 +44,11 @@ pub async fn call(path: &Path, request: &Request) -> std::io::Result<Response> {
 
 /// Runs a request in the daemon if one answers on its socket, else against the local state,
 /// where `watch` (if any) shows each cycle's progress.
-pub async fn dispatch(config_path: &Path, request: Request, watch: Option<Watch>) -> Response {
+pub(crate) async fn dispatch(
+    config_path: &Path,
+    request: Request,
+    watch: Option<Watch>,
+) -> Response {
     let config = match crate::target::load(config_path) {
         Ok(c) => c,
         Err(e) => return Response::failed(EXIT_USAGE, e),

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Runs a command.
-pub async fn execute(ctx: &Ctx, request: Request) -> Response {
+pub(crate) async fn execute(ctx: &Ctx, request: Request) -> Response {
     match request {
         Request::Sync {
             full,
@@ -273,7 +273,7 @@ async fn logs(ctx: &Ctx, args: &LogsArgs) -> Response {
 }
 
 /// `--since`: a duration back from `now` (`30m`, `2h`, `7d`, `1h 30m`) or an RFC 3339 time.
-pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
     if let Ok(d) = humantime::parse_duration(text) {
         return chrono::Duration::from_std(d)
@@ -291,7 +291,7 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Stri
 }
 
 /// Turns the flags into a query; every problem is reported at once.
-pub fn query(args: &LogsArgs, now: DateTime<Utc>) -> Result<LogQuery, Vec<String>> {
+pub(crate) fn query(args: &LogsArgs, now: DateTime<Utc>) -> Result<LogQuery, Vec<String>> {
     let mut problems = Vec::new();
     let since = args
         .since

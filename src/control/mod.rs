@@ -6,9 +6,9 @@
 //! same request against the local state ([`client::dispatch`]); either way [`commands`] does
 //! the work and `cli` only renders the response.
 
-pub mod client;
-pub mod commands;
-pub mod status;
+pub(crate) mod client;
+pub(crate) mod commands;
+pub(crate) mod status;
 
 use crate::audit::Entry;
 use crate::config::Config;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The socket's file name, in the runtime directory or the state directory.
-pub const SOCKET_NAME: &str = "control.sock";
+pub(crate) const SOCKET_NAME: &str = "control.sock";
 
 /// Exit code: everything applied.
 pub const EXIT_OK: i32 = 0;
@@ -36,7 +36,7 @@ pub const EXIT_USAGE: i32 = 64;
 /// A command for the daemon (or for the local state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     Sync {
         full: bool,
         target: Option<String>,
@@ -59,23 +59,23 @@ pub enum Request {
 
 /// The flags of `scimsync logs`, as given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogsArgs {
-    pub user: Option<String>,
+pub(crate) struct LogsArgs {
+    pub(crate) user: Option<String>,
     #[serde(default)]
-    pub target: Option<String>,
-    pub since: Option<String>,
+    pub(crate) target: Option<String>,
+    pub(crate) since: Option<String>,
     #[serde(default)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     #[serde(default)]
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     #[serde(default)]
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 /// What a command did, for the client to render.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
-pub enum Response {
+pub(crate) enum Response {
     /// `sync` and `plan`: one entry per target, in order.
     Cycles {
         targets: Vec<TargetRun>,
@@ -97,7 +97,7 @@ pub enum Response {
 }
 
 impl Response {
-    pub fn failed(code: i32, error: impl ToString) -> Response {
+    pub(crate) fn failed(code: i32, error: impl ToString) -> Response {
         Response::Failed {
             code,
             errors: vec![error.to_string()],
@@ -107,16 +107,16 @@ impl Response {
 
 /// One target's cycle (or plan).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct TargetRun {
-    pub target: String,
+pub(crate) struct TargetRun {
+    pub(crate) target: String,
     /// Said before the cycle ran (a quarantine overridden by hand, say).
-    pub notes: Vec<String>,
-    pub outcome: RunOutcome,
+    pub(crate) notes: Vec<String>,
+    pub(crate) outcome: RunOutcome,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum RunOutcome {
+pub(crate) enum RunOutcome {
     /// The cycle ran (or was planned); the plan is whole for a dry run, and after a real
     /// cycle holds what was held back.
     Done {
@@ -129,14 +129,14 @@ pub enum RunOutcome {
 
 /// One target's on-demand provisioning.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ProvisionRun {
-    pub target: String,
-    pub outcome: ProvisionOutcome,
+pub(crate) struct ProvisionRun {
+    pub(crate) target: String,
+    pub(crate) outcome: ProvisionOutcome,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ProvisionOutcome {
+pub(crate) enum ProvisionOutcome {
     Done {
         report: Box<ProvisionReport>,
     },
@@ -151,19 +151,19 @@ pub enum ProvisionOutcome {
 
 /// Facts about the running daemon, for `status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DaemonInfo {
-    pub pid: u32,
-    pub started_at: String,
-    pub socket: PathBuf,
+pub(crate) struct DaemonInfo {
+    pub(crate) pid: u32,
+    pub(crate) started_at: String,
+    pub(crate) socket: PathBuf,
 }
 
 /// One lock per target: a scheduled cycle, a `sync` and a `provision` of the same target
 /// never run at the same time.
 #[derive(Default)]
-pub struct TargetLocks(std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub(crate) struct TargetLocks(std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
 impl TargetLocks {
-    pub async fn lock(&self, target: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn lock(&self, target: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(target.to_owned()).or_default().clone()
@@ -174,23 +174,23 @@ impl TargetLocks {
 
 /// Watches a cycle's progress (the command line draws a bar); returns a handle that ends the
 /// watching when the cycle is over.
-pub type Watch = fn(&str, Arc<Progress>) -> tokio::task::JoinHandle<()>;
+pub(crate) type Watch = fn(&str, Arc<Progress>) -> tokio::task::JoinHandle<()>;
 
 /// What a command runs against: the configuration, the open state, and the daemon's
 /// shutdown signal (never cancelled for a local command).
-pub struct Ctx {
-    pub config: Arc<Config>,
-    pub store: Arc<Store>,
-    pub locks: Arc<TargetLocks>,
-    pub stop: CancellationToken,
+pub(crate) struct Ctx {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) locks: Arc<TargetLocks>,
+    pub(crate) stop: CancellationToken,
     /// Set when the daemon runs the command.
-    pub daemon: Option<DaemonInfo>,
+    pub(crate) daemon: Option<DaemonInfo>,
     /// Set when the command runs locally on a terminal.
-    pub watch: Option<Watch>,
+    pub(crate) watch: Option<Watch>,
 }
 
 /// The first directory of `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`), if set.
-pub fn runtime_dir() -> Option<PathBuf> {
+pub(crate) fn runtime_dir() -> Option<PathBuf> {
     let dirs = std::env::var_os("RUNTIME_DIRECTORY")?;
     let first = dirs.to_string_lossy().split(':').next()?.to_owned();
     (!first.is_empty()).then(|| PathBuf::from(first))
@@ -198,7 +198,7 @@ pub fn runtime_dir() -> Option<PathBuf> {
 
 /// The socket path in the state directory: the socket itself, or a link to it when the
 /// daemon put it in its runtime directory. Clients always find it there.
-pub fn state_socket(config: &Config) -> PathBuf {
+pub(crate) fn state_socket(config: &Config) -> PathBuf {
     config.state.path.join(SOCKET_NAME)
 }
 

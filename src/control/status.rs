@@ -8,50 +8,50 @@ use crate::state::{EscrowEntry, Quarantine, StateError};
 use serde::{Deserialize, Serialize};
 
 /// Meta key of the last cycle that could not run at all.
-pub const LAST_FAILURE: &str = "last_failure";
+pub(crate) const LAST_FAILURE: &str = "last_failure";
 
 /// A cycle that failed before any plan (source unreadable, state error, guard).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CycleFailure {
-    pub at: String,
-    pub error: String,
+pub(crate) struct CycleFailure {
+    pub(crate) at: String,
+    pub(crate) error: String,
 }
 
 /// Everything `status` shows.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// The daemon that answered, or none (the state was opened directly).
-    pub daemon: Option<DaemonInfo>,
-    pub targets: Vec<TargetStatus>,
+    pub(crate) daemon: Option<DaemonInfo>,
+    pub(crate) targets: Vec<TargetStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct TargetStatus {
-    pub name: String,
-    pub schedule: String,
+pub(crate) struct TargetStatus {
+    pub(crate) name: String,
+    pub(crate) schedule: String,
     /// When the daemon runs the next cycle (RFC 3339, UTC); none when no daemon runs.
-    pub next_run: Option<String>,
-    pub managed_users: usize,
-    pub managed_groups: usize,
-    pub last_cycle: Option<CycleReport>,
+    pub(crate) next_run: Option<String>,
+    pub(crate) managed_users: usize,
+    pub(crate) managed_groups: usize,
+    pub(crate) last_cycle: Option<CycleReport>,
     /// The last cycle that could not run at all (source unreadable, state error), when it is
     /// more recent than the last cycle.
-    pub last_failure: Option<CycleFailure>,
+    pub(crate) last_failure: Option<CycleFailure>,
     /// Set while the target is quarantined: scheduled cycles back off until one succeeds.
-    pub quarantine: Option<Quarantine>,
+    pub(crate) quarantine: Option<Quarantine>,
     /// Objects whose operation failed and waits for a later attempt.
-    pub escrow: Vec<EscrowedObject>,
+    pub(crate) escrow: Vec<EscrowedObject>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct EscrowedObject {
-    pub object_id: String,
+pub(crate) struct EscrowedObject {
+    pub(crate) object_id: String,
     #[serde(flatten)]
-    pub entry: EscrowEntry,
+    pub(crate) entry: EscrowEntry,
 }
 
 /// Reads every target's status from the state.
-pub fn gather(ctx: &Ctx) -> Result<Status, StateError> {
+pub(crate) fn gather(ctx: &Ctx) -> Result<Status, StateError> {
     let mut targets = Vec::new();
     for t in &ctx.config.targets {
         let snapshot = ctx.store.snapshot(&TargetName(t.name.clone()))?;

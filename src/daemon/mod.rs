@@ -12,7 +12,7 @@
 //! flight finish (for at most [`GRACE`]), the snapshot is flushed and the process exits 0.
 //! `SIGHUP` reloads the configuration; an invalid one is logged and the old one kept.
 
-pub mod notify;
+pub(crate) mod notify;
 mod socket;
 
 use crate::config::Config;
@@ -34,10 +34,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// How long the calls in flight may take to finish after a stop signal.
-pub const GRACE: Duration = Duration::from_secs(30);
+pub(crate) const GRACE: Duration = Duration::from_secs(30);
 
 /// What every task of the daemon shares.
-pub struct Shared {
+pub(crate) struct Shared {
     config: watch::Sender<Arc<Config>>,
     store: Arc<Store>,
     locks: Arc<TargetLocks>,
@@ -89,7 +89,7 @@ impl Shared {
 }
 
 /// `scimsync run`: serves until `SIGTERM` or `SIGINT`; returns the exit code.
-pub async fn run(config_path: &Path) -> i32 {
+pub(crate) async fn run(config_path: &Path) -> i32 {
     let config = match crate::target::load(config_path) {
         Ok(c) => c,
         Err(e) => {

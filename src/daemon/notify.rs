@@ -14,24 +14,24 @@ fn send(states: &[NotifyState<'_>]) {
 }
 
 /// Configuration and state are loaded, the socket is listening.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// The one-line status `systemctl status` shows.
-pub fn status(status: &str) {
+pub(crate) fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
 /// A reload began (`SIGHUP`); [`ready`] ends it.
-pub fn reloading() {
+pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(_) => send(&[NotifyState::Reloading]),
     }
 }
 
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[
         NotifyState::Stopping,
         NotifyState::Status("stopping: finishing the calls in flight"),
@@ -41,7 +41,7 @@ pub fn stopping() {
 /// Pings the watchdog at half its period while `WatchdogSec=` is set, until `stop`, as long
 /// as `alive` says every part of the daemon runs: when one is gone, the pings stop and
 /// systemd restarts the service.
-pub async fn watchdog(stop: CancellationToken, alive: Box<dyn Fn() -> bool + Send + Sync>) {
+pub(crate) async fn watchdog(stop: CancellationToken, alive: Box<dyn Fn() -> bool + Send + Sync>) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };

@@ -12,12 +12,12 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::task::TaskTracker;
 
 /// A bound control socket and the paths to remove at exit.
-pub struct Bound {
-    pub listener: UnixListener,
+pub(crate) struct Bound {
+    pub(crate) listener: UnixListener,
     /// Where the socket is.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The socket and, when it lives in the runtime directory, its link in the state directory.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 fn remove_stale(path: &std::path::Path) -> std::io::Result<()> {
@@ -29,7 +29,7 @@ fn remove_stale(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Binds the socket in `$RUNTIME_DIRECTORY` (systemd) or else the state directory, owner-only.
 /// Called with the state's lock held, so a socket file already there is a stale one.
-pub fn bind(config: &Config) -> std::io::Result<Bound> {
+pub(crate) fn bind(config: &Config) -> std::io::Result<Bound> {
     let in_state = control::state_socket(config);
     let path = control::runtime_dir()
         .map(|d| d.join(SOCKET_NAME))
@@ -52,7 +52,7 @@ pub fn bind(config: &Config) -> std::io::Result<Bound> {
 }
 
 /// Accepts connections until shutdown; each is answered on a task of its own.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
+pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
     loop {
         tokio::select! {
             _ = shared.stop.cancelled() => return,

@@ -29,13 +29,13 @@ pub(crate) const PROFILE_KEY: &str = "target_profile";
 
 /// The plans a cycle would carry out, for `plan` and `--dry-run`.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct PlannedCycle {
-    pub users: UserPlan,
-    pub groups: GroupPlan,
-    pub rejected: Vec<(SourceId, Kind, String)>,
+pub(crate) struct PlannedCycle {
+    pub(crate) users: UserPlan,
+    pub(crate) groups: GroupPlan,
+    pub(crate) rejected: Vec<(SourceId, Kind, String)>,
     /// A readable name (userName) of each user a group operation adds, for the plan.
     #[serde(default)]
-    pub labels: BTreeMap<SourceId, String>,
+    pub(crate) labels: BTreeMap<SourceId, String>,
 }
 
 pub(crate) fn plan_options(target: &Target, opts: CycleOptions) -> PlanOptions {
@@ -111,7 +111,7 @@ fn checked_desired_state(
 
 /// Plans one target without any call to it. Given the directory by value (the last or only
 /// target of a run), the plan drops each source object once it is mapped.
-pub fn plan_target(
+pub(crate) fn plan_target(
     dir: Cow<'_, Directory>,
     config: &Config,
     target: &Target,
@@ -208,7 +208,7 @@ fn member_labels(
 }
 
 /// Runs one cycle of one target; see [`run_target_with`].
-pub async fn run_target_until(
+pub(crate) async fn run_target_until(
     dir: Cow<'_, Directory>,
     config: &Config,
     target: &Target,
@@ -237,7 +237,7 @@ struct Cycle<'a> {
 /// `progress`. Returns its report and its plan: whole for a dry run; after a real cycle, only
 /// what was held back remains in it. Starts no new operation once `stop` is cancelled
 /// (shutdown); the operations already started finish and are recorded.
-pub async fn run_target_with(
+pub(crate) async fn run_target_with(
     dir: Cow<'_, Directory>,
     config: &Config,
     target: &Target,

@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The desired state of one target, computed from one source read.
 #[derive(Debug, Default)]
-pub struct DesiredState {
-    pub users: BTreeMap<SourceId, Desired>,
-    pub groups: BTreeMap<SourceId, DesiredGroup>,
+pub(crate) struct DesiredState {
+    pub(crate) users: BTreeMap<SourceId, Desired>,
+    pub(crate) groups: BTreeMap<SourceId, DesiredGroup>,
     /// Objects that could not be mapped, with why; they are skipped, never deprovisioned.
-    pub rejected: Vec<(SourceId, Kind, String)>,
-    pub protected: BTreeSet<SourceId>,
+    pub(crate) rejected: Vec<(SourceId, Kind, String)>,
+    pub(crate) protected: BTreeSet<SourceId>,
 }
 
 /// Scopes and maps a directory read for one target. Attributes the target refuses
@@ -27,7 +27,7 @@ pub struct DesiredState {
 /// Given the directory by value (the last or only target of a run), each source object is
 /// dropped once mapped, so that a read of a million users is never held next to its whole
 /// desired state; borrowed, the directory stays for the next target. The result is the same.
-pub fn desired_state(
+pub(crate) fn desired_state(
     dir: Cow<'_, Directory>,
     scope: &ScopeConfig,
     target: &Target,

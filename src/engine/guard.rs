@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 /// Why the source-outage guard refused to plan.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum OutageGuard {
+pub(crate) enum OutageGuard {
     #[error("the source returned no users, while the last good read had {last} and {managed} accounts are managed; \
              an empty directory is never taken as everyone having left, so nothing was planned")]
     Empty { last: usize, managed: usize },
@@ -25,7 +25,7 @@ pub enum OutageGuard {
 
 /// Refuses to plan from a read that looks like an outage rather than a directory: no users
 /// while accounts are managed, or fewer than `min_ratio` of the last good read.
-pub fn outage_guard(
+pub(crate) fn outage_guard(
     dir: &Directory,
     snapshot: &Snapshot,
     min_ratio: f64,
@@ -52,7 +52,7 @@ pub fn outage_guard(
 
 /// Whether the daemon may run a scheduled cycle of this target now; a hand-run `sync` always
 /// runs.
-pub fn scheduled_cycle_allowed(
+pub(crate) fn scheduled_cycle_allowed(
     snapshot: &Snapshot,
     now: DateTime<Utc>,
 ) -> Result<bool, StateError> {
@@ -62,7 +62,7 @@ pub fn scheduled_cycle_allowed(
 }
 
 /// Why a finished cycle puts its target in quarantine, if it does.
-pub fn quarantine_reason(
+pub(crate) fn quarantine_reason(
     target: &TargetConfig,
     halted: Option<&crate::scim::Halt>,
     attempted: usize,
@@ -88,7 +88,7 @@ pub fn quarantine_reason(
 }
 
 /// Records the verdict of a finished cycle: quarantine (or extend it), or lift it.
-pub fn judge(
+pub(crate) fn judge(
     snapshot: &Snapshot,
     target: &TargetConfig,
     reason: Option<String>,

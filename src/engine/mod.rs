@@ -21,27 +21,27 @@ mod desired;
 mod escrow;
 mod execute;
 mod executor;
-pub mod guard;
+pub(crate) mod guard;
 mod listing;
 pub(crate) mod matching;
 mod progress;
-pub mod provision;
+pub(crate) mod provision;
 mod record;
 mod report;
 
 pub(crate) use cycle::PROFILE_KEY;
-pub use cycle::{plan_target, run_target_until, run_target_with, PlannedCycle};
-pub use desired::{desired_state, DesiredState};
-pub use progress::Progress;
+pub(crate) use cycle::{plan_target, run_target_until, run_target_with, PlannedCycle};
+pub(crate) use desired::{desired_state, DesiredState};
+pub(crate) use progress::Progress;
 pub(crate) use record::shown_changes;
-pub use report::{Counts, CycleReport};
+pub(crate) use report::{Counts, CycleReport};
 
 use crate::scim::ClientError;
 use crate::scope::ScopeError;
 use crate::state::StateError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error(transparent)]
     Scope(#[from] ScopeError),
     #[error(transparent)]
@@ -59,10 +59,10 @@ pub enum EngineError {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CycleOptions {
-    pub full: bool,
-    pub dry_run: bool,
-    pub allow_deletes: bool,
+pub(crate) struct CycleOptions {
+    pub(crate) full: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) allow_deletes: bool,
     /// Carry out the clears the attribute-wipe guard would hold.
-    pub allow_clears: bool,
+    pub(crate) allow_clears: bool,
 }

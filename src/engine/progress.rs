@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Operations of one cycle: planned and finished so far. The CLI polls it to draw a progress
 /// bar; the engine only counts.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     total: AtomicUsize,
     done: AtomicUsize,
     ended: std::sync::atomic::AtomicBool,
@@ -14,7 +14,7 @@ pub struct Progress {
 
 impl Progress {
     /// `(finished, planned)` operations so far.
-    pub fn get(&self) -> (usize, usize) {
+    pub(crate) fn get(&self) -> (usize, usize) {
         (
             self.done.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
@@ -22,11 +22,11 @@ impl Progress {
     }
 
     /// The cycle is over (whatever its end): a watcher stops.
-    pub fn end(&self) {
+    pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_ended(&self) -> bool {
+    pub(crate) fn is_ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
     }
 

@@ -28,39 +28,39 @@ use tokio_util::sync::CancellationToken;
 
 /// What provisioning one user to one target found, decided and did.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct ProvisionReport {
-    pub target: String,
+pub(crate) struct ProvisionReport {
+    pub(crate) target: String,
     /// The source object id, when the user is known.
-    pub object_id: Option<String>,
+    pub(crate) object_id: Option<String>,
     /// Step 1: the source attributes, as `name = value`.
-    pub import: Vec<String>,
+    pub(crate) import: Vec<String>,
     /// Step 2: each scoping rule and its verdict.
-    pub scope: Vec<String>,
-    pub in_scope: bool,
+    pub(crate) scope: Vec<String>,
+    pub(crate) in_scope: bool,
     /// Step 3: each matching attribute, the filter sent and the hits.
-    pub matching: Vec<String>,
+    pub(crate) matching: Vec<String>,
     /// Step 4: create, update, deprovision or skip.
-    pub action: String,
+    pub(crate) action: String,
     /// Why, for a skip.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Every modified attribute, `path: old -> new`.
-    pub changes: Vec<String>,
+    pub(crate) changes: Vec<String>,
     /// What the write did (or would do in a dry run).
-    pub result: Option<String>,
+    pub(crate) result: Option<String>,
     /// Group memberships added (or left to the next cycle).
-    pub groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
     /// True when the user could not be brought in step (failed, ambiguous, bad data).
-    pub failed: bool,
+    pub(crate) failed: bool,
 }
 
 /// How a user was asked for: a source user, or a managed account known only by its userName.
-pub enum Who<'a> {
+pub(crate) enum Who<'a> {
     Source(&'a crate::source::SourceObject),
     Managed(SourceId),
 }
 
 /// Finds the source id of a user by the SCIM `userName` it has (or would have) on a target.
-pub fn find_by_user_name(
+pub(crate) fn find_by_user_name(
     dir: &Directory,
     config: &Config,
     target: &Target,
@@ -86,7 +86,7 @@ pub fn find_by_user_name(
 
 /// Provisions one user to one target now (or, with `dry_run`, only says what would be done).
 /// The HTTP calls, matching queries included, go to the provisioning log's record.
-pub async fn provision(
+pub(crate) async fn provision(
     dir: &Directory,
     who: Who<'_>,
     config: &Config,

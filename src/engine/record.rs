@@ -22,11 +22,11 @@ pub(crate) const STAGED_RECORDS: usize = 100;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Steps {
     /// Each matching attribute: the query sent (or the listing asked) and its hits.
-    pub matching: Vec<String>,
+    pub(crate) matching: Vec<String>,
     /// The action taken (or, in a dry run, that would be taken).
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Every attribute change, `path: old -> new`.
-    pub changes: Vec<String>,
+    pub(crate) changes: Vec<String>,
 }
 
 /// Writes a cycle's records, and the steps when someone watches.

@@ -9,61 +9,61 @@ use serde::{Deserialize, Serialize};
 
 /// What happened to the objects of one kind in a cycle.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub created: usize,
-    pub updated: usize,
-    pub deprovisioned: usize,
-    pub unchanged: usize,
-    pub skipped: usize,
-    pub failed: usize,
+pub(crate) struct Counts {
+    pub(crate) created: usize,
+    pub(crate) updated: usize,
+    pub(crate) deprovisioned: usize,
+    pub(crate) unchanged: usize,
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
 }
 
 /// The summary of one cycle of one target.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CycleReport {
-    pub target: String,
-    pub cycle_id: String,
-    pub started_at: String,
-    pub dry_run: bool,
-    pub users: Counts,
-    pub groups: Counts,
+pub(crate) struct CycleReport {
+    pub(crate) target: String,
+    pub(crate) cycle_id: String,
+    pub(crate) started_at: String,
+    pub(crate) dry_run: bool,
+    pub(crate) users: Counts,
+    pub(crate) groups: Counts,
     /// Deprovisions held back by the deletion threshold.
-    pub held: usize,
+    pub(crate) held: usize,
     /// Why they were held (which guard and threshold), when some were.
     #[serde(default)]
-    pub hold: Option<Hold>,
+    pub(crate) hold: Option<Hold>,
     /// Attributes whose clears were held (the attribute-wipe guard), each with its reason.
     #[serde(default)]
-    pub held_clears: Vec<Hold>,
+    pub(crate) held_clears: Vec<Hold>,
     /// One line per skipped or failed object, for the operator.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
     /// Facts about the target worth a line each cycle (attributes it refuses).
     #[serde(default)]
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// HTTP requests sent to the target (a request that never connected is not counted).
-    pub requests: usize,
+    pub(crate) requests: usize,
     /// Operations not sent because the target rejected the credentials or could not be
     /// reached earlier in the cycle (counted as failed, reported in one line).
     #[serde(default)]
-    pub not_sent: usize,
+    pub(crate) not_sent: usize,
     /// Objects not tried this cycle because their escrow's next attempt is later.
     #[serde(default)]
-    pub deferred: usize,
+    pub(crate) deferred: usize,
     /// Objects in escrow (failed, to be retried) when the cycle ended.
     #[serde(default)]
-    pub escrow: usize,
+    pub(crate) escrow: usize,
     /// The target's quarantine when the cycle began (a hand-run cycle runs anyway).
     #[serde(default)]
-    pub quarantined_before: Option<Quarantine>,
+    pub(crate) quarantined_before: Option<Quarantine>,
     /// The target's quarantine when the cycle ended; `None` when healthy (or lifted).
     #[serde(default)]
-    pub quarantine: Option<Quarantine>,
+    pub(crate) quarantine: Option<Quarantine>,
 }
 
 impl CycleReport {
     /// True when some object was not brought in step: failed, skipped (bad data, ambiguous
     /// match) or a held deprovision.
-    pub fn incomplete(&self) -> bool {
+    pub(crate) fn incomplete(&self) -> bool {
         self.users.failed + self.groups.failed + self.users.skipped + self.groups.skipped > 0
             || self.held > 0
             || !self.held_clears.is_empty()

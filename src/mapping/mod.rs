@@ -4,15 +4,15 @@
 //! and evaluated per object as pure functions. A rule that fails on one object rejects that
 //! object with a reason; it never stops a cycle.
 
-pub mod expr;
-pub mod path;
-pub mod rules;
+pub(crate) mod expr;
+pub(crate) mod path;
+pub(crate) mod rules;
 
 use crate::source::SourceObject;
 use expr::{Attributes, Value};
-pub use path::{AttrPath, ScimType};
+pub(crate) use path::{AttrPath, ScimType};
 use rules::parse_bool;
-pub use rules::{Apply, CompileError, MappingConfig, Mappings, Rule, RuleValue};
+pub(crate) use rules::{Apply, CompileError, Mappings, Rule, RuleValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,25 +20,25 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Why one object could not be mapped.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{target}: {message}")]
-pub struct MappingError {
-    pub target: String,
-    pub message: String,
+pub(crate) struct MappingError {
+    pub(crate) target: String,
+    pub(crate) message: String,
 }
 
 /// The resource a target should hold for one object, keyed by canonical attribute path.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// Attributes kept in step on every cycle.
-    pub attrs: BTreeMap<String, Json>,
+    pub(crate) attrs: BTreeMap<String, Json>,
     /// Attributes sent only when the resource is created (`apply = "on_create"`).
-    pub on_create: BTreeMap<String, Json>,
+    pub(crate) on_create: BTreeMap<String, Json>,
     /// Paths whose value came through `Redact()`: sent, but never shown.
-    pub redacted: BTreeSet<String>,
+    pub(crate) redacted: BTreeSet<String>,
 }
 
 impl Desired {
     /// The JSON body of a POST for this resource.
-    pub fn to_resource(&self, core_schema: &str) -> Json {
+    pub(crate) fn to_resource(&self, core_schema: &str) -> Json {
         let mut r = Map::new();
         r.insert(
             "schemas".into(),
@@ -53,7 +53,7 @@ impl Desired {
     }
 
     /// A value as it may be shown in a plan or log.
-    pub fn shown(&self, path: &str, value: &Json) -> String {
+    pub(crate) fn shown(&self, path: &str, value: &Json) -> String {
         if self.redacted.contains(path) {
             "[Redact]".to_owned()
         } else {
@@ -63,7 +63,7 @@ impl Desired {
 }
 
 /// Evaluates every rule for one object.
-pub fn map(rules: &[Rule], object: &SourceObject) -> Result<Desired, MappingError> {
+pub(crate) fn map(rules: &[Rule], object: &SourceObject) -> Result<Desired, MappingError> {
     let mut out = Desired::default();
     for rule in rules {
         let fail = |message: String| MappingError {
@@ -127,7 +127,7 @@ fn coerce(target: &AttrPath, value: Value) -> Result<Json, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{default_group_mappings, default_user_mappings};
+    use crate::config::{default_group_mappings, default_user_mappings, MappingConfig};
     use crate::ids::SourceId;
     use crate::source::AttrValue;
     use serde_json::json;

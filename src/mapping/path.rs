@@ -5,32 +5,32 @@
 //! A path knows how to read its value out of a SCIM resource, write it into a new one, and name
 //! itself in a PATCH operation or a filter.
 
-pub use crate::scim::filter::FilterForm;
+pub(crate) use crate::scim::filter::FilterForm;
 use crate::scim::patch::{PatchOp, Verb};
 use serde_json::{Map, Value as Json};
 use std::fmt;
 
-pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub(crate) const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 /// Why a mapping's `target` is not a SCIM attribute path scimsync can write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct PathError(String);
+pub(crate) struct PathError(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AttrPath {
+pub(crate) struct AttrPath {
     /// The extension schema URN, or `None` for the core schema.
-    pub urn: Option<String>,
-    pub attr: String,
+    pub(crate) urn: Option<String>,
+    pub(crate) attr: String,
     /// A value filter of a multi-valued attribute: `[type eq "work"]` is `("type", "work")`.
-    pub filter: Option<(String, String)>,
-    pub sub: Option<String>,
+    pub(crate) filter: Option<(String, String)>,
+    pub(crate) sub: Option<String>,
 }
 
 /// The type a value is sent as, from the SCIM schemas of RFC 7643.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScimType {
+pub(crate) enum ScimType {
     String,
     Boolean,
 }
@@ -42,7 +42,7 @@ fn is_name(s: &str) -> bool {
 }
 
 impl AttrPath {
-    pub fn parse(text: &str) -> Result<AttrPath, PathError> {
+    pub(crate) fn parse(text: &str) -> Result<AttrPath, PathError> {
         Self::parse_text(text).map_err(PathError)
     }
 
@@ -112,7 +112,7 @@ impl AttrPath {
 
     /// The type this attribute is sent as. Everything not boolean in RFC 7643 is sent as a
     /// string (complex and multi-valued attributes are reached through their sub-attributes).
-    pub fn scim_type(&self) -> ScimType {
+    pub(crate) fn scim_type(&self) -> ScimType {
         let leaf = self.sub.as_deref().unwrap_or(&self.attr);
         if leaf.eq_ignore_ascii_case("active") || leaf.eq_ignore_ascii_case("primary") {
             ScimType::Boolean
@@ -123,21 +123,21 @@ impl AttrPath {
 
     /// Whether values compare without regard to case (RFC 7643 `caseExact: false`), which is
     /// every string attribute of the core schemas except ids.
-    pub fn case_insensitive(&self) -> bool {
+    pub(crate) fn case_insensitive(&self) -> bool {
         self.urn.is_none()
             && !matches!(self.attr.to_ascii_lowercase().as_str(), "externalid" | "id")
     }
 
     /// The filter expression that finds resources carrying `value` here (RFC 7644 §3.4.2.2),
     /// in the first (most specific) form.
-    pub fn filter_for(&self, value: &str) -> String {
+    pub(crate) fn filter_for(&self, value: &str) -> String {
         self.filter_in(self.filter_forms()[0], value)
     }
 
     /// The forms a filter for this path can take, the most specific first. A path with a
     /// value filter (`emails[type eq "work"].value`) has four, because servers differ in which
     /// they answer; any other path has one.
-    pub fn filter_forms(&self) -> &'static [FilterForm] {
+    pub(crate) fn filter_forms(&self) -> &'static [FilterForm] {
         match (&self.filter, &self.sub) {
             (Some(_), Some(_)) => &[
                 FilterForm::Compound,
@@ -150,7 +150,7 @@ impl AttrPath {
     }
 
     /// The filter that finds resources carrying `value` here, in one form.
-    pub fn filter_in(&self, form: FilterForm, value: &str) -> String {
+    pub(crate) fn filter_in(&self, form: FilterForm, value: &str) -> String {
         let v = quote(value);
         let attr = self.base_path();
         match (form, &self.filter, &self.sub) {
@@ -170,7 +170,7 @@ impl AttrPath {
     /// The values a resource holds here, as matching compares them: for a path with a value
     /// filter, the sub-attribute of *every* item whatever its type (RFC 7643 makes `type`
     /// optional, and servers drop or change it); else the one value. Empty values never count.
-    pub fn match_values(&self, resource: &Json) -> Vec<String> {
+    pub(crate) fn match_values(&self, resource: &Json) -> Vec<String> {
         let text = |v: &Json| match v {
             Json::String(s) if !s.trim().is_empty() => Some(s.clone()),
             Json::Bool(b) => Some(b.to_string()),
@@ -201,7 +201,7 @@ impl AttrPath {
     /// or of none, and in no item of that type: the values a typed filter would miss. (A value
     /// the resource also holds typed would be found by a typed filter through that item, and
     /// prove nothing about untyped ones.) Empty for a path without a filter.
-    pub fn untyped_values(&self, resource: &Json) -> Vec<String> {
+    pub(crate) fn untyped_values(&self, resource: &Json) -> Vec<String> {
         fn value<'v>(item: &'v Map<String, Json>, sub: &str) -> Option<&'v str> {
             get_ci(item, sub)
                 .and_then(Json::as_str)
@@ -237,21 +237,21 @@ impl AttrPath {
 
     /// Whether a resource holds `value` here only untyped (see [`AttrPath::untyped_values`]):
     /// a typed filter that finds it ignores the type.
-    pub fn carries_untyped(&self, resource: &Json, value: &str) -> bool {
+    pub(crate) fn carries_untyped(&self, resource: &Json, value: &str) -> bool {
         self.untyped_values(resource)
             .iter()
             .any(|v| self.same_value(v, value))
     }
 
     /// The top-level key of a resource that holds this path: the attribute, or its extension.
-    pub fn top_key(&self) -> String {
+    pub(crate) fn top_key(&self) -> String {
         self.urn.clone().unwrap_or_else(|| self.attr.clone())
     }
 
     /// Whether a resource carries `value` here, as matching compares (see
     /// [`AttrPath::match_values`]; without regard to case where the attribute is not
     /// case-exact).
-    pub fn carries(&self, resource: &Json, value: &str) -> bool {
+    pub(crate) fn carries(&self, resource: &Json, value: &str) -> bool {
         !value.trim().is_empty()
             && self
                 .match_values(resource)
@@ -260,7 +260,7 @@ impl AttrPath {
     }
 
     /// Whether two values of this attribute are the same, as the target compares them.
-    pub fn same_value(&self, a: &str, b: &str) -> bool {
+    pub(crate) fn same_value(&self, a: &str, b: &str) -> bool {
         if self.case_insensitive() {
             a.to_lowercase() == b.to_lowercase()
         } else {
@@ -278,7 +278,7 @@ impl AttrPath {
     }
 
     /// Reads this path's value from a SCIM resource.
-    pub fn read(&self, resource: &Json) -> Option<Json> {
+    pub(crate) fn read(&self, resource: &Json) -> Option<Json> {
         let top = get_ci(self.container(resource)?, &self.attr)?;
         let v = match (&self.filter, &self.sub) {
             (Some((fa, fv)), Some(sub)) => {
@@ -297,7 +297,7 @@ impl AttrPath {
     }
 
     /// Writes this path's value into a resource being built for a POST.
-    pub fn write(&self, resource: &mut Map<String, Json>, value: Json) {
+    pub(crate) fn write(&self, resource: &mut Map<String, Json>, value: Json) {
         let container = match &self.urn {
             None => resource,
             Some(urn) => {
@@ -358,7 +358,7 @@ impl AttrPath {
     /// The PATCH operations that set this path to `value`, given whether the target holds a
     /// value there now. A filtered path that matches nothing cannot be replaced (servers answer
     /// `noTarget`), so the whole multi-valued item is added instead.
-    pub fn patch_set(&self, value: Json, exists: bool) -> PatchOp {
+    pub(crate) fn patch_set(&self, value: Json, exists: bool) -> PatchOp {
         let op = match (&self.filter, &self.sub) {
             (Some((fa, fv)), Some(sub)) => {
                 let mut item = Map::new();
@@ -385,7 +385,7 @@ impl AttrPath {
     }
 
     /// The PATCH operation that clears this path.
-    pub fn patch_remove(&self) -> PatchOp {
+    pub(crate) fn patch_remove(&self) -> PatchOp {
         let op = match &self.filter {
             // Clearing the value of a typed item removes the item (an e-mail without value is
             // meaningless); a target that refuses the filter may remove the whole attribute.
@@ -424,7 +424,7 @@ impl fmt::Display for AttrPath {
 }
 
 /// A SCIM filter string literal (RFC 7644 §3.4.2.2 uses JSON string syntax).
-pub fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     Json::String(value.to_owned()).to_string()
 }
 

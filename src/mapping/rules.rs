@@ -6,12 +6,12 @@
 
 use super::expr::Expression;
 use super::path::{AttrPath, ScimType};
-pub use crate::config::{Apply, MappingConfig};
+pub(crate) use crate::config::{Apply, MappingConfig};
 use std::collections::BTreeSet;
 
 /// Where a rule's value comes from.
 #[derive(Debug, Clone)]
-pub enum RuleValue {
+pub(crate) enum RuleValue {
     Source(String),
     Constant(String),
     Expression(Box<Expression>),
@@ -19,43 +19,43 @@ pub enum RuleValue {
 
 /// One compiled mapping rule.
 #[derive(Debug, Clone)]
-pub struct Rule {
-    pub target: AttrPath,
-    pub value: RuleValue,
-    pub default: Option<String>,
-    pub apply: Apply,
-    pub matching_precedence: Option<u32>,
+pub(crate) struct Rule {
+    pub(crate) target: AttrPath,
+    pub(crate) value: RuleValue,
+    pub(crate) default: Option<String>,
+    pub(crate) apply: Apply,
+    pub(crate) matching_precedence: Option<u32>,
 }
 
 impl Rule {
     /// The source attributes this rule reads.
-    pub fn source_attributes(&self) -> Vec<String> {
+    pub(crate) fn source_attributes(&self) -> Vec<String> {
         match &self.value {
             RuleValue::Source(name) => vec![name.clone()],
             RuleValue::Constant(_) => Vec::new(),
-            RuleValue::Expression(e) => e.attributes(),
+            RuleValue::Expression(e) => e.referenced_attributes(),
         }
     }
 }
 
 /// The compiled user and group rules of one target.
 #[derive(Debug, Clone, Default)]
-pub struct Mappings {
-    pub users: Vec<Rule>,
-    pub groups: Vec<Rule>,
+pub(crate) struct Mappings {
+    pub(crate) users: Vec<Rule>,
+    pub(crate) groups: Vec<Rule>,
 }
 
 /// A problem with one mapping, located for the configuration's message.
 #[derive(Debug, Clone)]
-pub struct CompileError {
-    pub list: &'static str,
-    pub index: Option<usize>,
-    pub field: Option<&'static str>,
-    pub message: String,
+pub(crate) struct CompileError {
+    pub(crate) list: &'static str,
+    pub(crate) index: Option<usize>,
+    pub(crate) field: Option<&'static str>,
+    pub(crate) message: String,
 }
 
 impl Mappings {
-    pub fn compile(
+    pub(crate) fn compile(
         users: &[MappingConfig],
         groups: &[MappingConfig],
     ) -> Result<Mappings, Vec<CompileError>> {
@@ -70,11 +70,11 @@ impl Mappings {
     }
 
     /// The user rules used for matching, in precedence order.
-    pub fn user_matching(&self) -> Vec<&Rule> {
+    pub(crate) fn user_matching(&self) -> Vec<&Rule> {
         matching(&self.users)
     }
 
-    pub fn group_matching(&self) -> Vec<&Rule> {
+    pub(crate) fn group_matching(&self) -> Vec<&Rule> {
         matching(&self.groups)
     }
 }

@@ -8,7 +8,7 @@ use crate::ids::SourceId;
 use std::collections::BTreeMap;
 
 /// Clears of one attribute are held only when at least this many users would lose it.
-pub const MIN_CLEARS: usize = 10;
+pub(crate) const MIN_CLEARS: usize = 10;
 
 /// Holds the clears of every attribute that the updates would clear on more than `percent`
 /// of the `managed` users (and at least [`MIN_CLEARS`]). Each held change leaves its update,

@@ -9,7 +9,6 @@ use crate::config::DeprovisionMode;
 use crate::ids::{ScimId, SourceId};
 use crate::mapping::Desired;
 use crate::state::{GroupEntry, UserEntry, UserSummary};
-pub use clears::MIN_CLEARS;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -18,15 +17,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// One attribute that changes: `None` is absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub path: String,
-    pub old: Option<Json>,
-    pub new: Option<Json>,
+pub(crate) struct Change {
+    pub(crate) path: String,
+    pub(crate) old: Option<Json>,
+    pub(crate) new: Option<Json>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum UserOp {
+pub(crate) enum UserOp {
     /// Not in the snapshot (or a full sync): find the account by the matching attributes,
     /// adopt it, or create it.
     MatchOrCreate { id: SourceId, desired: Desired },
@@ -46,7 +45,7 @@ pub enum UserOp {
 }
 
 impl UserOp {
-    pub fn id(&self) -> &SourceId {
+    pub(crate) fn id(&self) -> &SourceId {
         match self {
             UserOp::MatchOrCreate { id, .. }
             | UserOp::Update { id, .. }
@@ -57,14 +56,14 @@ impl UserOp {
 
 /// A group as the target should hold it: attributes and in-scope direct user members.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DesiredGroup {
-    pub desired: Desired,
-    pub members: BTreeSet<SourceId>,
+pub(crate) struct DesiredGroup {
+    pub(crate) desired: Desired,
+    pub(crate) members: BTreeSet<SourceId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum GroupOp {
+pub(crate) enum GroupOp {
     MatchOrCreate {
         id: SourceId,
         group: DesiredGroup,
@@ -87,23 +86,23 @@ pub enum GroupOp {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PlanOptions {
+pub(crate) struct PlanOptions {
     /// Ignore the snapshot's hashes and re-match every object.
-    pub full: bool,
-    pub mode: DeprovisionMode,
-    pub deletion_threshold: usize,
+    pub(crate) full: bool,
+    pub(crate) mode: DeprovisionMode,
+    pub(crate) deletion_threshold: usize,
     /// Hold the deprovisions when they are more than this percentage of the managed objects.
-    pub deletion_threshold_percent: Option<f64>,
-    pub allow_deletes: bool,
+    pub(crate) deletion_threshold_percent: Option<f64>,
+    pub(crate) allow_deletes: bool,
     /// Hold the clears of an attribute on more than this percentage of the managed users;
     /// `None` to carry them out (`--allow-clears`, or a threshold of 100).
-    pub clear_threshold_percent: Option<f64>,
+    pub(crate) clear_threshold_percent: Option<f64>,
 }
 
 /// Why deprovisions wait for `sync --allow-deletes`: the guard, and its threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "guard", rename_all = "snake_case")]
-pub enum Hold {
+pub(crate) enum Hold {
     /// More deprovisions in one cycle than `deletion_threshold`.
     DeletionThreshold { count: usize, threshold: usize },
     /// More than `deletion_threshold_percent` of the managed objects.
@@ -147,7 +146,7 @@ impl std::fmt::Display for Hold {
 impl PlanOptions {
     /// Why `count` deprovisions out of `managed` objects must wait for `--allow-deletes`, if
     /// they must.
-    pub fn holds(&self, count: usize, managed: usize) -> Option<Hold> {
+    pub(crate) fn holds(&self, count: usize, managed: usize) -> Option<Hold> {
         if self.allow_deletes || count == 0 {
             return None;
         }
@@ -169,40 +168,40 @@ impl PlanOptions {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct UserPlan {
-    pub ops: Vec<UserOp>,
-    pub unchanged: usize,
+pub(crate) struct UserPlan {
+    pub(crate) ops: Vec<UserOp>,
+    pub(crate) unchanged: usize,
     /// Deprovisions held back because they exceed the deletion threshold.
-    pub held: Vec<UserOp>,
+    pub(crate) held: Vec<UserOp>,
     /// Why they are held.
     #[serde(default)]
-    pub hold: Option<Hold>,
+    pub(crate) hold: Option<Hold>,
     /// Attributes whose clears are held (the attribute-wipe guard), each with its reason.
     #[serde(default)]
-    pub held_clears: Vec<Hold>,
+    pub(crate) held_clears: Vec<Hold>,
     /// Per attribute whose clears are held, the users that keep it.
     #[serde(default)]
-    pub spared: BTreeMap<String, Vec<SourceId>>,
+    pub(crate) spared: BTreeMap<String, Vec<SourceId>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct GroupPlan {
-    pub ops: Vec<GroupOp>,
-    pub unchanged: usize,
-    pub held: Vec<GroupOp>,
+pub(crate) struct GroupPlan {
+    pub(crate) ops: Vec<GroupOp>,
+    pub(crate) unchanged: usize,
+    pub(crate) held: Vec<GroupOp>,
     #[serde(default)]
-    pub hold: Option<Hold>,
+    pub(crate) hold: Option<Hold>,
 }
 
 /// The hash of the attributes kept in step; equal hashes mean nothing to send.
-pub fn hash(attrs: &BTreeMap<String, Json>) -> String {
+pub(crate) fn hash(attrs: &BTreeMap<String, Json>) -> String {
     // A BTreeMap serialises in key order, so equal maps give equal bytes.
     let bytes = serde_json::to_vec(attrs).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
 }
 
 /// The attribute changes that turn `old` into `desired` (attributes kept in step only).
-pub fn diff(old: &BTreeMap<String, Json>, desired: &BTreeMap<String, Json>) -> Vec<Change> {
+pub(crate) fn diff(old: &BTreeMap<String, Json>, desired: &BTreeMap<String, Json>) -> Vec<Change> {
     let paths: BTreeSet<&String> = old.keys().chain(desired.keys()).collect();
     paths
         .into_iter()
@@ -219,7 +218,7 @@ pub fn diff(old: &BTreeMap<String, Json>, desired: &BTreeMap<String, Json>) -> V
 
 /// Plans the users of one target. `protected` ids (objects the source could not read this
 /// time) are never deprovisioned.
-pub fn plan_users(
+pub(crate) fn plan_users(
     snapshot: &BTreeMap<SourceId, UserEntry>,
     desired: &BTreeMap<SourceId, Desired>,
     protected: &BTreeSet<SourceId>,
@@ -257,7 +256,7 @@ pub fn plan_users(
 /// needs), so that a whole snapshot is never decoded next to the desired state. The desired
 /// users are taken by value: each operation takes its resource over instead of a copy, which
 /// at a million users is a gigabyte less.
-pub fn plan_users_owned<E>(
+pub(crate) fn plan_users_owned<E>(
     known: &BTreeMap<SourceId, UserSummary>,
     desired: BTreeMap<SourceId, Desired>,
     protected: &BTreeSet<SourceId>,
@@ -349,7 +348,7 @@ fn user_deprovisions(
 
 /// Plans the groups of one target. `accounts` are the users that have (or, in a dry run, are
 /// about to get) an account on the target: only they can be added as members.
-pub fn plan_groups(
+pub(crate) fn plan_groups(
     snapshot: &BTreeMap<SourceId, GroupEntry>,
     desired: &BTreeMap<SourceId, DesiredGroup>,
     accounts: &BTreeSet<SourceId>,
@@ -371,7 +370,7 @@ pub fn plan_groups(
 /// [`plan_groups`] that takes the desired groups by value, so that the operations take each
 /// group's member set over instead of copying it, and asks `has_account` whether a user has
 /// (or is about to get) an account instead of needing a set of them.
-pub fn plan_groups_owned(
+pub(crate) fn plan_groups_owned(
     snapshot: &BTreeMap<SourceId, GroupEntry>,
     desired: BTreeMap<SourceId, DesiredGroup>,
     has_account: impl Fn(&SourceId) -> bool,

@@ -11,16 +11,16 @@
 //! `backoff` and `governor` are used only here (and in [`retry`]), so they can be replaced in
 //! one place.
 
-pub mod auth;
-pub mod bulk;
+pub(crate) mod auth;
+pub(crate) mod bulk;
 mod bulk_send;
 pub mod error;
-pub mod filter;
+pub(crate) mod filter;
 mod http;
-pub mod members;
-pub mod patch;
+pub(crate) mod members;
+pub(crate) mod patch;
 pub mod profile;
-pub mod retry;
+pub(crate) mod retry;
 pub mod route;
 
 use crate::config::TargetConfig;

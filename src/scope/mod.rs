@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ScopeError {
+pub(crate) enum ScopeError {
     #[error("scope.groups: {0:?} matches no group in the source; its members are not taken as gone (remove it from scope.groups if the group was deleted on purpose)")]
     GroupNotFound(String),
     #[error("scope.groups: {0:?} matches {1} groups in the source; assign it by objectId or DN")]
@@ -21,17 +21,17 @@ pub enum ScopeError {
 
 /// The in-scope part of a directory.
 #[derive(Debug, Default)]
-pub struct Scoped<'a> {
+pub(crate) struct Scoped<'a> {
     /// In-scope users, with why each is in scope.
-    pub users: BTreeMap<SourceId, (&'a SourceObject, Arc<str>)>,
-    pub groups: Vec<ScopedGroup<'a>>,
+    pub(crate) users: BTreeMap<SourceId, (&'a SourceObject, Arc<str>)>,
+    pub(crate) groups: Vec<ScopedGroup<'a>>,
 }
 
 #[derive(Debug)]
-pub struct ScopedGroup<'a> {
-    pub group: &'a SourceGroup,
+pub(crate) struct ScopedGroup<'a> {
+    pub(crate) group: &'a SourceGroup,
     /// Direct members that are in-scope users, in a stable order.
-    pub members: BTreeSet<SourceId>,
+    pub(crate) members: BTreeSet<SourceId>,
 }
 
 fn find_group<'a>(dir: &'a Directory, key: &str) -> Result<&'a SourceGroup, ScopeError> {
@@ -72,7 +72,7 @@ fn find_group<'a>(dir: &'a Directory, key: &str) -> Result<&'a SourceGroup, Scop
 }
 
 /// Applies the scope to a directory read.
-pub fn apply<'a>(dir: &'a Directory, scope: &ScopeConfig) -> Result<Scoped<'a>, ScopeError> {
+pub(crate) fn apply<'a>(dir: &'a Directory, scope: &ScopeConfig) -> Result<Scoped<'a>, ScopeError> {
     let users: BTreeMap<&SourceId, &SourceObject> = dir.users.iter().map(|u| (&u.id, u)).collect();
     let mut out = Scoped::default();
     if scope.all {

@@ -32,16 +32,18 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-pub use value::{Attributes, Value};
+pub(crate) use value::{Attributes, Value};
 
 /// Names of every supported function, in the reference's (alphabetical) order.
-pub fn function_names() -> &'static [&'static str] {
+#[cfg(test)]
+pub(crate) fn function_names() -> &'static [&'static str] {
     signature::NAMES
 }
 
 /// A parsed expression: its tree and the text it was parsed from.
 #[derive(Clone, Debug)]
-pub struct Expression {
+pub(crate) struct Expression {
+    #[cfg_attr(not(test), allow(dead_code))] // the tests check the text is kept as written
     text: String,
     root: ast::Expr,
 }
@@ -55,27 +57,27 @@ impl PartialEq for Expression {
 
 /// The result of evaluating an expression for one user.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Evaluated {
-    pub value: Value,
+pub(crate) struct Evaluated {
+    pub(crate) value: Value,
     /// A `Redact()` call was evaluated: the value still flows to the target, but logs and
     /// plans must show `[Redact]` instead of it.
-    pub redacted: bool,
+    pub(crate) redacted: bool,
     /// `IgnoreFlowIfNullOrEmpty()` saw a null or empty value: the target attribute must be
     /// left out of the flow entirely.
-    pub ignore_flow: bool,
+    pub(crate) ignore_flow: bool,
 }
 
 /// Why an expression could not be parsed; `column` is 1-based and counts characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("column {column}: {message}")]
-pub struct ParseError {
-    pub column: usize,
-    pub message: String,
+pub(crate) struct ParseError {
+    pub(crate) column: usize,
+    pub(crate) message: String,
 }
 
 /// Why an expression could not be evaluated for one user (the caller skips that user).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EvalError {
+pub(crate) enum EvalError {
     #[error("{function}: cannot parse \"{input}\" as a date")]
     BadDate {
         function: &'static str,
@@ -116,28 +118,8 @@ pub enum EvalError {
 }
 
 impl Expression {
-    /// The source attributes the expression reads (`[mail]`), as written, each once.
-    pub fn attributes(&self) -> Vec<String> {
-        fn walk(e: &ast::Expr, out: &mut Vec<String>) {
-            match e {
-                ast::Expr::Attr(name) if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) => {
-                    out.push(name.clone());
-                }
-                ast::Expr::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
-                ast::Expr::Compare(_, l, r) => {
-                    walk(l, out);
-                    walk(r, out);
-                }
-                _ => {}
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.root, &mut out);
-        out
-    }
-
     /// Parses and validates `text`: syntax, function names and argument counts.
-    pub fn parse(text: &str) -> Result<Expression, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<Expression, ParseError> {
         Ok(Expression {
             text: text.to_string(),
             root: parser::parse(text)?,
@@ -145,12 +127,13 @@ impl Expression {
     }
 
     /// The text the expression was parsed from.
-    pub fn text(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 
     /// Evaluates the expression against one user's attributes.
-    pub fn evaluate(&self, attrs: &dyn Attributes) -> Result<Evaluated, EvalError> {
+    pub(crate) fn evaluate(&self, attrs: &dyn Attributes) -> Result<Evaluated, EvalError> {
         self.evaluate_at(attrs, Utc::now())
     }
 
@@ -176,7 +159,7 @@ impl Expression {
 
     /// Names of the `[attribute]` references, in order of first use, without repeats
     /// (compared case-insensitively).
-    pub fn referenced_attributes(&self) -> Vec<String> {
+    pub(crate) fn referenced_attributes(&self) -> Vec<String> {
         let mut out = Vec::new();
         self.root.collect_attributes(&mut out);
         out

@@ -249,6 +249,7 @@ pub(crate) const SPECS: &[Spec] = &[
     ),
 ];
 
+#[cfg(test)]
 pub(crate) const NAMES: &[&str] = &[
     "Append",
     "AppRoleAssignmentsComplex",

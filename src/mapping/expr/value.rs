@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 /// Booleans are the strings `"True"` and `"False"` and numbers are decimal strings, as in the
 /// Entra provisioning service, so that every result can be written to a SCIM attribute as is.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     /// An absent attribute, or an omitted argument.
     Null,
     Str(String),
@@ -25,7 +25,7 @@ pub(crate) const MULTI_SEPARATOR: &str = ",";
 
 impl Value {
     /// True for `Null`, the empty string, and a multi-valued value with no non-empty element.
-    pub fn is_null_or_empty(&self) -> bool {
+    pub(crate) fn is_null_or_empty(&self) -> bool {
         match self {
             Value::Null => true,
             Value::Str(s) => s.is_empty(),
@@ -36,7 +36,7 @@ impl Value {
 
     /// The value as one string: `Null` is empty, a multi-valued value has its elements joined
     /// with `,`, and a date prints as `M/d/yyyy h:mm:ss tt` in UTC (`1/2/2024 3:04:05 PM`).
-    pub fn as_display(&self) -> String {
+    pub(crate) fn as_display(&self) -> String {
         match self {
             Value::Null => String::new(),
             Value::Str(s) => s.clone(),
@@ -68,7 +68,7 @@ impl Value {
 }
 
 /// Where `[attribute]` references are looked up.
-pub trait Attributes {
+pub(crate) trait Attributes {
     /// `name` is as written in the expression; implementors look it up case-insensitively,
     /// as Entra does. `None` means the attribute is absent (null).
     fn get(&self, name: &str) -> Option<Value>;
