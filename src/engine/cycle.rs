@@ -400,18 +400,7 @@ impl<'a> Cycle<'a> {
             (id, outcome)
         })
         .await;
-        let attempted = outcomes.len();
-        let auth = exec.client.halted().is_some();
-        escrow::settle(
-            &self.snapshot,
-            auth,
-            escrow,
-            Kind::User,
-            &outcomes,
-            self.now,
-        )?;
-        self.report.tally(Kind::User, outcomes);
-        Ok(attempted)
+        self.settle(exec.client, escrow, Kind::User, outcomes)
     }
 
     /// An object that left the source and has no account needs no retry any more.
@@ -537,19 +526,25 @@ impl<'a> Cycle<'a> {
             (id, outcome)
         })
         .await;
-        let attempted = outcomes.len();
-        let auth = exec.client.halted().is_some();
-        escrow::settle(
-            &self.snapshot,
-            auth,
-            escrow,
-            Kind::Group,
-            &outcomes,
-            self.now,
-        )?;
         self.report.groups.unchanged += groups.unchanged;
-        self.report.tally(Kind::Group, outcomes);
+        let attempted = self.settle(exec.client, escrow, Kind::Group, outcomes)?;
         Ok((groups, attempted))
+    }
+
+    /// One kind's outcomes kept: the escrow settled (unless the target halted on credentials)
+    /// and the report tallied; returns how many operations were attempted.
+    fn settle(
+        &mut self,
+        client: &Client,
+        escrow: &BTreeMap<SourceId, state::EscrowEntry>,
+        kind: Kind,
+        outcomes: Vec<(SourceId, super::report::Outcome)>,
+    ) -> Result<usize, EngineError> {
+        let attempted = outcomes.len();
+        let auth = client.halted().is_some();
+        escrow::settle(&self.snapshot, auth, escrow, kind, &outcomes, self.now)?;
+        self.report.tally(kind, outcomes);
+        Ok(attempted)
     }
 
     /// The end of every cycle that ran: the report's closing lines, the facts kept for the
