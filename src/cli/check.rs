@@ -2,7 +2,7 @@
 //! configuration, authentication and schema, as Entra's "Test connection" does.
 
 use super::{load, out, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
-use crate::config::{Config, TargetConfig};
+use crate::config::{Config, MatchingMode, OpCase, TargetConfig};
 use crate::engine::matching::Matcher;
 use crate::engine::PROFILE_KEY;
 use crate::ids::TargetName;
@@ -257,7 +257,7 @@ async fn check_matching(client: &Client, target: &Target) -> bool {
                     "target {name:?}: matching {kind} by {attr}: ok, by listing the target ({why})"
                 ),
                 Ok(None) => out!(
-                    "target {name:?}: matching {kind} by {attr}: not verified: no {kind} on the target carries a value there yet"
+                    "target {name:?}: matching {kind} by {attr}: not verified: no {kind} on the target carry a value there yet"
                 ),
                 Err(e) => {
                     ok = false;
@@ -269,7 +269,8 @@ async fn check_matching(client: &Client, target: &Target) -> bool {
     ok
 }
 
-/// The target's profile: what `[target.compat]` sets and what was learned.
+/// The target's profile: what `[target.compat]` sets and what was learned, in the spelling of
+/// `[target.compat]`.
 fn print_profile(name: &str, client: &Client, stored: bool) {
     let p = client.profile();
     let compat = p.compat();
@@ -280,25 +281,42 @@ fn print_profile(name: &str, client: &Client, stored: bool) {
         (false, false) => "default",
     };
     let (remove, known) = p.member_remove();
+    let remove_by = if known {
+        by(compat.member_remove.is_some(), l.member_remove.is_some())
+    } else {
+        "not yet known: learned at the first removal"
+    };
+    let on_create = match p.members_on_create() {
+        Some(kept) => kept.to_string(),
+        None => "not yet known".to_owned(),
+    };
     out!(
-        "target {name:?}: profile: patch_op_case {:?}, matching {:?}, member_batch {} ({}), member removal {:?} ({}), members on create {} ({}), {} refused attributes{}",
-        compat.patch_op_case,
-        compat.matching,
+        "target {name:?}: profile: patch_op_case = {} ({}), matching = {} ({}), member_batch = {} ({}), member_remove = {} ({remove_by}), group_members_on_create = {on_create} ({}), member additions and removals {}, {} refused attributes{}",
+        spelled(&compat.patch_op_case),
+        by(compat.patch_op_case != OpCase::default(), false),
+        spelled(&compat.matching),
+        by(compat.matching != MatchingMode::default(), false),
         p.member_batch(),
         by(compat.member_batch.is_some(), l.member_batch.is_some()),
-        remove,
-        if known { by(compat.member_remove.is_some(), l.member_remove.is_some()) } else { "not yet known; learned at the first removal" },
-        match p.members_on_create() {
-            Some(true) => "kept",
-            Some(false) => "dropped",
-            None => "not yet known",
-        },
+        spelled(&remove),
         by(compat.group_members_on_create.is_some(), l.members_on_create.is_some()),
+        if p.members_apart() { "apart (learned)" } else { "together" },
         l.refused.len(),
         if stored { "" } else { " (nothing stored by a cycle yet)" },
     );
     for (attribute, why) in &l.refused {
         out!("target {name:?}: profile: the target refuses {attribute} ({why})");
+    }
+    for attribute in &l.whole {
+        out!("target {name:?}: profile: {attribute} is sent as the whole attribute (learned)");
+    }
+}
+
+/// A `[target.compat]` value as it is written in the file (`value_filter`, `lower`).
+fn spelled(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Json::String(s)) => s,
+        _ => "?".to_owned(),
     }
 }
 

@@ -320,7 +320,10 @@ impl Executor<'_> {
             };
         }
         match subject {
-            Subject::User(desired) => self.adopt_user(id, desired, scim_id, changes, by).await,
+            Subject::User(desired) => {
+                self.adopt_user(id, desired, scim_id, &resource, changes, by)
+                    .await
+            }
             Subject::Group { group, users } => {
                 self.adopt_group(id, group, users, scim_id, resource, current, changes, by)
                     .await
@@ -366,6 +369,7 @@ impl Executor<'_> {
         id: &SourceId,
         desired: &Desired,
         scim_id: ScimId,
+        resource: &Json,
         changes: Vec<plan::Change>,
         by: String,
     ) -> Outcome {
@@ -382,7 +386,11 @@ impl Executor<'_> {
                     .failed(Kind::User, id, Some(&scim_id), Action::Update, e, tried);
             }
         }
-        let detail = format!("adopted existing account matched by {by}");
+        let retyped = self.retype(desired, &scim_id, resource).await;
+        let mut detail = format!("adopted existing account matched by {by}");
+        if !retyped.is_empty() {
+            detail.push_str(&format!("; {} given the mapped type", retyped.join(", ")));
+        }
         self.rec.changed(
             Kind::User,
             id,
@@ -393,10 +401,41 @@ impl Executor<'_> {
         );
         let entry = self.user_entry(scim_id, desired, MatchedBy::Adopted(by));
         match self.snapshot.put_user(id, &entry) {
-            Ok(()) if changes.is_empty() => Outcome::Unchanged,
+            Ok(()) if changes.is_empty() && retyped.is_empty() => Outcome::Unchanged,
             Ok(()) => Outcome::Updated,
             Err(e) => e.into(),
         }
+    }
+
+    /// An adopted account's address held only in an item of another type (or none) is given
+    /// the mapped type, the other items kept: the account then looks as one scimsync made,
+    /// and no second item lists the same address. Best effort: a target that refuses keeps
+    /// the address as it was, which matching already accepts. Returns the attributes retyped.
+    async fn retype(&self, desired: &Desired, scim_id: &ScimId, resource: &Json) -> Vec<String> {
+        let mut retyped = Vec::new();
+        for rule in &self.target.mappings.users {
+            let key = rule.target.to_string();
+            let Some(value) = desired.attrs.get(&key).and_then(Json::as_str) else {
+                continue;
+            };
+            if self.client.profile().refuses(&key) {
+                continue;
+            }
+            let Some(op) = rule.target.retype(resource, value) else {
+                continue;
+            };
+            match self.client.patch(Endpoint::Users, scim_id, &[op]).await {
+                Ok(()) => retyped.push(key),
+                Err(e) => tracing::info!(
+                    target_name = %self.target.name,
+                    account = %scim_id,
+                    attribute = %key,
+                    error = %e,
+                    "The target did not take the mapped type on an adopted account's address; it keeps the address as it was."
+                ),
+            }
+        }
+        retyped
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -402,6 +402,44 @@ impl AttrPath {
         op.for_attribute(self.to_string())
     }
 
+    /// For an adopted account that holds `value` here only in an item of another type (or of
+    /// none): the replacement of the whole multi-valued attribute with that item given this
+    /// path's type, every other item kept as it is. `None` when nothing is to retype (the
+    /// typed item is there, or the value is not held at all).
+    pub(crate) fn retype(&self, resource: &Json, value: &str) -> Option<PatchOp> {
+        let (Some((fa, fv)), Some(sub)) = (&self.filter, &self.sub) else {
+            return None;
+        };
+        let items = get_ci(self.container(resource)?, &self.attr)?.as_array()?;
+        let typed = |item: &Map<String, Json>| {
+            get_ci(item, fa)
+                .and_then(Json::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(fv))
+        };
+        let holds = |item: &Map<String, Json>| {
+            get_ci(item, sub)
+                .and_then(Json::as_str)
+                .is_some_and(|v| self.same_value(v, value))
+        };
+        let objects = || items.iter().filter_map(Json::as_object);
+        if objects().any(|i| typed(i) && holds(i)) {
+            return None;
+        }
+        let at = items
+            .iter()
+            .position(|i| i.as_object().is_some_and(|i| holds(i) && !typed(i)))?;
+        let mut retyped = items.clone();
+        if let Some(item) = retyped[at].as_object_mut() {
+            item.retain(|k, _| !k.eq_ignore_ascii_case(fa));
+            item.insert(fa.clone(), Json::String(fv.clone()));
+        }
+        Some(PatchOp::new(
+            Verb::Replace,
+            self.base_path(),
+            Some(Json::Array(retyped)),
+        ))
+    }
+
     fn base_path(&self) -> String {
         match &self.urn {
             Some(urn) => format!("{urn}:{}", self.attr),
@@ -555,6 +593,43 @@ mod tests {
         let both = json!({"emails": [{"value": "a@x"}, {"type": "work", "value": "b@x"}]});
         assert!(p.carries_untyped(&both, "A@x"));
         assert!(!p.carries_untyped(&both, "b@x"));
+    }
+
+    #[test]
+    fn an_address_of_another_type_is_retyped_with_the_other_items_kept() {
+        let p = AttrPath::parse(r#"emails[type eq "work"].value"#).expect("p");
+        let retype = |emails: Json, value: &str| {
+            p.retype(&json!({ "emails": emails }), value)
+                .map(|op| (op.op, op.path.expect("path"), op.value.expect("value")))
+        };
+        assert_eq!(
+            retype(
+                json!([{"value": "home@x", "type": "home"}, {"value": "A@x", "primary": true}]),
+                "a@x"
+            ),
+            Some((
+                Verb::Replace,
+                "emails".to_owned(),
+                json!([{"value": "home@x", "type": "home"}, {"value": "A@x", "primary": true, "type": "work"}])
+            ))
+        );
+        assert_eq!(
+            retype(json!([{"value": "a@x", "TYPE": "other"}]), "a@x").map(|r| r.2),
+            Some(json!([{"value": "a@x", "type": "work"}]))
+        );
+        // Typed already, held in no item, or nothing there: nothing to send.
+        assert_eq!(
+            retype(json!([{"value": "a@x", "type": "Work"}]), "a@x"),
+            None
+        );
+        assert_eq!(retype(json!([{"value": "b@x"}]), "a@x"), None);
+        assert_eq!(p.retype(&json!({"userName": "a"}), "a@x"), None);
+        assert_eq!(
+            AttrPath::parse("userName")
+                .expect("p")
+                .retype(&json!({"userName": "a"}), "a"),
+            None
+        );
     }
 
     #[test]
