@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::ids::{SourceId, TargetName};
 use crate::plan::{self, DesiredGroup, GroupOp, GroupPlan, PlanOptions, UserOp, UserPlan};
 use crate::scim::profile::Learned;
-use crate::scim::{Client, Endpoint, Profile};
+use crate::scim::{Client, Endpoint, Halt, Profile};
 use crate::source::Directory;
 use crate::state::{self, Snapshot, StateError, Store, UserSummary};
 use crate::target::Target;
@@ -541,7 +541,12 @@ impl<'a> Cycle<'a> {
         outcomes: Vec<(SourceId, super::report::Outcome)>,
     ) -> Result<usize, EngineError> {
         let attempted = outcomes.len();
-        let auth = client.halted().is_some();
+        // The failures of a halted client are not its objects' own, except the call that
+        // found the target unavailable.
+        let auth = matches!(
+            client.halted(),
+            Some(Halt::Credentials(_) | Halt::Unreachable(_))
+        );
         escrow::settle(&self.snapshot, auth, escrow, kind, &outcomes, self.now)?;
         self.report.tally(kind, outcomes);
         Ok(attempted)

@@ -84,6 +84,11 @@ pub enum Halt {
     Credentials(String),
     /// No connection could be made before the target ever answered (refused, DNS, TLS).
     Unreachable(String),
+    /// A call spent its whole `retry_max_seconds` on transient failures (429, 5xx, timeouts)
+    /// or was asked to wait beyond it, and no other call succeeded meanwhile: each further
+    /// call would spend as long, so a cycle ends in about `retry_max_seconds`, not one budget
+    /// per object. The call itself is a failure of its object (escrowed).
+    Unavailable(String),
 }
 
 impl std::fmt::Display for Halt {
@@ -91,6 +96,7 @@ impl std::fmt::Display for Halt {
         match self {
             Halt::Credentials(why) => write!(f, "the target rejected the credentials ({why})"),
             Halt::Unreachable(why) => write!(f, "the target cannot be reached ({why})"),
+            Halt::Unavailable(why) => write!(f, "the target stayed unavailable ({why})"),
         }
     }
 }
@@ -124,6 +130,8 @@ pub struct Client {
     halted: Mutex<Option<Halt>>,
     /// The target answered at least once (any status) during this client's life.
     reached: std::sync::atomic::AtomicBool,
+    /// Calls that succeeded: a call that exhausts its retries while none did halts the client.
+    succeeded: AtomicUsize,
     /// `bulk = true` in the configuration.
     bulk_wanted: bool,
     concurrency: usize,
@@ -178,6 +186,7 @@ impl Client {
             profile,
             halted: Mutex::new(None),
             reached: std::sync::atomic::AtomicBool::new(false),
+            succeeded: AtomicUsize::new(0),
             bulk_wanted: target.bulk,
             concurrency: target.concurrency.max(1),
             bulk: tokio::sync::OnceCell::new(),
@@ -481,9 +490,14 @@ impl Client {
         body: Option<&Json>,
     ) -> Result<Option<Json>, ScimError> {
         let started = tokio::time::Instant::now();
-        backoff::future::retry(retry::policy(self.retry_max), || async {
+        let succeeded_before = self.succeeded.load(Ordering::Relaxed);
+        let exhausted = std::sync::atomic::AtomicBool::new(false);
+        let result = backoff::future::retry(retry::policy(self.retry_max), || async {
             match self.attempt_routed(method.clone(), route, body).await {
-                Ok(v) => Ok(v),
+                Ok(v) => {
+                    self.succeeded.fetch_add(1, Ordering::Relaxed);
+                    Ok(v)
+                }
                 Err((e, _))
                     if e.cause == Cause::Connect
                         && !self.reached.load(Ordering::Relaxed)
@@ -497,9 +511,11 @@ impl Client {
                     // the budget is kept here: no wait, and no retry, beyond retry_max_seconds.
                     let left = self.retry_max.saturating_sub(started.elapsed());
                     if let Some(wait) = retry_after.filter(|w| *w > left) {
+                        exhausted.store(true, Ordering::Relaxed);
                         return Err(backoff::Error::Permanent(e.asked_to_wait(wait, self.retry_max)));
                     }
                     if left.is_zero() {
+                        exhausted.store(true, Ordering::Relaxed);
                         return Err(backoff::Error::Permanent(e));
                     }
                     if e.status == Some(429) {
@@ -517,7 +533,17 @@ impl Client {
                 Err((e, _)) => Err(backoff::Error::Permanent(e)),
             }
         })
-        .await
+        .await;
+        if let Err(e) = &result {
+            // backoff itself gives up on a transient error once its budget is spent.
+            let spent = e.retryable && !e.not_sent() && started.elapsed() >= self.retry_max;
+            if (exhausted.load(Ordering::Relaxed) || spent)
+                && self.succeeded.load(Ordering::Relaxed) == succeeded_before
+            {
+                self.halt(Halt::Unavailable(e.to_string()));
+            }
+        }
+        result
     }
 
     /// The error of a call not sent because the client halted earlier in this cycle.
