@@ -220,10 +220,11 @@ impl Dispatcher {
         out
     }
 
-    /// Answers every operation of a request that was sent and answered (or failed).
-    pub fn settle(&self, batch: Vec<Pending>, answer: Answer) {
+    /// Answers every operation of a request that was sent and answered (or failed); `shown`
+    /// makes the target's text of each result safe to store and print.
+    pub fn settle(&self, batch: Vec<Pending>, answer: Answer, shown: &dyn Fn(&str) -> String) {
         let deliveries = match answer {
-            Ok(Some(body)) => per_operation(&batch, &body),
+            Ok(Some(body)) => per_operation(&batch, &body, shown),
             Ok(None) => batch
                 .iter()
                 .map(|p| {
@@ -310,7 +311,7 @@ fn status_of(v: &Json) -> Option<u16> {
 
 /// Maps each operation to its result in a BulkResponse: by `bulkId`, or, for a result without
 /// one, by its position when the response lists exactly one result per operation.
-fn per_operation(batch: &[Pending], body: &Json) -> Vec<Delivery> {
+fn per_operation(batch: &[Pending], body: &Json, shown: &dyn Fn(&str) -> String) -> Vec<Delivery> {
     let results: &[Json] = match body.get("Operations").and_then(Json::as_array) {
         Some(r) => r,
         None => &[],
@@ -347,7 +348,7 @@ fn per_operation(batch: &[Pending], body: &Json) -> Vec<Delivery> {
                     unknown(p, "the bulk response has no result for this operation"),
                     None,
                 )),
-                Some(r) => one_result(p, r),
+                Some(r) => one_result(p, r, shown),
             };
             Delivery::Done(answer, status)
         })
@@ -376,8 +377,9 @@ fn created_id(location: &str) -> Option<String> {
     Some(urlencoding::decode(id).map_or_else(|_| id.to_owned(), |d| d.into_owned()))
 }
 
-/// The answer a single call would have had, from one operation's result.
-fn one_result(p: &Pending, r: &Json) -> Answer {
+/// The answer a single call would have had, from one operation's result; its `scimType` and
+/// `detail` made safe by `shown`.
+fn one_result(p: &Pending, r: &Json, shown: &dyn Fn(&str) -> String) -> Answer {
     let Some(status) = r.get("status").and_then(status_of) else {
         return Err((
             unknown(p, "its result in the bulk response has no status"),
@@ -404,11 +406,11 @@ fn one_result(p: &Pending, r: &Json) -> Answer {
     let scim_type = response
         .and_then(|b| b.get("scimType"))
         .and_then(Json::as_str)
-        .map(str::to_owned);
+        .map(shown);
     let detail = response
         .and_then(|b| b.get("detail"))
         .and_then(Json::as_str)
-        .map(str::to_owned)
+        .map(shown)
         .unwrap_or_else(|| format!("status {status} in the bulk response"));
     let detail = match (&scim_type, status) {
         (Some(t), _) => format!("{t}: {detail}"),
@@ -515,7 +517,9 @@ mod tests {
             })
             .collect();
         let batch = d.take_batch();
-        d.settle(batch, response);
+        d.settle(batch, response, &|t| {
+            crate::text::untrusted(t, &["s3cret".to_owned()])
+        });
         tickets
             .iter_mut()
             .map(|t| t.reply.try_recv().expect("answered"))
@@ -527,6 +531,24 @@ mod tests {
             Delivery::Done(a, _) => a,
             Delivery::Alone => panic!("expected an answer, got Alone"),
         }
+    }
+
+    #[test]
+    fn a_result_detail_is_escaped_and_its_secrets_redacted() {
+        let response = json!({"Operations": [
+            {"method": "POST", "bulkId": "w0", "status": "400", "response": {"scimType": "invalid\u{1b}[2J", "detail": "bad token s3cret\u{7}"}}
+        ]});
+        let mut got = settle(&[(Method::POST, "/Users")], Ok(Some(response)));
+        let (e, _) = done(got.remove(0)).expect_err("400");
+        let said = e.to_string();
+        assert!(
+            !said.contains("s3cret") && !said.contains('\u{1b}') && !said.contains('\u{7}'),
+            "{said}"
+        );
+        assert!(
+            said.contains("[redacted]") && said.contains("\\u{1b}"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl Client {
                         Some(&request),
                     ))
                     .await;
-                    d.settle(batch, answer);
+                    d.settle(batch, answer, &|t| self.shown(t));
                 }
             }
         }
