@@ -700,3 +700,53 @@ fn an_untyped_account_made_after_learning_is_still_found() {
     assert!(!users.contains_key("gus-legacy"), "{:#?}", shown(&calls));
     assert_eq!(users["u-gus"]["id"], gus["id"]);
 }
+
+/// A refusal learned on one account changes no other: the attribute the target refused is no
+/// longer kept in step, and the values the other accounts hold are neither cleared nor held
+/// as a mass clear.
+#[test]
+fn a_refusal_learned_on_one_account_clears_nothing_on_the_others() {
+    let env = Env::start(r#"groups = ["Staff"]"#, "");
+    let ids: Vec<&str> = PEOPLE.iter().map(|p| p.0).collect();
+    let write = |ada_surname: &str| {
+        let users: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                let mut u = person(id);
+                if *id == "u-ada" {
+                    u["surname"] = json!(ada_surname);
+                }
+                u
+            })
+            .collect();
+        env.directory(&users, &[group("g-staff", "Staff", &ids)]);
+    };
+    write("Lovelace");
+    cycle(&env, "initial");
+    env.proxy.set_deviations([SubAttributePath501]);
+    write("King");
+    let out = env.sync(&[]);
+    out.assert_success();
+    assert!(out.stderr.contains("refuses this attribute"), "{out}");
+
+    // The next cycles: nothing to send, nothing held, every other account keeps its name.
+    for at in ["after the refusal", "once more"] {
+        let out = env.sync(&[]);
+        out.assert_success();
+        assert!(!out.stdout.contains("held"), "{at}: {out}");
+        let unchanged = format!("updated 0, deprovisioned 0, unchanged {},", ids.len());
+        assert!(out.stdout.contains(&unchanged), "{at}: {out}");
+        assert_eq!(env.proxy.count(), 0, "{at}: {:?}", env.proxy.calls());
+    }
+    for (name, u) in env.users() {
+        let want = match name.as_str() {
+            "u-ada" => "Ada Lovelace".to_owned(),
+            _ => format!(
+                "{} {}",
+                person(&name)["givenName"].as_str().expect("given"),
+                person(&name)["surname"].as_str().expect("surname")
+            ),
+        };
+        assert_eq!(u["name"]["formatted"], json!(want), "{name}");
+    }
+}

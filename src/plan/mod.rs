@@ -216,6 +216,15 @@ pub(crate) fn diff(old: &BTreeMap<String, Json>, desired: &BTreeMap<String, Json
         .collect()
 }
 
+/// The changes that bring `old` to `want`. An attribute `want` sends only on create
+/// (`apply = "on_create"`, or one the target refused in a PATCH) is no longer kept in step, so
+/// the value the snapshot holds for it is no clear: learning a refusal changes no account.
+pub(crate) fn diff_desired(old: &BTreeMap<String, Json>, want: &Desired) -> Vec<Change> {
+    let mut changes = diff(old, &want.attrs);
+    changes.retain(|c| c.new.is_some() || !want.on_create.contains_key(&c.path));
+    changes
+}
+
 /// Plans the users of one target. `protected` ids (objects the source could not read this
 /// time) are never deprovisioned.
 pub(crate) fn plan_users(
@@ -290,7 +299,7 @@ fn plan_known_users<'a, E>(
                     plan.unchanged += 1;
                     continue;
                 }
-                let changes = diff(&attrs(&id)?, &want.attrs);
+                let changes = diff_desired(&attrs(&id)?, &want);
                 if changes.is_empty() {
                     plan.unchanged += 1;
                 } else {
@@ -400,7 +409,7 @@ fn plan_desired_groups<'a>(
     for (id, want) in desired {
         match snapshot.get(&*id) {
             Some(entry) if !opts.full => {
-                let changes = diff(&entry.attrs, &want.desired.attrs);
+                let changes = diff_desired(&entry.attrs, &want.desired);
                 // A member whose user has no account (its mapping failed, say) cannot be added
                 // yet; it is left out so that an idle cycle stays idle.
                 let add: Vec<SourceId> = want
@@ -509,6 +518,31 @@ mod tests {
         ]
         .into();
         (snapshot, b2, c)
+    }
+
+    #[test]
+    fn an_attribute_sent_only_on_create_is_no_clear() {
+        // b was created with name.formatted; the target has since refused it in a PATCH, so
+        // the desired state sends it only on create.
+        let (snapshot, _, c) = changed_same_and_gone();
+        let mut b = desired(&[("userName", json!("b"))]);
+        b.on_create.insert("name.formatted".into(), json!("B"));
+        let want: BTreeMap<_, _> = [(SourceId::from("b"), b), (SourceId::from("c"), c)].into();
+        let protected = BTreeSet::from([SourceId::from("gone")]);
+        let plan = plan_users(&snapshot, &want, &protected, opts());
+        assert_eq!(plan.ops, vec![]);
+        assert_eq!(plan.unchanged, 2);
+        // A value the source no longer has is still cleared.
+        let mut old = snapshot[&SourceId::from("b")].attrs.clone();
+        old.insert("title".into(), json!("T"));
+        let mut b = desired(&[("userName", json!("b"))]);
+        b.on_create.insert("name.formatted".into(), json!("B"));
+        let changes = diff_desired(&old, &b);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (changes[0].path.as_str(), changes[0].new.clone()),
+            ("title", None)
+        );
     }
 
     #[test]
