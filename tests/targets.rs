@@ -728,6 +728,14 @@ fn a_refusal_learned_on_one_account_clears_nothing_on_the_others() {
     let out = env.sync(&[]);
     out.assert_success();
     assert!(out.stderr.contains("refuses this attribute"), "{out}");
+    // Ada's only change was refused: nothing changed, and the report says so.
+    assert!(out.stdout.contains("updated 0,"), "{out}");
+    let logs = env.scimsync(&["logs", "--json"]);
+    assert!(
+        logs.stdout
+            .contains("the target refuses name.formatted; nothing changed"),
+        "{logs}"
+    );
 
     // The next cycles: nothing to send, nothing held, every other account keeps its name.
     for at in ["after the refusal", "once more"] {

@@ -129,9 +129,30 @@ impl Executor<'_> {
             .await
         {
             Ok(_) => {
-                let tried = modified(desired, changes);
-                self.rec
-                    .changed(Kind::User, id, &scim_id, Action::Update, "", tried);
+                // What the target refused (now or before) did not change: an update of only
+                // refused attributes changed nothing, and says so.
+                let profile = self.client.profile();
+                let applied: Vec<Change> = changes
+                    .iter()
+                    .filter(|c| !profile.refuses(&c.path))
+                    .cloned()
+                    .collect();
+                if applied.is_empty() {
+                    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                    let why = format!("the target refuses {}; nothing changed", paths.join(", "));
+                    self.rec.note(
+                        Kind::User,
+                        id,
+                        Some(&scim_id),
+                        Action::Update,
+                        Status::Warning,
+                        &why,
+                    );
+                } else {
+                    let tried = modified(desired, &applied);
+                    self.rec
+                        .changed(Kind::User, id, &scim_id, Action::Update, "", tried);
+                }
                 let matched_by = match self.snapshot.user(id) {
                     Ok(old) => old.map(|e| e.matched_by).unwrap_or(MatchedBy::Created),
                     Err(e) => return e.into(),
@@ -140,6 +161,7 @@ impl Executor<'_> {
                     .snapshot
                     .put_user(id, &self.user_entry(scim_id, desired, matched_by))
                 {
+                    Ok(()) if applied.is_empty() => Outcome::Unchanged,
                     Ok(()) => Outcome::Updated,
                     Err(e) => e.into(),
                 }
