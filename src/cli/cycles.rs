@@ -5,6 +5,7 @@ use super::{err, out, plan_json, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
 use crate::config::{self, Config};
 use crate::control::{RunOutcome, TargetRun};
 use crate::engine::{self, CycleReport, PlannedCycle};
+use crate::ids::SourceId;
 use crate::plan::{Change, GroupOp, UserOp};
 use crate::target::Target;
 
@@ -144,97 +145,10 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
         .map(|r| r.target.to_string())
         .collect();
     for op in &p.users.ops {
-        // Ids come from the directory: printed escaped, as every outside text.
-        let id = crate::text::escape(op.id().as_str());
-        match op {
-            UserOp::MatchOrCreate { desired, .. } => {
-                out!(
-                    "  create user {id}{} (unless an account matches on {}): {}",
-                    label(desired),
-                    matching.join(", "),
-                    show_attrs(desired)
-                );
-            }
-            UserOp::Update {
-                scim_id,
-                changes,
-                desired,
-                ..
-            } => {
-                out!(
-                    "  update user {id}{} ({scim_id}): {}",
-                    label(desired),
-                    show_changes(changes, desired)
-                );
-            }
-            UserOp::Deprovision { scim_id, mode, .. } => {
-                out!(
-                    "  deprovision user {id} ({scim_id}): {}",
-                    match mode {
-                        config::DeprovisionMode::Deactivate => "active: true -> false",
-                        config::DeprovisionMode::Delete => "DELETE",
-                    }
-                );
-            }
-        }
+        print_user_op(op, &matching);
     }
     for op in &p.groups.ops {
-        match op {
-            GroupOp::MatchOrCreate { id, group } => {
-                out!(
-                    "  create group {id}: {}, {} members",
-                    show_attrs(&group.desired),
-                    group.members.len()
-                );
-            }
-            GroupOp::Update {
-                id,
-                scim_id,
-                changes,
-                add,
-                remove,
-                group,
-            } => {
-                let mut parts = Vec::new();
-                if !changes.is_empty() {
-                    parts.push(show_changes(changes, &group.desired));
-                }
-                if !add.is_empty() {
-                    parts.push(format!(
-                        "add members {}",
-                        add.iter()
-                            .map(|m| match p.labels.get(m) {
-                                Some(name) => format!("{m} ({name})"),
-                                None => m.to_string(),
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                if !remove.is_empty() {
-                    parts.push(format!(
-                        "remove members {}",
-                        remove
-                            .iter()
-                            .map(|(m, _)| m.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                out!("  update group {id} ({scim_id}): {}", parts.join("; "));
-            }
-            GroupOp::Deprovision {
-                id, scim_id, mode, ..
-            } => {
-                out!(
-                    "  deprovision group {id} ({scim_id}): {}",
-                    match mode {
-                        config::DeprovisionMode::Deactivate => "remove managed members",
-                        config::DeprovisionMode::Delete => "DELETE",
-                    }
-                );
-            }
-        }
+        print_group_op(op, p);
     }
     let held = p.users.held.len() + p.groups.held.len();
     if let Some(hold) = p.users.hold.as_ref().or(p.groups.hold.as_ref()) {
@@ -251,4 +165,99 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
         count(p.groups.ops.len(), p.groups.unchanged),
         p.rejected.len()
     );
+}
+
+/// One user operation of a plan. Ids come from the directory: printed escaped, as every
+/// outside text.
+fn print_user_op(op: &UserOp, matching: &[String]) {
+    let id = crate::text::escape(op.id().as_str());
+    match op {
+        UserOp::MatchOrCreate { desired, .. } => {
+            out!(
+                "  create user {id}{} (unless an account matches on {}): {}",
+                label(desired),
+                matching.join(", "),
+                show_attrs(desired)
+            );
+        }
+        UserOp::Update {
+            scim_id,
+            changes,
+            desired,
+            ..
+        } => {
+            out!(
+                "  update user {id}{} ({scim_id}): {}",
+                label(desired),
+                show_changes(changes, desired)
+            );
+        }
+        UserOp::Deprovision { scim_id, mode, .. } => {
+            out!(
+                "  deprovision user {id} ({scim_id}): {}",
+                match mode {
+                    config::DeprovisionMode::Deactivate => "active: true -> false",
+                    config::DeprovisionMode::Delete => "DELETE",
+                }
+            );
+        }
+    }
+}
+
+/// One group operation of a plan, its members named where the plan knows them; every id
+/// escaped.
+fn print_group_op(op: &GroupOp, p: &PlannedCycle) {
+    let escaped = |id: &SourceId| crate::text::escape(id.as_str());
+    match op {
+        GroupOp::MatchOrCreate { id, group } => {
+            out!(
+                "  create group {}: {}, {} members",
+                escaped(id),
+                show_attrs(&group.desired),
+                group.members.len()
+            );
+        }
+        GroupOp::Update {
+            id,
+            scim_id,
+            changes,
+            add,
+            remove,
+            group,
+        } => {
+            let mut parts = Vec::new();
+            if !changes.is_empty() {
+                parts.push(show_changes(changes, &group.desired));
+            }
+            let named = |m: &SourceId| match p.labels.get(m) {
+                Some(name) => format!("{} ({name})", escaped(m)),
+                None => escaped(m),
+            };
+            if !add.is_empty() {
+                let names: Vec<String> = add.iter().map(named).collect();
+                parts.push(format!("add members {}", names.join(", ")));
+            }
+            if !remove.is_empty() {
+                let ids: Vec<String> = remove.iter().map(|(m, _)| escaped(m)).collect();
+                parts.push(format!("remove members {}", ids.join(", ")));
+            }
+            out!(
+                "  update group {} ({scim_id}): {}",
+                escaped(id),
+                parts.join("; ")
+            );
+        }
+        GroupOp::Deprovision {
+            id, scim_id, mode, ..
+        } => {
+            out!(
+                "  deprovision group {} ({scim_id}): {}",
+                escaped(id),
+                match mode {
+                    config::DeprovisionMode::Deactivate => "remove managed members",
+                    config::DeprovisionMode::Delete => "DELETE",
+                }
+            );
+        }
+    }
 }

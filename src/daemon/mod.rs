@@ -167,20 +167,7 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         Box::new(move || watched.every_target_scheduled()),
     ));
     spawn_targets(&shared, &tracker);
-    {
-        let config = shared.current();
-        let schedules: Vec<String> = config
-            .targets
-            .iter()
-            .map(|t| format!("{} ({})", t.name, t.schedule))
-            .collect();
-        tracing::info!(
-            version = env!("CARGO_PKG_VERSION"),
-            targets = %schedules.join(", "),
-            socket = %bound.path.display(),
-            "Daemon started."
-        );
-    }
+    log_started(&shared.current(), &bound.path);
     notify::ready(&format!(
         "running: {targets} targets, waiting for the first cycle"
     ));
@@ -199,6 +186,12 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         }
     }
 
+    shut_down(&shared, &tracker, &bound.files).await
+}
+
+/// The end of `run`: the tasks stopped (calls in flight given [`GRACE`]), the snapshot
+/// flushed, the socket files removed; returns the exit code.
+async fn shut_down(shared: &Shared, tracker: &TaskTracker, files: &[std::path::PathBuf]) -> i32 {
     notify::stopping();
     shared.stop.cancel();
     tracker.close();
@@ -213,11 +206,26 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         tracing::error!(error = %e, "Could not flush the snapshot.");
         code = EXIT_FATAL;
     }
-    for f in &bound.files {
+    for f in files {
         let _ = std::fs::remove_file(f);
     }
     tracing::info!("Daemon stopped.");
     code
+}
+
+/// The log line of a daemon that started: its version, targets with their schedules, socket.
+fn log_started(config: &Config, socket: &Path) {
+    let schedules: Vec<String> = config
+        .targets
+        .iter()
+        .map(|t| format!("{} ({})", t.name, t.schedule))
+        .collect();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        targets = %schedules.join(", "),
+        socket = %socket.display(),
+        "Daemon started."
+    );
 }
 
 /// Starts a supervised scheduler task for each configured target that has none running.

@@ -65,28 +65,10 @@ impl Client {
             Ok(b) => used.insert(b),
             Err(e) => return Err((ScimError::from(e), None)),
         };
-        let Ok(mut auth) =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", bearer.value.expose()))
-        else {
+        let Some(req) = self.request(method, route, body, bearer) else {
             let why = "the token holds characters not allowed in an HTTP header";
             return Err(fail(Cause::Invalid, why.into()));
         };
-        // Sensitive values are never printed by the HTTP stack's debug or trace output.
-        auth.set_sensitive(true);
-        let mut req = self
-            .http
-            .request(method.clone(), route.url(&self.base))
-            .header(reqwest::header::AUTHORIZATION, auth)
-            .header(
-                reqwest::header::ACCEPT,
-                "application/scim+json, application/json",
-            );
-        if let Some(b) = body {
-            // Serialising a serde_json::Value cannot fail.
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
-                .body(serde_json::to_vec(b).unwrap_or_default());
-        }
         let sent = std::time::Instant::now();
         let note = |status: Option<u16>| {
             crate::telemetry::http_request(&self.target.0, method, status, sent.elapsed());
@@ -101,13 +83,7 @@ impl Client {
             Ok(r) => r,
             Err(e) => {
                 note(None);
-                let cause = if e.is_timeout() {
-                    Cause::Timeout
-                } else if e.is_connect() {
-                    Cause::Connect
-                } else {
-                    Cause::Transport
-                };
+                let cause = send_cause(&e);
                 // A request that never connected was never sent.
                 if cause != Cause::Connect {
                     counted();
@@ -170,6 +146,35 @@ impl Client {
         let answer = self.answer(method, &shown, status, &content_type, &bytes, retry_after);
         drop(heavy);
         answer
+    }
+
+    /// The request, with the bearer token marked sensitive (never printed by the HTTP
+    /// stack's debug or trace output); `None` when the token cannot be a header value.
+    fn request(
+        &self,
+        method: &Method,
+        route: &Route,
+        body: Option<&Json>,
+        bearer: &super::auth::Bearer,
+    ) -> Option<reqwest::RequestBuilder> {
+        let value = format!("Bearer {}", bearer.value.expose());
+        let mut auth = reqwest::header::HeaderValue::from_str(&value).ok()?;
+        auth.set_sensitive(true);
+        let req = self
+            .http
+            .request(method.clone(), route.url(&self.base))
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .header(
+                reqwest::header::ACCEPT,
+                "application/scim+json, application/json",
+            );
+        Some(match body {
+            // Serialising a serde_json::Value cannot fail.
+            Some(b) => req
+                .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
+                .body(serde_json::to_vec(b).unwrap_or_default()),
+            None => req,
+        })
     }
 
     /// What an answer means: its JSON body, or the error it carries.
@@ -269,6 +274,17 @@ impl ScimError {
     fn with_status(mut self, status: StatusCode) -> ScimError {
         self.status = Some(status.as_u16());
         self
+    }
+}
+
+/// What kind of failure a request that got no answer had.
+fn send_cause(e: &reqwest::Error) -> Cause {
+    if e.is_timeout() {
+        Cause::Timeout
+    } else if e.is_connect() {
+        Cause::Connect
+    } else {
+        Cause::Transport
     }
 }
 
