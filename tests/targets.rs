@@ -758,3 +758,60 @@ fn a_refusal_learned_on_one_account_clears_nothing_on_the_others() {
         assert_eq!(u["name"]["formatted"], json!(want), "{name}");
     }
 }
+
+/// A target that refuses the value-filtered e-mail path gets the whole `emails` instead, built
+/// from the account as it is: the addresses scimsync does not manage are kept, for the account
+/// that taught it and for the next one.
+#[test]
+fn the_whole_emails_keep_the_addresses_scimsync_does_not_manage() {
+    let env = Env::start(r#"groups = ["Staff"]"#, "");
+    let ids = ["u-ada", "u-bob"];
+    let home = |id: &str| json!({"type": "home", "value": format!("{id}@home.example")});
+    for id in ids {
+        env.server.create_user(json!({
+            "userName": format!("{id}-legacy"),
+            "emails": [home(id), {"value": mail(id)}],
+        }));
+    }
+    let write = |domain: &str| {
+        let users: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                let mut u = person(id);
+                u["mail"] = json!(mail(id).replace("example.org", domain));
+                u
+            })
+            .collect();
+        env.directory(&users, &[group("g-staff", "Staff", &ids)]);
+    };
+    let emails = |id: &str| env.users()[id]["emails"].clone();
+    write("example.org");
+    cycle(&env, "initial");
+    for id in ids {
+        // Adopted: the address given its type in place, the home address kept.
+        assert_eq!(
+            emails(id),
+            json!([home(id), {"value": mail(id), "type": "work"}]),
+            "{id}"
+        );
+    }
+
+    env.proxy.set_deviations([SubAttributePath501]);
+    write("example.net");
+    let calls = cycle(&env, "new domain");
+    for id in ids {
+        let new = mail(id).replace("example.org", "example.net");
+        assert_eq!(
+            emails(id),
+            json!([home(id), {"value": new, "type": "work"}]),
+            "{id}: {:#?}",
+            shown(&calls)
+        );
+    }
+    let out = env.scimsync(&["check"]);
+    assert!(
+        out.stdout
+            .contains(r#"emails[type eq "work"].value is sent as the whole attribute (learned)"#),
+        "{out}"
+    );
+}

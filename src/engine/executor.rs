@@ -127,8 +127,8 @@ pub(crate) fn change_ops(changes: &[Change]) -> Vec<PatchOp> {
         .filter_map(|c| {
             let path = AttrPath::parse(&c.path).ok()?;
             Some(match &c.new {
-                Some(v) => path.patch_set(v.clone(), c.old.is_some()),
-                None => path.patch_remove(),
+                Some(v) => path.patch_set(v.clone(), c.old.as_ref()),
+                None => path.patch_remove(c.old.as_ref()),
             })
         })
         .collect()

@@ -6,7 +6,7 @@
 //! itself in a PATCH operation or a filter.
 
 pub(crate) use crate::scim::filter::FilterForm;
-use crate::scim::patch::{PatchOp, Verb};
+use crate::scim::patch::{ItemEdit, PatchOp, Verb};
 use serde_json::{Map, Value as Json};
 use std::fmt;
 
@@ -355,51 +355,62 @@ impl AttrPath {
         }
     }
 
-    /// The PATCH operations that set this path to `value`, given whether the target holds a
-    /// value there now. A filtered path that matches nothing cannot be replaced (servers answer
-    /// `noTarget`), so the whole multi-valued item is added instead.
-    pub(crate) fn patch_set(&self, value: Json, exists: bool) -> PatchOp {
+    /// The PATCH operation that sets this path to `value`, given the value last sent there
+    /// (`old`). A filtered path that matches nothing cannot be replaced (servers answer
+    /// `noTarget`), so without an old value the item is added instead.
+    pub(crate) fn patch_set(&self, value: Json, old: Option<&Json>) -> PatchOp {
         let op = match (&self.filter, &self.sub) {
             (Some((fa, fv)), Some(sub)) => {
-                let mut item = Map::new();
-                item.insert(fa.clone(), Json::String(fv.clone()));
-                item.insert(sub.clone(), value.clone());
-                let one = |mut item: Map<String, Json>, primary: bool| {
-                    if primary {
-                        item.insert("primary".into(), Json::Bool(true));
-                    }
-                    Some(Json::Array(vec![Json::Object(item)]))
-                };
-                // A target that refuses the value-filtered path may take the whole attribute.
-                let whole = PatchOp::new(Verb::Replace, self.base_path(), one(item.clone(), true));
-                let op = if exists {
-                    PatchOp::new(Verb::Replace, self.to_string(), Some(value))
+                let op = if old.is_some() {
+                    PatchOp::new(Verb::Replace, self.to_string(), Some(value.clone()))
                 } else {
-                    PatchOp::new(Verb::Add, self.base_path(), one(item, false))
+                    let mut item = Map::new();
+                    item.insert(fa.clone(), Json::String(fv.clone()));
+                    item.insert(sub.clone(), value.clone());
+                    let items = Json::Array(vec![Json::Object(item)]);
+                    PatchOp::new(Verb::Add, self.base_path(), Some(items))
                 };
-                op.or_whole(whole)
+                op.editing(self.item_edit((fa, fv), sub, old, Some(value)))
             }
             _ => PatchOp::new(Verb::Replace, self.to_string(), Some(value)),
         };
         op.for_attribute(self.to_string())
     }
 
-    /// The PATCH operation that clears this path.
-    pub(crate) fn patch_remove(&self) -> PatchOp {
+    /// The PATCH operation that clears this path, given the value last sent there.
+    pub(crate) fn patch_remove(&self, old: Option<&Json>) -> PatchOp {
         let op = match &self.filter {
             // Clearing the value of a typed item removes the item (an e-mail without value is
-            // meaningless); a target that refuses the filter may remove the whole attribute.
+            // meaningless).
             Some((fa, fv)) => {
                 let path = format!("{}[{fa} eq {}]", self.base_path(), quote(fv));
-                PatchOp::new(Verb::Remove, path, None).or_whole(PatchOp::new(
-                    Verb::Remove,
-                    self.base_path(),
-                    None,
-                ))
+                let op = PatchOp::new(Verb::Remove, path, None);
+                match &self.sub {
+                    Some(sub) => op.editing(self.item_edit((fa, fv), sub, old, None)),
+                    None => op,
+                }
             }
             None => PatchOp::new(Verb::Remove, self.to_string(), None),
         };
         op.for_attribute(self.to_string())
+    }
+
+    /// The item edit of this value-filtered path (see [`ItemEdit`]).
+    fn item_edit(
+        &self,
+        (fa, fv): (&String, &String),
+        sub: &str,
+        old: Option<&Json>,
+        new: Option<Json>,
+    ) -> ItemEdit {
+        ItemEdit {
+            urn: self.urn.clone(),
+            attr: self.attr.clone(),
+            key: (fa.clone(), fv.clone()),
+            sub: sub.to_owned(),
+            old: old.and_then(Json::as_str).map(str::to_owned),
+            new,
+        }
     }
 
     /// For an adopted account that holds `value` here only in an item of another type (or of
@@ -660,15 +671,16 @@ mod tests {
         };
         let p = AttrPath::parse(r#"emails[type eq "work"].value"#).expect("p");
         assert_eq!(
-            p.patch_set(json!("a@x"), false).to_json(lower),
+            p.patch_set(json!("a@x"), None).to_json(lower),
             json!({"op": "add", "path": "emails", "value": [{"type": "work", "value": "a@x"}]})
         );
         assert_eq!(
-            p.patch_set(json!("a@x"), true).to_json(lower),
+            p.patch_set(json!("a@x"), Some(&json!("old@x")))
+                .to_json(lower),
             json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "a@x"})
         );
         assert_eq!(
-            p.patch_remove().to_json(lower),
+            p.patch_remove(Some(&json!("a@x"))).to_json(lower),
             json!({"op": "remove", "path": "emails[type eq \"work\"]"})
         );
     }

@@ -114,16 +114,23 @@ impl ScimError {
     }
 
     /// The target refuses the attribute an operation names, whatever its value: 501, or a 400
-    /// saying the path cannot be used (`invalidPath`, `noTarget`) or the attribute not written
-    /// (`mutability`). Any other 400 is about the value of one object.
+    /// saying the path cannot be used (`invalidPath`) or the attribute not written
+    /// (`mutability`). Any other 400 is about the value of one object; `noTarget` about one
+    /// resource (see [`ScimError::is_no_target`]).
     pub fn refuses_attribute(&self) -> bool {
         match self.status {
             Some(501) => true,
             Some(400) => matches!(
                 self.scim_type.as_deref(),
-                Some("invalidPath" | "noTarget" | "mutability")
+                Some("invalidPath" | "mutability")
             ),
             _ => false,
         }
+    }
+
+    /// A 400 `noTarget`: the path selects nothing in this resource (RFC 7644 §3.5.2), such as
+    /// an `emails[type eq "work"]` item on an account whose address has no type.
+    pub fn is_no_target(&self) -> bool {
+        self.status == Some(400) && self.scim_type.as_deref() == Some("noTarget")
     }
 }

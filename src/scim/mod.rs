@@ -27,7 +27,7 @@ use crate::config::TargetConfig;
 use crate::ids::{BadId, ScimId, TargetName};
 use auth::Auth;
 pub use error::{Cause, ScimError};
-use patch::PatchOp;
+use patch::{PatchOp, Verb};
 pub use profile::Profile;
 use reqwest::Method;
 use retry::Pacer;
@@ -374,47 +374,40 @@ impl Client {
             .map(|_| ())
     }
 
-    /// `PATCH` of mapped attributes, as the target takes them. Attributes it refused before
-    /// are not sent; a value-filtered path it takes only whole goes whole. When the PATCH
-    /// fails on one of several operations, each goes alone: the accepted ones apply, an
-    /// attribute the target refuses is returned (and remembered by the profile), and a value
-    /// it refuses fails the call after the others were applied.
+    /// PATCHes mapped attributes: those the target refuses are not sent, and a value-filtered
+    /// path it takes only whole goes whole. When the PATCH is refused, its operations go one
+    /// at a time, so that one refused attribute does not hold back the others; each refused
+    /// one is returned (and kept in the profile), the first other failure is the error.
     pub async fn patch_attrs(
         &self,
         endpoint: Endpoint,
         id: &ScimId,
         ops: Vec<PatchOp>,
     ) -> Result<Vec<Refused>, ScimError> {
-        let ops: Vec<PatchOp> = ops
-            .into_iter()
-            .filter_map(|op| match op.attribute.as_deref() {
-                Some(a) if self.profile.refuses(a) => None,
-                Some(a) if self.profile.takes_whole(a) => match op.whole {
-                    Some(whole) => Some(whole.for_attribute(a)),
-                    None => Some(op),
-                },
-                _ => Some(op),
-            })
-            .collect();
+        let ops = self.as_taken(endpoint, id, ops).await?;
         if ops.is_empty() {
             return Ok(Vec::new());
         }
         let e = match self.patch(endpoint, id, &ops).await {
             Ok(()) => return Ok(Vec::new()),
-            Err(e) if ops.len() == 1 && e.refuses_attribute() => {
-                return self.refused_one(endpoint, id, &ops[0], &e).await;
+            Err(e) if ops.len() == 1 => {
+                return Ok(self
+                    .settle_one(endpoint, id, &ops[0], e)
+                    .await?
+                    .into_iter()
+                    .collect());
             }
-            Err(e) if ops.len() > 1 && (e.refuses_attribute() || e.status == Some(400)) => e,
+            Err(e) if e.refuses_attribute() || e.status == Some(400) => e,
             Err(e) => return Err(e),
         };
         tracing::debug!(target_name = %self.target, error = %e, "A PATCH was refused; sending its operations one by one.");
         let (mut refused, mut failed) = (Vec::new(), None);
         for op in ops {
-            match self.patch(endpoint, id, std::slice::from_ref(&op)).await {
-                Ok(()) => {}
-                Err(e) if e.refuses_attribute() => {
-                    refused.extend(self.refused_one(endpoint, id, &op, &e).await?)
-                }
+            let Err(e) = self.patch(endpoint, id, std::slice::from_ref(&op)).await else {
+                continue;
+            };
+            match self.settle_one(endpoint, id, &op, e).await {
+                Ok(r) => refused.extend(r),
                 Err(e) if e.status == Some(400) => {
                     failed.get_or_insert(e);
                 }
@@ -427,27 +420,85 @@ impl Client {
         }
     }
 
-    /// One operation the target refused: its whole-attribute form is tried where it has one;
-    /// else (or refused too) the attribute is refused.
-    async fn refused_one(
+    /// The operations as this target takes them: without the attributes it refuses, and
+    /// with the whole attribute (from the resource as it is now, read once) where it takes a
+    /// value-filtered path only whole.
+    async fn as_taken(
+        &self,
+        endpoint: Endpoint,
+        id: &ScimId,
+        ops: Vec<PatchOp>,
+    ) -> Result<Vec<PatchOp>, ScimError> {
+        let mut ops: Vec<PatchOp> = ops
+            .into_iter()
+            .filter(|op| {
+                !op.attribute
+                    .as_deref()
+                    .is_some_and(|a| self.profile.refuses(a))
+            })
+            .collect();
+        let whole = |op: &PatchOp| {
+            op.item.is_some()
+                && op
+                    .attribute
+                    .as_deref()
+                    .is_some_and(|a| self.profile.takes_whole(a))
+        };
+        if ops.iter().any(whole) {
+            let resource = self.get(endpoint, id).await?;
+            for op in ops.iter_mut().filter(|op| whole(op)) {
+                if let (Some(item), Some(a)) = (&op.item, &op.attribute) {
+                    *op = item.whole(&resource).for_attribute(a.clone());
+                }
+            }
+        }
+        Ok(ops)
+    }
+
+    /// One operation that failed alone. A removal of what is not there (`noTarget`) is done;
+    /// an item the resource does not hold in that form (`noTarget`) is set in the whole
+    /// attribute; a refused value-filtered path goes whole, learned for the target when that
+    /// works; else a refused attribute is returned. Any other failure is the error.
+    async fn settle_one(
         &self,
         endpoint: Endpoint,
         id: &ScimId,
         op: &PatchOp,
-        e: &ScimError,
-    ) -> Result<Vec<Refused>, ScimError> {
-        if let (Some(whole), Some(attribute)) = (&op.whole, &op.attribute) {
-            match self.patch(endpoint, id, std::slice::from_ref(whole)).await {
+        e: ScimError,
+    ) -> Result<Option<Refused>, ScimError> {
+        if e.is_no_target() {
+            return match (&op.op, &op.item) {
+                (Verb::Remove, _) => Ok(None),
+                (_, Some(item)) => self.patch_whole(endpoint, id, item).await.map(|()| None),
+                _ => Err(e),
+            };
+        }
+        if !e.refuses_attribute() {
+            return Err(e);
+        }
+        if let (Some(item), Some(attribute)) = (&op.item, &op.attribute) {
+            match self.patch_whole(endpoint, id, item).await {
                 Ok(()) => {
                     tracing::info!(target_name = %self.target, attribute = %attribute, "The target takes this attribute only whole; sending it so from now on.");
                     self.profile.learn_whole(attribute);
-                    return Ok(Vec::new());
+                    return Ok(None);
                 }
                 Err(e) if e.refuses_attribute() => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(vec![self.refused(op, e)])
+        Ok(Some(self.refused(op, &e)))
+    }
+
+    /// Sends an item edit as the whole attribute, built from the resource as it is now.
+    async fn patch_whole(
+        &self,
+        endpoint: Endpoint,
+        id: &ScimId,
+        item: &patch::ItemEdit,
+    ) -> Result<(), ScimError> {
+        let resource = self.get(endpoint, id).await?;
+        self.patch(endpoint, id, &[item.whole(&resource)]).await
     }
 
     fn refused(&self, op: &PatchOp, e: &ScimError) -> Refused {
