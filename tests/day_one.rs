@@ -136,6 +136,15 @@ fn a_misspelled_source_attribute_is_warned_and_its_mass_clear_held() {
     let status = env.scimsync(&["status"]);
     assert!(status.stdout.contains("  held: "), "{status}");
 
+    // A full sync re-adopts every account: the clears are still not made one by one, and
+    // the next cycle holds them again.
+    env.sync(&["--full"]).assert_success();
+    assert_eq!(dept(&env), 12, "a full sync clears nothing");
+    let out = env.sync(&[]);
+    out.assert_code(1);
+    assert!(out.stderr.contains(&held), "{out}");
+    assert_eq!(dept(&env), 12, "still nothing cleared");
+
     env.sync(&["--allow-clears"]).assert_success();
     assert_eq!(dept(&env), 0, "cleared when the administrator says so");
 }

@@ -307,7 +307,20 @@ impl Executor<'_> {
             return self.rec.skipped(kind, id, Some(&scim_id), why);
         }
         let current = self.current_attrs(kind, &resource, subject.desired());
-        let changes = plan::diff(&current, &subject.desired().attrs);
+        let mut changes = plan::diff(&current, &subject.desired().attrs);
+        // What the directory has empty is not cleared here, one account at a time beyond the
+        // attribute-wipe guard (a mistyped source attribute, then `sync --full`): the account
+        // keeps it, the snapshot says so, and the next cycle's plan clears it under the guard.
+        let held: BTreeMap<String, Json> = if self.allow_clears {
+            BTreeMap::new()
+        } else {
+            changes
+                .iter()
+                .filter(|c| c.new.is_none())
+                .filter_map(|c| Some((c.path.clone(), c.old.clone()?)))
+                .collect()
+        };
+        changes.retain(|c| !held.contains_key(&c.path));
         self.rec.step(|s| {
             s.action = Some(format!("update (adopt {kind} {scim_id} matched by {by})"));
             s.changes = shown_changes(subject.desired(), &changes);
@@ -321,8 +334,12 @@ impl Executor<'_> {
         }
         match subject {
             Subject::User(desired) => {
-                self.adopt_user(id, desired, scim_id, &resource, changes, by)
-                    .await
+                let found = Adoptee {
+                    resource: &resource,
+                    by,
+                    held,
+                };
+                self.adopt_user(id, desired, scim_id, found, changes).await
             }
             Subject::Group { group, users } => {
                 self.adopt_group(id, group, users, scim_id, resource, current, changes, by)
@@ -369,10 +386,10 @@ impl Executor<'_> {
         id: &SourceId,
         desired: &Desired,
         scim_id: ScimId,
-        resource: &Json,
+        found: Adoptee<'_>,
         changes: Vec<plan::Change>,
-        by: String,
     ) -> Outcome {
+        let Adoptee { resource, by, held } = found;
         if !changes.is_empty() {
             let ops = change_ops(&changes);
             if let Err(e) = self
@@ -399,7 +416,7 @@ impl Executor<'_> {
             &detail,
             modified(desired, &changes),
         );
-        let entry = self.user_entry(scim_id, desired, MatchedBy::Adopted(by));
+        let entry = self.user_entry_keeping(scim_id, desired, MatchedBy::Adopted(by), held);
         match self.snapshot.put_user(id, &entry) {
             Ok(()) if changes.is_empty() && retyped.is_empty() => Outcome::Unchanged,
             Ok(()) => Outcome::Updated,
@@ -521,6 +538,14 @@ impl Executor<'_> {
             ),
         }
     }
+}
+
+/// The account an adoption found: as the target holds it, how it was matched, and the values
+/// it keeps although the directory has them empty.
+struct Adoptee<'a> {
+    resource: &'a Json,
+    by: String,
+    held: BTreeMap<String, Json>,
 }
 
 /// The attributes a create sets, for a failure's record.

@@ -284,7 +284,8 @@ pub(crate) async fn run_target_with(
     }
     let rec = Recorder::new(&c.report.cycle_id, &target.name, open_log(store));
     let snapshot = c.snapshot.clone();
-    let exec = Executor::new(&client, &snapshot, target, rec);
+    let mut exec = Executor::new(&client, &snapshot, target, rec);
+    exec.allow_clears = opts.allow_clears;
     c.claim_all(&exec, known)?;
     c.stage_held(&exec, &planned.users.held, &planned.groups.held);
     c.stage_clears(&exec, &planned.users.spared);

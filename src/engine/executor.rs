@@ -28,6 +28,9 @@ pub(crate) struct Executor<'a> {
     claims: Mutex<BTreeMap<(Kind, ScimId), SourceId>>,
     /// Decides and finds (matching queries are reads) but writes nothing: `provision --dry-run`.
     pub(crate) dry_run: bool,
+    /// `sync --allow-clears`: an adoption clears what the directory has empty at once, rather
+    /// than leaving it to the next cycle's plan and its attribute-wipe guard.
+    pub(crate) allow_clears: bool,
 }
 
 impl<'a> Executor<'a> {
@@ -45,6 +48,7 @@ impl<'a> Executor<'a> {
             rec,
             claims: Mutex::new(BTreeMap::new()),
             dry_run: false,
+            allow_clears: false,
         }
     }
 
@@ -75,7 +79,17 @@ impl<'a> Executor<'a> {
         let scim_id = entry.scim_id.clone();
         let mut record = |done: crate::scim::members::Confirmed| {
             if done.attrs {
+                // What this PATCH did not touch stays as recorded (a clear an adoption left
+                // to the plan, say).
+                let untouched: Vec<(String, Json)> = entry
+                    .attrs
+                    .iter()
+                    .filter(|(k, _)| !desired.attrs.contains_key(*k))
+                    .filter(|(k, _)| !changes.iter().any(|c| &c.path == *k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 entry.attrs = self.confirmed_attrs(desired);
+                entry.attrs.extend(untouched);
             }
             for s in &done.added {
                 if let Some(m) = source_of.get(s) {
@@ -175,7 +189,20 @@ impl Executor<'_> {
         desired: &Desired,
         matched_by: MatchedBy,
     ) -> UserEntry {
-        let attrs = self.confirmed_attrs(desired);
+        self.user_entry_keeping(scim_id, desired, matched_by, BTreeMap::new())
+    }
+
+    /// [`Executor::user_entry`] that also records values the account still holds although
+    /// the directory has them empty (clears an adoption left to the plan).
+    pub(crate) fn user_entry_keeping(
+        &self,
+        scim_id: ScimId,
+        desired: &Desired,
+        matched_by: MatchedBy,
+        held: BTreeMap<String, Json>,
+    ) -> UserEntry {
+        let mut attrs = self.confirmed_attrs(desired);
+        attrs.extend(held);
         UserEntry {
             scim_id,
             hash: plan::hash(&attrs),
