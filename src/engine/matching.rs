@@ -241,7 +241,7 @@ impl<'a> Matcher<'a> {
         }
         match self.how(endpoint, rule) {
             How::List => self.listed(endpoint, rule, value, since).await,
-            How::Filter(form, true) => self.query(endpoint, rule, value, form).await,
+            How::Filter(form, true) => self.query(endpoint, rule, value, form, since).await,
             How::Filter(form, false) => {
                 self.query_unverified(endpoint, rule, value, form, since)
                     .await
@@ -260,7 +260,7 @@ impl<'a> Matcher<'a> {
         form: FilterForm,
         since: Option<Instant>,
     ) -> Result<(Vec<Json>, Asked), ScimError> {
-        let (hits, asked) = self.query(endpoint, rule, value, form).await?;
+        let (hits, asked) = self.query(endpoint, rule, value, form, since).await?;
         let used = match &asked {
             Asked::Filter(_, _) => self.how(endpoint, rule),
             // Every form was refused: the rule is matched by listing now.
@@ -278,7 +278,7 @@ impl<'a> Matcher<'a> {
         match self.learn(endpoint, rule).await? {
             Some(Verdict::List { .. }) => self.listed(endpoint, rule, value, since).await,
             Some(Verdict::Filter { form: learned }) if !matches!(used, How::Filter(f, _) if f == learned) => {
-                self.query(endpoint, rule, value, learned).await
+                self.query(endpoint, rule, value, learned, since).await
             }
             // The form is the target's, or nothing on the target could tell yet.
             _ => Ok((hits, asked)),
@@ -300,14 +300,17 @@ impl<'a> Matcher<'a> {
         Ok((l.find(rule, value), Asked::Listing(endpoint, l.len())))
     }
 
-    /// A filter query, in `form` or (when the target refuses it) the next forms; when none is
-    /// left, the rule is matched by listing from now on.
+    /// A filter query, in `form` or (when the target refuses it) the next forms. When every
+    /// form is refused, this value is looked up in a listing at least as fresh as `since`;
+    /// the rule is matched by listing from then on only if a value the target lists is
+    /// refused too (one odd value proves nothing of the target).
     async fn query(
         &self,
         endpoint: Endpoint,
         rule: &Rule,
         value: &str,
         form: FilterForm,
+        since: Option<Instant>,
     ) -> Result<(Vec<Json>, Asked), ScimError> {
         let forms = rule.target.filter_forms();
         let start = forms.iter().position(|f| *f == form).unwrap_or(0);
@@ -329,9 +332,9 @@ impl<'a> Matcher<'a> {
                 Err(e) => return Err(e),
             }
         }
-        let why = format!("it refused every filter form ({})", refused.join("; "));
-        self.learned(endpoint, rule, Verdict::List { why });
-        self.listed(endpoint, rule, value, None).await
+        tracing::info!(target_name = %self.target.name, refused = %refused.join("; "), "The target refused every filter form for one value; looking it up in a listing.");
+        self.learn(endpoint, rule).await?;
+        self.listed(endpoint, rule, value, since).await
     }
 
     fn learned(&self, endpoint: Endpoint, rule: &Rule, verdict: Verdict) {
