@@ -342,7 +342,16 @@ fn a_wrong_client_secret_fails_clearly_without_a_write() {
     assert!(out.stderr.contains("target \"app\""), "{out}");
     assert!(out.stderr.contains(&tokens.url), "{out}");
     assert!(out.stderr.contains("invalid_client"), "{out}");
+    // The server echoed the secret and an escape: both scrubbed, here and in the state.
     assert!(!out.stderr.contains("not-the-secret"), "{out}");
+    assert!(out.stderr.contains("[redacted]"), "{out}");
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stdout.contains('\u{1b}'),
+        "{out}"
+    );
+    let status = env.scimsync(&["status"]);
+    assert!(!status.stdout.contains("not-the-secret"), "{status}");
+    assert!(!status.stdout.contains('\u{1b}'), "{status}");
     // One refused token request, not one per object.
     assert_eq!(tokens.requests().len(), 1, "{:?}", tokens.requests());
 

@@ -91,7 +91,7 @@ fn print_report(r: &CycleReport) {
             "target {:?}: quarantined since {}: {}; scheduled cycles back off to every {} s (next at {})",
             r.target,
             q.since,
-            q.reason,
+            crate::text::escape(&q.reason),
             q.interval_seconds,
             q.next_cycle
         ),

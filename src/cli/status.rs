@@ -58,7 +58,9 @@ fn rows(t: &TargetStatus) -> Vec<(&'static str, String)> {
         match &t.quarantine {
             Some(q) => format!(
                 "since {}: {} (next scheduled cycle {})",
-                q.since, q.reason, q.next_cycle
+                q.since,
+                crate::text::escape(&q.reason),
+                q.next_cycle
             ),
             None => "no".into(),
         },

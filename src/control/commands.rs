@@ -132,7 +132,8 @@ async fn cycles(ctx: &Ctx, only: Option<&str>, opts: CycleOptions) -> Response {
             {
                 notes.push(format!(
                     "quarantined since {} ({}); running this cycle because sync was run by hand",
-                    q.since, q.reason
+                    q.since,
+                    crate::text::escape(&q.reason)
                 ));
             }
             let progress = Arc::new(Progress::default());

@@ -135,21 +135,7 @@ impl Auth {
     pub fn secrets(&self) -> Vec<String> {
         let mut out = match self {
             Auth::Bearer(token) => vec![token.expose().to_owned()],
-            Auth::OAuth(o) => {
-                use base64::Engine as _;
-                let basic = format!(
-                    "{}:{}",
-                    urlencoding::encode(&o.client_id),
-                    urlencoding::encode(o.client_secret.expose())
-                );
-                let mut v = vec![
-                    o.client_secret.expose().to_owned(),
-                    base64::engine::general_purpose::STANDARD.encode(basic),
-                ];
-                let issued = o.issued.lock().unwrap_or_else(|p| p.into_inner());
-                v.extend(issued.iter().map(|s| s.expose().to_owned()));
-                v
-            }
+            Auth::OAuth(o) => o.secrets(),
         };
         out.retain(|s| s.len() >= 4);
         out.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -181,6 +167,23 @@ fn refresh_margin(lifetime: Duration) -> Duration {
 }
 
 impl OAuth {
+    /// The client secret, its HTTP Basic form and the access tokens issued so far.
+    fn secrets(&self) -> Vec<String> {
+        use base64::Engine as _;
+        let basic = format!(
+            "{}:{}",
+            urlencoding::encode(&self.client_id),
+            urlencoding::encode(self.client_secret.expose())
+        );
+        let mut v = vec![
+            self.client_secret.expose().to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(basic),
+        ];
+        let issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+        v.extend(issued.iter().map(|s| s.expose().to_owned()));
+        v
+    }
+
     async fn bearer(&self, http: &reqwest::Client) -> Result<Bearer, TokenError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
@@ -244,21 +247,19 @@ impl OAuth {
             .await
             .map_err(|e| fail(None, format!("no answer: {}", e.without_url()), true))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| {
-            fail(
-                Some(status.as_u16()),
-                format!("reading the answer: {}", e.without_url()),
-                true,
-            )
-        })?;
+        let bytes = read_token_answer(resp)
+            .await
+            .map_err(|why| fail(Some(status.as_u16()), why, true))?;
         if !status.is_success() {
             let why = match serde_json::from_slice::<TokenErrorResponse>(&bytes) {
                 Ok(e) => match e.error_description {
                     Some(d) => format!("{} ({d})", e.error),
                     None => e.error,
                 },
-                Err(_) => crate::text::escape(String::from_utf8_lossy(&bytes).trim()),
+                Err(_) => String::from_utf8_lossy(&bytes).trim().to_owned(),
             };
+            // The token endpoint is a third party too: its text is escaped and scrubbed.
+            let why = crate::text::untrusted(&why, &self.secrets());
             return Err(fail(
                 Some(status.as_u16()),
                 format!("{status}: {why}"),
@@ -295,6 +296,27 @@ impl OAuth {
             .unwrap_or(DEFAULT_LIFETIME);
         Ok((Secret::new(token.access_token), lifetime))
     }
+}
+
+/// The most of a token endpoint's answer that is read: a token response is a few kilobytes.
+const MAX_TOKEN_ANSWER: usize = 64 << 10;
+
+/// A token endpoint's answer, read up to [`MAX_TOKEN_ANSWER`].
+async fn read_token_answer(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer: {}", e.without_url()))?
+    {
+        if bytes.len() + chunk.len() > MAX_TOKEN_ANSWER {
+            return Err(format!(
+                "the answer is larger than {MAX_TOKEN_ANSWER} bytes; refused"
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

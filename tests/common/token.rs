@@ -181,7 +181,12 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Stri
     {
         (
             StatusCode::UNAUTHORIZED,
-            json!({"error": "invalid_client", "error_description": "client authentication failed"}),
+            // Echoes what it was sent, with a terminal escape, as a careless server does:
+            // scimsync must neither print nor store either.
+            json!({
+                "error": "invalid_client",
+                "error_description": format!("client authentication failed for secret {client_secret}\u{1b}[2J"),
+            }),
         )
     } else if grant != Some("client_credentials") {
         (
