@@ -337,6 +337,28 @@ fn held_deprovisions_are_staged_deletes_then_disables_once_allowed() {
 }
 
 #[test]
+fn a_held_group_deprovision_is_recorded_once() {
+    let env = Env::start(r#"groups = ["Staff", "Ops"]"#, "deletion_threshold = 0");
+    let ops = group("g2", "Ops", &["u-ada"]);
+    let mut groups = staff(&["u-ada", "u-bob", "u-cy"]);
+    groups.push(ops);
+    env.directory(&three_users(), &groups);
+    env.sync(&[]).assert_success();
+    // Ops is no longer assigned; its member stays in scope through Staff.
+    let config = env.ws.read("scimsync.toml");
+    let unassigned = config.replace(r#"groups = ["Staff", "Ops"]"#, r#"groups = ["Staff"]"#);
+    assert_ne!(config, unassigned);
+    env.ws.write("scimsync.toml", unassigned);
+    env.sync(&[]).assert_code(1);
+    let staged = records(&env, &[]);
+    let held: Vec<&Value> = staged
+        .iter()
+        .filter(|r| r["object_id"] == "g2" && r["status"] == "Skipped")
+        .collect();
+    assert_eq!(held.len(), 1, "{staged:#?}");
+}
+
+#[test]
 fn at_most_a_hundred_held_deprovisions_are_recorded_per_cycle() {
     let env = Env::start(r#"groups = ["Staff"]"#, "deletion_threshold = 1");
     let users: Vec<Value> = (0..105)

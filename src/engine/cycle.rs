@@ -104,8 +104,10 @@ fn checked_desired_state(
 ) -> Result<DesiredState, EngineError> {
     guard::outage_guard(&dir, snapshot, config.min_source_ratio)?;
     url_guard(target, snapshot, opts)?;
+    // Read once: the mapping asks for every attribute of every user.
+    let refused = profile.refused();
     Ok(desired_state(dir, &config.scope, target, &|p| {
-        profile.refuses(p)
+        refused.contains_key(p)
     })?)
 }
 
@@ -287,7 +289,8 @@ pub(crate) async fn run_target_with(
     let mut exec = Executor::new(&client, &snapshot, target, rec);
     exec.allow_clears = opts.allow_clears;
     c.claim_all(&exec, known)?;
-    c.stage_held(&exec, &planned.users.held, &planned.groups.held);
+    // The groups' held deprovisions are staged from the replan, in the groups' phase.
+    c.stage_held(&exec, &planned.users.held, &[]);
     c.stage_clears(&exec, &planned.users.spared);
     progress.planned(planned.users.ops.len() + planned.groups.ops.len());
     let users = std::mem::take(&mut planned.users.ops);
