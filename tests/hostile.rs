@@ -487,6 +487,24 @@ fn unusable_ids_from_a_create_are_never_used_nor_create_twice() {
 }
 
 #[test]
+fn one_id_answered_to_every_create_links_no_two_people_to_one_account() {
+    let what = "every create answered with the same id";
+    let case = Case::new(Attack::BadIdFromCreate("same-id".into()), 2);
+    let m = case.run(&["sync"]);
+    case.assert_safe(what, &m);
+    assert_eq!(m.out.code, 1, "{what}: the second create fails\n{m}");
+    assert!(
+        case.everything_said(&m)
+            .contains("which another directory object's user already has"),
+        "{what}: the reason is given\n{m}"
+    );
+    case.server.set_attack(Attack::None);
+    let m = case.run(&["sync"]);
+    case.assert_safe(&format!("{what}, then a correct server"), &m);
+    assert_eq!(case.server.users().len(), 2, "{what}\n{m}");
+}
+
+#[test]
 fn unusable_ids_in_a_listing_are_never_used_nor_create_twice() {
     // Five accounts with a bad id each, and a sixth user without an account: the listing is
     // refused, the queries find the five, whose objects fail; the sixth is created.

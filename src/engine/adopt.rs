@@ -149,7 +149,7 @@ impl Executor<'_> {
             }
             other => other?,
         };
-        self.claim(Kind::User, &scim_id, id);
+        self.claim_created(Kind::User, &scim_id, id)?;
         self.rec.step(|s| {
             s.action = Some("create".into());
             s.changes = shown_created(desired);
@@ -190,7 +190,7 @@ impl Executor<'_> {
             }
             other => other?,
         };
-        self.claim(Kind::Group, &scim_id, id);
+        self.claim_created(Kind::Group, &scim_id, id)?;
         let kept = self.kept_members(&scim_id, &resource, &want[..sent]).await;
         if sent > 0 {
             profile.learn_members_on_create(!kept.is_empty());
@@ -403,6 +403,7 @@ impl Executor<'_> {
                     .failed(Kind::User, id, Some(&scim_id), Action::Update, e, tried);
             }
         }
+        let applied = self.applied(&changes);
         let retyped = self.retype(desired, &scim_id, resource).await;
         let mut detail = format!("adopted existing account matched by {by}");
         if !retyped.is_empty() {
@@ -414,14 +415,36 @@ impl Executor<'_> {
             &scim_id,
             Action::Update,
             &detail,
-            modified(desired, &changes),
+            modified(desired, &applied),
         );
         let entry = self.user_entry_keeping(scim_id, desired, MatchedBy::Adopted(by), held);
         match self.snapshot.put_user(id, &entry) {
-            Ok(()) if changes.is_empty() && retyped.is_empty() => Outcome::Unchanged,
+            Ok(()) if applied.is_empty() && retyped.is_empty() => Outcome::Unchanged,
             Ok(()) => Outcome::Updated,
             Err(e) => e.into(),
         }
+    }
+
+    /// Claims the id a create was answered with: a target that answers with the id of an
+    /// account another directory object manages fails this object rather than link two
+    /// people to one account.
+    fn claim_created(&self, kind: Kind, scim_id: &ScimId, id: &SourceId) -> Result<(), ScimError> {
+        if self.claim(kind, scim_id, id) {
+            return Ok(());
+        }
+        let path = match kind {
+            Kind::User => "/Users",
+            Kind::Group => "/Groups",
+        };
+        let detail = format!(
+            "the target answered the create with id {scim_id}, which another directory object's {kind} already has"
+        );
+        Err(ScimError::new(
+            "POST",
+            path,
+            crate::scim::Cause::Invalid,
+            detail,
+        ))
     }
 
     /// An adopted account's address held only in an item of another type (or none) is given

@@ -131,12 +131,7 @@ impl Executor<'_> {
             Ok(_) => {
                 // What the target refused (now or before) did not change: an update of only
                 // refused attributes changed nothing, and says so.
-                let profile = self.client.profile();
-                let applied: Vec<Change> = changes
-                    .iter()
-                    .filter(|c| !profile.refuses(&c.path))
-                    .cloned()
-                    .collect();
+                let applied = self.applied(changes);
                 if applied.is_empty() {
                     let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
                     let why = format!("the target refuses {}; nothing changed", paths.join(", "));

@@ -159,6 +159,17 @@ impl Executor<'_> {
         attrs
     }
 
+    /// The changes the target took: those of attributes it refuses (now or before) did not
+    /// change anything.
+    pub(crate) fn applied(&self, changes: &[Change]) -> Vec<Change> {
+        let profile = self.client.profile();
+        changes
+            .iter()
+            .filter(|c| !profile.refuses(&c.path))
+            .cloned()
+            .collect()
+    }
+
     /// `desired` as a create sends it: every attribute, unless `refused_too` is false, when
     /// the attributes the target refused are left out (a target that refused one in a PATCH
     /// may refuse it on POST as well).
