@@ -468,3 +468,76 @@ fn a_locked_state_with_no_daemon_answering_is_reported_clearly() {
     );
     daemon.stop().assert_success();
 }
+
+/// What an administrator reads in the journal at the default level, with standard error not a
+/// terminal: the start, one summary line per target cycle with its counts in the message, the
+/// reload, the stop; no colour codes, and no line per object.
+#[test]
+fn the_journal_at_the_default_level_says_each_cycle_once_without_colour() {
+    let env = Env::start(EVERY_TWO_SECONDS, 1000);
+    env.directory(&users(3), &["u000", "u001", "u002"]);
+    let (mut notify, notify_path) = Notify::bind(&env.ws);
+    let daemon = env.ws.spawn_with_env(
+        &["--config", "scimsync.toml", "run"],
+        &[("NOTIFY_SOCKET", &notify_path)],
+    );
+    notify.expect("READY=1", Duration::from_secs(20));
+    wait_for("the initial sync", Duration::from_secs(30), || {
+        env.users().len() == 3
+    });
+    // More cycles on the two-second schedule, a reload, and one more cycle after it.
+    std::thread::sleep(Duration::from_secs(5));
+    kill(&daemon, "HUP");
+    std::thread::sleep(Duration::from_secs(3));
+    kill(&daemon, "TERM");
+    let out = daemon.wait(Duration::from_secs(40));
+    out.assert_success();
+
+    let log = &out.stderr;
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes off a terminal:\n{log}"
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("Daemon started."), 1, "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Daemon started.") && l.contains("app (*/2 * * * * *)")),
+        "the start names each target and its schedule:\n{log}"
+    );
+    assert_eq!(count("SIGHUP: configuration reloaded."), 1, "{log}");
+    assert_eq!(count("Daemon stopped."), 1, "{log}");
+    let cycles: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("Cycle finished: "))
+        .collect();
+    assert!(cycles.len() >= 4, "{log}");
+    assert!(
+        cycles[0].contains("users +3 ~0 -0 =0 skipped 0 failed 0; groups +1 ~0 -0 =0"),
+        "the first cycle's counts are in its message:\n{log}"
+    );
+    for c in &cycles[1..] {
+        assert!(
+            c.contains("users +0 ~0 -0 =3") && c.contains("; 0 requests;"),
+            "{c}"
+        );
+        assert!(c.contains("next run 20"), "{c}");
+    }
+    // Nothing else at the default level: no record per object, no debug chatter.
+    let known = [
+        "Daemon started.",
+        "Empty snapshot: running the initial sync now.",
+        "Cycle finished: ",
+        "SIGHUP: configuration reloaded.",
+        "SIGTERM: stopping.",
+        "Daemon stopped.",
+    ];
+    for l in &lines {
+        assert!(
+            known.iter().any(|k| l.contains(k)),
+            "unexpected line: {l}\n{log}"
+        );
+    }
+}

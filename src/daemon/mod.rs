@@ -479,15 +479,15 @@ fn log_cycle(r: &CycleReport, took: Duration, schedule: &str) {
             c.created, c.updated, c.deprovisioned, c.unchanged, c.skipped, c.failed
         )
     };
+    // The counts are in the message itself: the journal shows a message, not its fields.
     tracing::info!(
         target_name = %r.target,
-        users = %counts(&r.users),
-        groups = %counts(&r.groups),
-        requests = r.requests,
-        not_in_step = r.problems.len(),
-        seconds = format!("{:.1}", took.as_secs_f64()),
-        next_run = %next,
-        "Cycle finished."
+        "Cycle finished: users {}; groups {}; {} requests; {} not in step; {:.1} s; next run {next}.",
+        counts(&r.users),
+        counts(&r.groups),
+        r.requests,
+        r.problems.len(),
+        took.as_secs_f64(),
     );
     for p in &r.problems {
         tracing::debug!(target_name = %r.target, problem = %crate::text::escape(p), "Not in step.");
