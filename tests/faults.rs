@@ -207,6 +207,25 @@ fn most_operations_failing_quarantines_the_target() {
 }
 
 #[test]
+fn a_cycle_with_every_object_waiting_in_escrow_does_not_lift_the_quarantine() {
+    let env = Env::start(
+        "all = true",
+        "concurrency = 1\nretry_max_seconds = 1\nquarantine_min_operations = 3",
+    );
+    env.directory(&users(4), &[]);
+    env.proxy
+        .set_faults(std::iter::repeat_n(Fault::Status(400), 100));
+    // Two failed attempts each: the escrow defers the next by a minute.
+    env.sync(&[]).assert_code(1);
+    env.sync(&[]).assert_code(1);
+    let out = env.sync(&[]);
+    assert!(out.stderr.contains("deferred user"), "{out}");
+    assert!(!out.stdout.contains("quarantine lifted"), "{out}");
+    let status = env.ws.run(&["--config", "scimsync.toml", "status"]);
+    assert!(status.stdout.contains("quarantine: since"), "{status}");
+}
+
+#[test]
 fn a_failed_operation_is_kept_in_escrow_retried_and_cleared() {
     let env = Env::start("all = true", "concurrency = 1");
     env.directory(&users(2), &[]);

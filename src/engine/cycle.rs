@@ -587,9 +587,16 @@ impl<'a> Cycle<'a> {
         }
         save_profile(&self.snapshot, &self.profile)?;
         let reason = guard::quarantine_reason(self.target, halted.as_ref(), attempted, failed);
-        // From the end of the cycle, not its start: a long cycle must not leave a back-off
-        // that is already over.
-        report.quarantine = guard::judge(&self.snapshot, self.target, reason, chrono::Utc::now())?;
+        // A cycle that attempted nothing because every pending object waits in the escrow
+        // proves nothing: a quarantine stays as it is.
+        let proved_nothing = reason.is_none() && attempted == 0 && report.deferred > 0;
+        report.quarantine = if proved_nothing {
+            self.snapshot.quarantine()?
+        } else {
+            // From the end of the cycle, not its start: a long cycle must not leave a
+            // back-off that is already over.
+            guard::judge(&self.snapshot, self.target, reason, chrono::Utc::now())?
+        };
         report.escrow = self.snapshot.escrow()?.len();
         report.requests = client.requests();
         let (users, groups) = self.snapshot.counts()?;
