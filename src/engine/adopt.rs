@@ -132,7 +132,7 @@ impl Executor<'_> {
                     tokio::time::sleep(create_pause(rounds, &e, self.target.timeout_seconds)).await;
                 }
                 Err(e) => {
-                    let tried = created_attrs(subject.desired());
+                    let tried = super::record::created(subject.desired());
                     return self.rec.failed(kind, id, None, Action::Create, e, tried);
                 }
             }
@@ -569,11 +569,6 @@ struct Adoptee<'a> {
     resource: &'a Json,
     by: String,
     held: BTreeMap<String, Json>,
-}
-
-/// The attributes a create sets, for a failure's record.
-fn created_attrs(desired: &Desired) -> Vec<crate::audit::Modified> {
-    created(desired)
 }
 
 /// The member ids a group resource lists.

@@ -12,6 +12,7 @@
 use super::listing::{self, Listing, ListingError};
 use super::record::Recorder;
 use crate::config::MatchingMode;
+use crate::mapping::path::value_text;
 use crate::mapping::{Desired, Rule};
 use crate::scim::filter::FilterForm;
 use crate::scim::profile::{matching_key, Verdict};
@@ -98,14 +99,6 @@ fn slot(endpoint: Endpoint) -> usize {
     match endpoint {
         Endpoint::Users => 0,
         Endpoint::Groups => 1,
-    }
-}
-
-fn value_text(v: &Json) -> Option<String> {
-    match v {
-        Json::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Json::Bool(b) => Some(b.to_string()),
-        _ => None,
     }
 }
 

@@ -171,11 +171,7 @@ impl AttrPath {
     /// filter, the sub-attribute of *every* item whatever its type (RFC 7643 makes `type`
     /// optional, and servers drop or change it); else the one value. Empty values never count.
     pub(crate) fn match_values(&self, resource: &Json) -> Vec<String> {
-        let text = |v: &Json| match v {
-            Json::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            Json::Bool(b) => Some(b.to_string()),
-            _ => None,
-        };
+        let text = value_text;
         match (&self.filter, &self.sub) {
             (Some(_), Some(sub)) => self
                 .container(resource)
@@ -469,6 +465,15 @@ impl fmt::Display for AttrPath {
             write!(f, ".{sub}")?;
         }
         Ok(())
+    }
+}
+
+/// A value as matching compares it: a non-blank string, or a boolean as text.
+pub(crate) fn value_text(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 
