@@ -134,13 +134,14 @@ impl Executor<'_> {
                 let applied = self.applied(changes);
                 if applied.is_empty() {
                     let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                    // Skipped, not a warning: the cycle says the refusal once, not per user.
                     let why = format!("the target refuses {}; nothing changed", paths.join(", "));
                     self.rec.note(
                         Kind::User,
                         id,
                         Some(&scim_id),
                         Action::Update,
-                        Status::Warning,
+                        Status::Skipped,
                         &why,
                     );
                 } else {
