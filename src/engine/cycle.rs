@@ -9,7 +9,7 @@ use super::record::Recorder;
 use super::report::{CycleReport, Outcome};
 use super::{guard, progress, CycleOptions, EngineError, Progress};
 use crate::audit::{self, Kind};
-use crate::config::Config;
+use crate::config::{Config, DeprovisionMode};
 use crate::ids::{SourceId, TargetName};
 use crate::plan::{self, DesiredGroup, GroupOp, GroupPlan, PlanOptions, UserOp, UserPlan};
 use crate::scim::profile::Learned;
@@ -293,7 +293,20 @@ pub(crate) async fn run_target_with(
     c.stage_held(&exec, &planned.users.held, &[]);
     c.stage_clears(&exec, &planned.users.spared);
     progress.planned(planned.users.ops.len() + planned.groups.ops.len());
-    let users = std::mem::take(&mut planned.users.ops);
+    // Accounts are deleted after the groups, which remove them as members while they exist:
+    // a server may keep a deleted account in its groups (scim2-server) or refuse to remove a
+    // member it no longer knows (django-scim2: 400).
+    let (deletes, users): (Vec<UserOp>, Vec<UserOp>) = std::mem::take(&mut planned.users.ops)
+        .into_iter()
+        .partition(|op| {
+            matches!(
+                op,
+                UserOp::Deprovision {
+                    mode: DeprovisionMode::Delete,
+                    ..
+                }
+            )
+        });
     let mut attempted = c.users_phase(&exec, users, &escrow, stop, progress).await?;
     c.report.users.unchanged += planned.users.unchanged;
     let before = planned.groups.ops.len();
@@ -301,6 +314,9 @@ pub(crate) async fn run_target_with(
         .groups_phase(&exec, &replan, &escrow, before, stop, progress)
         .await?;
     attempted += n;
+    attempted += c
+        .users_phase(&exec, deletes, &escrow, stop, progress)
+        .await?;
     if stop.is_cancelled() {
         c.report.problems.push(STOPPED_EARLY.into());
     }
@@ -488,8 +504,17 @@ impl<'a> Cycle<'a> {
     ) -> Result<(GroupPlan, usize), EngineError> {
         let users = self.snapshot.user_summaries()?;
         let accounts: BTreeSet<SourceId> = users.keys().cloned().collect();
+        let mut entries = self.snapshot.groups()?;
+        // A member recorded under an account that is no longer its user's (deleted behind our
+        // back and created again) is not a member: the new account is added. The old id is
+        // not removed: it names no account, and a server may refuse it (django-scim2: 400).
+        for entry in entries.values_mut() {
+            entry
+                .members
+                .retain(|m, s| users.get(m).is_none_or(|u| &u.scim_id == s));
+        }
         let mut groups = plan::plan_groups(
-            &self.snapshot.groups()?,
+            &entries,
             &replan.groups,
             &accounts,
             &replan.protected,

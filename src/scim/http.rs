@@ -234,6 +234,14 @@ impl Client {
             .and_then(status_number)
             .filter(|_| status.is_success())
             .unwrap_or(status.as_u16());
+        // An empty detail (django-scim2's 501 on a PATCH) says no more than the status.
+        let detail = match StatusCode::from_u16(code)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+        {
+            Some(reason) if detail.trim().is_empty() => reason.to_owned(),
+            _ => detail,
+        };
         let detail = match (&scim_type, code) {
             (Some(t), _) => format!("{t}: {detail}"),
             (None, 401 | 403) => format!("authentication rejected: {detail}"),

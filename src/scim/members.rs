@@ -4,6 +4,8 @@
 //! removal form and the grouping the profile knows to work. A refusal teaches the profile and
 //! the same changes go again: a mixed PATCH refused → additions and removals apart; a removal
 //! refused in the untried form → the other form; a batch refused (400, 413) → a smaller batch.
+//! A refusal that teaches none of these, of a request carrying the group's attributes, may be
+//! the attributes' own: they go alone, as a user's do, and the members again without them.
 //! Each confirmed request is reported to the caller, which records it.
 
 use super::error::ScimError;
@@ -29,6 +31,25 @@ struct Request {
     attrs: Option<Vec<PatchOp>>,
     added: Vec<ScimId>,
     removed: Vec<ScimId>,
+}
+
+/// Puts the changes of requests not confirmed back in front of those still to batch.
+fn requeue(
+    pending: VecDeque<Request>,
+    attrs: &mut Option<Vec<PatchOp>>,
+    adds: &mut VecDeque<ScimId>,
+    removes: &mut VecDeque<ScimId>,
+) {
+    for r in pending.into_iter().rev() {
+        r.added.into_iter().rev().for_each(|m| adds.push_front(m));
+        r.removed
+            .into_iter()
+            .rev()
+            .for_each(|m| removes.push_front(m));
+        if r.attrs.is_some() {
+            *attrs = r.attrs;
+        }
+    }
 }
 
 impl Client {
@@ -70,16 +91,24 @@ impl Client {
                     Err(e) if self.learn_from(&e, &request) => {
                         // The profile changed: this request and the ones after it go again.
                         pending.push_front(request);
-                        for r in pending.into_iter().rev() {
-                            r.added.into_iter().rev().for_each(|m| adds.push_front(m));
-                            r.removed
-                                .into_iter()
-                                .rev()
-                                .for_each(|m| removes.push_front(m));
-                            if r.attrs.is_some() {
-                                attrs = r.attrs;
-                            }
-                        }
+                        requeue(pending, &mut attrs, &mut adds, &mut removes);
+                        break;
+                    }
+                    Err(e) if request.attrs.is_some() && e.refuses_attribute() => {
+                        // The target may refuse an attribute of the group rather than its
+                        // members: the attributes go on their own, as a user's do (what it
+                        // refuses is learned and left out), then the members without them.
+                        let sent = request.attrs.clone().unwrap_or_default();
+                        self.patch_attrs(Endpoint::Groups, id, sent).await?;
+                        confirmed(Confirmed {
+                            attrs: true,
+                            ..Confirmed::default()
+                        });
+                        pending.push_front(Request {
+                            attrs: None,
+                            ..request
+                        });
+                        requeue(pending, &mut attrs, &mut adds, &mut removes);
                         break;
                     }
                     Err(e) => return Err(e),
