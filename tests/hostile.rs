@@ -744,7 +744,15 @@ fn the_daemon_keeps_its_other_targets_on_schedule_while_two_attack() {
         }
         assert!(t["next_run"].is_string(), "{t}");
     }
-    // The attacking targets' schedules go on too: each was called at cycles seconds apart.
+    // The attacking targets' schedules go on too: each was called at cycles seconds apart,
+    // or is in quarantine (a target that stayed unavailable is), its next run still set.
+    let quarantined = |name: &str| {
+        status["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["name"] == name && t["quarantine"].is_object())
+    };
     for (name, server) in [("throttling", &throttling), ("endless", &endless)] {
         let times: Vec<Instant> = server.records().iter().map(|r| r.at).collect();
         let span = match (times.first(), times.last()) {
@@ -752,8 +760,8 @@ fn the_daemon_keeps_its_other_targets_on_schedule_while_two_attack() {
             _ => Duration::ZERO,
         };
         assert!(
-            span >= Duration::from_secs(4),
-            "{name}: calls over {span:?}"
+            span >= Duration::from_secs(4) || quarantined(name),
+            "{name}: calls over {span:?}, not quarantined: {status:#}"
         );
         assert!(server.users().is_empty(), "{name}");
     }
