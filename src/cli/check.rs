@@ -307,6 +307,9 @@ fn print_profile(name: &str, client: &Client, stored: bool) {
     for (attribute, why) in &l.refused {
         out!("target {name:?}: profile: the target refuses {attribute} ({why})");
     }
+    for (attribute, why) in &l.refused_removal {
+        out!("target {name:?}: profile: the target refuses to clear {attribute} ({why})");
+    }
     for attribute in &l.whole {
         out!("target {name:?}: profile: {attribute} is sent as the whole attribute (learned)");
     }

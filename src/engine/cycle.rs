@@ -599,6 +599,11 @@ impl<'a> Cycle<'a> {
                 "the target refuses {attribute} ({why}); it is not sent until `scimsync sync --full`"
             ));
         }
+        for (attribute, why) in self.profile.refused_removals() {
+            report.notes.push(format!(
+                "the target refuses to clear {attribute} ({why}); its clears are not sent until `scimsync sync --full`"
+            ));
+        }
         if self.source_users > 0 {
             self.snapshot
                 .set_meta("last_good_users", &self.source_users)?;

@@ -159,13 +159,14 @@ impl Executor<'_> {
         attrs
     }
 
-    /// The changes the target took: those of attributes it refuses (now or before) did not
-    /// change anything.
+    /// The changes the target took: those of attributes it refuses, and clears of those it
+    /// refuses to clear (now or before), did not change anything.
     pub(crate) fn applied(&self, changes: &[Change]) -> Vec<Change> {
         let profile = self.client.profile();
         changes
             .iter()
             .filter(|c| !profile.refuses(&c.path))
+            .filter(|c| c.new.is_some() || !profile.refuses_removal(&c.path))
             .cloned()
             .collect()
     }

@@ -429,14 +429,13 @@ impl Client {
         id: &ScimId,
         ops: Vec<PatchOp>,
     ) -> Result<Vec<PatchOp>, ScimError> {
-        let mut ops: Vec<PatchOp> = ops
-            .into_iter()
-            .filter(|op| {
-                !op.attribute
-                    .as_deref()
-                    .is_some_and(|a| self.profile.refuses(a))
+        let refused = |op: &PatchOp| {
+            op.attribute.as_deref().is_some_and(|a| {
+                self.profile.refuses(a)
+                    || (op.op == Verb::Remove && self.profile.refuses_removal(a))
             })
-            .collect();
+        };
+        let mut ops: Vec<PatchOp> = ops.into_iter().filter(|op| !refused(op)).collect();
         let whole = |op: &PatchOp| {
             op.item.is_some()
                 && op
@@ -504,6 +503,14 @@ impl Client {
     fn refused(&self, op: &PatchOp, e: &ScimError) -> Refused {
         let attribute = op.attribute.clone().unwrap_or_default();
         let why = e.to_string();
+        if op.op == Verb::Remove {
+            // A refused clear says nothing of the attribute's new values (django-scim2 takes
+            // no `remove` at all, yet replaces the name parts).
+            if self.profile.refuse_removal(&attribute, &why) {
+                tracing::warn!(target_name = %self.target, attribute = %attribute, error = %why, "The target refuses to clear this attribute; clears are not sent again until a full sync.");
+            }
+            return Refused { attribute, why };
+        }
         if self.profile.refuse(&attribute, &why) {
             tracing::warn!(target_name = %self.target, attribute = %attribute, error = %why, "The target refuses this attribute; it is not sent again until a full sync.");
         }

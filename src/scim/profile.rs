@@ -59,6 +59,10 @@ pub struct Learned {
     /// answer: not sent again until a full sync.
     #[serde(default)]
     pub refused: BTreeMap<String, String>,
+    /// Attributes whose clearing (a PATCH `remove`) the target refused, with its answer:
+    /// their values are still replaced, but a clear is not sent again until a full sync.
+    #[serde(default)]
+    pub refused_removal: BTreeMap<String, String>,
     /// Value-filtered attributes (`emails[type eq "work"].value`) the target takes only as
     /// the whole multi-valued attribute.
     #[serde(default)]
@@ -317,6 +321,25 @@ impl Profile {
                 .insert(attribute.to_owned(), why.to_owned())
                 .is_none()
         })
+    }
+
+    /// Whether the target refused to clear this attribute (it still takes new values).
+    pub fn refuses_removal(&self, attribute: &str) -> bool {
+        self.with(|l| l.refused_removal.contains_key(attribute))
+    }
+
+    /// The target refused to clear this attribute; true when that is news.
+    pub fn refuse_removal(&self, attribute: &str, why: &str) -> bool {
+        self.learn(|l| {
+            l.refused_removal
+                .insert(attribute.to_owned(), why.to_owned())
+                .is_none()
+        })
+    }
+
+    /// The attributes the target refused to clear, with its answers.
+    pub fn refused_removals(&self) -> BTreeMap<String, String> {
+        self.with(|l| l.refused_removal.clone())
     }
 
     /// Whether this attribute goes to the target as the whole multi-valued attribute.
