@@ -18,8 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The sizes a member batch steps down through on a 400 or 413: a halving, with the sizes real
-/// services are known to take (AWS IAM Identity Center: 100) on the way.
-const MEMBER_BATCHES: [usize; 10] = [1000, 500, 250, 100, 50, 20, 10, 5, 2, 1];
+/// services are known to take (AWS IAM Identity Center: 100) on the way. It starts large: a
+/// server that re-validates the whole group on every request (scim2-server) takes a group of
+/// 3,000 in one 0.26 s POST, against 0.53 s as a POST and two PATCHes of 1,000.
+const MEMBER_BATCHES: [usize; 12] = [5000, 2500, 1000, 500, 250, 100, 50, 20, 10, 5, 2, 1];
 
 /// How existing accounts are found by one matching attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,7 +451,8 @@ mod tests {
     #[test]
     fn the_member_batch_steps_down_and_is_remembered() {
         let p = Profile::fresh(CompatConfig::default(), "http://t/v2");
-        assert_eq!(p.member_batch(), 1000);
+        assert_eq!(p.member_batch(), 5000);
+        assert_eq!(p.shrink_member_batch(5000), Some(2500));
         assert_eq!(p.shrink_member_batch(1000), Some(500));
         assert_eq!(p.shrink_member_batch(230), Some(100));
         assert_eq!(p.member_batch(), 100);
@@ -463,7 +466,7 @@ mod tests {
         assert_eq!(again.member_batch(), 100);
         assert!(again.take_changed().is_none(), "nothing new");
         let moved = Profile::new(CompatConfig::default(), "http://other/v2", Some(learned));
-        assert_eq!(moved.member_batch(), 1000, "learned against another url");
+        assert_eq!(moved.member_batch(), 5000, "learned against another url");
         let fixed = Profile::fresh(
             CompatConfig {
                 member_batch: Some(100),
