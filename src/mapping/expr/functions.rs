@@ -361,14 +361,29 @@ fn apply_rest(
                     .to_string(),
             ),
         },
-        tail @ (Func::PCase | Func::RandomString | Func::Redact | Func::RemoveDuplicates | Func::Replace | Func::SingleAppRoleAssignment | Func::Split | Func::StripSpaces | Func::ToLower | Func::ToUpper | Func::Word) => return apply_tail(ctx, tail, args, a),
+        tail @ (Func::PCase
+        | Func::RandomString
+        | Func::Redact
+        | Func::RemoveDuplicates
+        | Func::Replace
+        | Func::SingleAppRoleAssignment
+        | Func::Split
+        | Func::StripSpaces
+        | Func::ToLower
+        | Func::ToUpper
+        | Func::Word) => return apply_tail(ctx, tail, args, a),
         // Applied by `apply` itself, which sends only the functions above here.
         other => return Err(invalid(other, "not in this part of the function table")),
     })
 }
 
 /// The last part of [`apply`]'s table.
-fn apply_tail(ctx: &mut Ctx<'_>, func: Func, args: &[Expr], a: Vec<Value>) -> Result<Value, EvalError> {
+fn apply_tail(
+    ctx: &mut Ctx<'_>,
+    func: Func,
+    args: &[Expr],
+    a: Vec<Value>,
+) -> Result<Value, EvalError> {
     let arg = |i: usize| a.get(i).cloned().unwrap_or(Value::Null);
     Ok(match func {
         Func::PCase => {
