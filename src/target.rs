@@ -1,8 +1,9 @@
-//! A target as a cycle runs it: its configuration and the mappings compiled from it, built in
+//! A target as a cycle runs it: its configuration, mappings and scope compiled from it, built in
 //! one step ([`Target::build`]) from the plain [`TargetConfig`].
 
 use crate::config::{Config, ConfigError, TargetConfig};
 use crate::mapping::{CompileError, Mappings};
+use crate::scope::{FilterError, Scope};
 use std::ops::Deref;
 use std::path::Path;
 
@@ -42,12 +43,13 @@ fn rule_problems(target: &TargetConfig) -> Vec<(String, String)> {
     }
 }
 
-/// One target, ready to run: the configuration (reached through `Deref`) and its compiled
-/// mappings.
+/// One target, ready to run: the configuration (reached through `Deref`), its compiled
+/// mappings and its compiled scope.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) config: TargetConfig,
     pub(crate) mappings: Mappings,
+    pub(crate) scope: Scope,
 }
 
 impl Deref for Target {
@@ -57,28 +59,37 @@ impl Deref for Target {
     }
 }
 
-/// A configured target whose mappings do not compile. `Config::load` reports these as
-/// configuration problems, so a loaded configuration never gives one.
+/// A configured target whose mappings or scoping filters do not compile. `Config::load`
+/// reports these as configuration problems, so a loaded configuration never gives one.
 #[derive(Debug, thiserror::Error)]
-#[error("target {target:?}: its mappings do not compile: {}", .errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))]
-pub(crate) struct BuildError {
-    pub(crate) target: String,
-    pub(crate) errors: Vec<CompileError>,
+pub(crate) enum BuildError {
+    #[error("target {target:?}: its mappings do not compile: {}", .errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Mappings {
+        target: String,
+        errors: Vec<CompileError>,
+    },
+    #[error("target {target:?}: {source}")]
+    Scope { target: String, source: FilterError },
 }
 
 impl Target {
-    /// Compiles a target's mappings.
+    /// Compiles a target's mappings and scope.
     pub(crate) fn build(config: &TargetConfig) -> Result<Target, BuildError> {
         let mappings =
             Mappings::compile(&config.user_mapping, &config.group_mapping).map_err(|errors| {
-                BuildError {
+                BuildError::Mappings {
                     target: config.name.clone(),
                     errors,
                 }
             })?;
+        let scope = Scope::compile(&config.scope).map_err(|source| BuildError::Scope {
+            target: config.name.clone(),
+            source,
+        })?;
         Ok(Target {
             config: config.clone(),
             mappings,
+            scope,
         })
     }
 

@@ -24,7 +24,7 @@ fn plan_json_is_one_document_with_the_changes_and_no_request() {
     out.assert_success();
     assert_eq!(env.proxy.count(), 0, "plan sends nothing");
     let doc: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
-    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["format_version"], 2);
     let t = &doc["targets"][0];
     assert_eq!(t["target"], "app");
     let ops = t["operations"].as_array().expect("operations");

@@ -50,15 +50,21 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
                 for r in &dir.rejected {
                     out!("source: warning: {}", r.reason);
                 }
-                match scope::apply(&dir, &config.scope) {
-                    Ok(s) => out!(
-                        "scope: ok ({} users and {} groups in scope)",
-                        s.users.len(),
-                        s.groups.len()
-                    ),
-                    Err(e) => {
-                        out!("scope: FAILED: {e}");
-                        code = EXIT_FATAL;
+                // The global [scope] once, then each target's own.
+                let global = config.targets.iter().find(|t| !t.own_scope);
+                let own = config.targets.iter().filter(|t| t.own_scope);
+                for t in global.into_iter().chain(own) {
+                    let label = if t.own_scope {
+                        format!("target {:?}: scope", t.name)
+                    } else {
+                        "scope".to_owned()
+                    };
+                    match check_scope(&dir, t) {
+                        Ok(line) => out!("{label}: ok ({line})"),
+                        Err(e) => {
+                            out!("{label}: FAILED: {e}");
+                            code = EXIT_FATAL;
+                        }
                     }
                 }
                 read = Some(dir);
@@ -67,7 +73,7 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
     }
     for target in &config.targets {
         if let Some(dir) = &read {
-            check_sparse_attributes(dir, &config, target);
+            check_sparse_attributes(dir, target);
         }
         if !check_target(&config, target).await && code == EXIT_OK {
             code = EXIT_PARTIAL;
@@ -76,13 +82,48 @@ pub(super) async fn check(config_path: &std::path::Path) -> i32 {
     code
 }
 
+/// How many users and groups a target's scope takes; each filter clause's attribute that no
+/// user of the source has is warned of (a misspelled attribute keeps everyone out).
+fn check_scope(dir: &source::Directory, target: &TargetConfig) -> Result<String, String> {
+    let t = Target::build(target).map_err(|e| e.to_string())?;
+    let s = scope::apply(dir, &t.scope).map_err(|e| e.to_string())?;
+    for (f, filter) in target.scope.filter.iter().enumerate() {
+        for (c, clause) in filter.clauses.iter().enumerate() {
+            let at = if target.own_scope {
+                format!("target {:?}: scope.filter[{f}].clauses[{c}]", target.name)
+            } else {
+                format!("scope.filter[{f}].clauses[{c}]")
+            };
+            if !dir.users.iter().any(|u| u.has(&clause.attribute)) {
+                out!(
+                    "{at}: warning: no user of the source has attribute {:?}; the clause {clause} can only be {}",
+                    clause.attribute,
+                    if clause.operator == crate::config::Operator::IsNull { "true" } else { "false" }
+                );
+            }
+        }
+    }
+    let mut line = format!(
+        "{} users and {} groups in scope",
+        s.users.len(),
+        s.groups.len()
+    );
+    if !s.rejected.is_empty() {
+        line.push_str(&format!(
+            "; {} users neither in nor out (a filtered attribute holds several values)",
+            s.rejected.len()
+        ));
+    }
+    Ok(line)
+}
+
 /// Warns of each mapped source attribute that (almost) no in-scope user has: a misspelled
 /// `source = "departmnt"` would clear the attribute on every account.
-fn check_sparse_attributes(dir: &source::Directory, config: &Config, target: &TargetConfig) {
+fn check_sparse_attributes(dir: &source::Directory, target: &TargetConfig) {
     let Ok(t) = Target::build(target) else {
         return;
     };
-    let Ok(scoped) = scope::apply(dir, &config.scope) else {
+    let Ok(scoped) = scope::apply(dir, &t.scope) else {
         return;
     };
     let users: Vec<&source::SourceObject> = scoped.users.values().map(|(u, _)| *u).collect();

@@ -146,6 +146,17 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
         .collect();
     for op in &p.users.ops {
         print_user_op(op, &matching);
+        if let Some(why) = p.why.get(op.id()) {
+            out!("      why: {}", crate::text::escape(why));
+        }
+    }
+    for f in &p.users.forget {
+        out!(
+            "  keep user {} ({}) as it is and forget it: {}",
+            crate::text::escape(f.id.as_str()),
+            f.scim_id,
+            crate::text::escape(&f.why)
+        );
     }
     for op in &p.groups.ops {
         print_group_op(op, p);

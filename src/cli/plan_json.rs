@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
 /// Bumped only for incompatible changes; new fields may be added without a bump.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Serialize)]
 pub struct PlanDocument {
@@ -29,7 +29,17 @@ pub struct TargetPlan {
     pub skipped: Vec<Skipped>,
     /// Attributes whose clears the attribute-wipe guard holds.
     pub held_clears: Vec<HeldClear>,
+    /// Users who left the scope under `skip_out_of_scope_deletions`: kept as they are and
+    /// forgotten, with no request.
+    pub kept: Vec<Kept>,
     pub totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Kept {
+    pub object_id: String,
+    pub scim_id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,6 +66,9 @@ pub struct Operation {
     pub members_added: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub members_removed: Vec<String>,
+    /// For a user created or deprovisioned: why it is in, or out of, the target's scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +166,7 @@ fn user_op(op: &UserOp) -> Operation {
         changes,
         members_added: Vec::new(),
         members_removed: Vec::new(),
+        scope_reason: None,
     }
 }
 
@@ -167,6 +181,7 @@ fn group_op(op: &GroupOp) -> Operation {
             changes: creation(&group.desired),
             members_added: ids(&mut group.members.iter().map(|m| m.0.clone())),
             members_removed: Vec::new(),
+            scope_reason: None,
         },
         GroupOp::Update {
             id,
@@ -183,6 +198,7 @@ fn group_op(op: &GroupOp) -> Operation {
             changes: changes(&group.desired, c),
             members_added: ids(&mut add.iter().map(|m| m.0.clone())),
             members_removed: ids(&mut remove.iter().map(|(m, _)| m.0.clone())),
+            scope_reason: None,
         },
         GroupOp::Deprovision {
             id, scim_id, mode, ..
@@ -197,6 +213,7 @@ fn group_op(op: &GroupOp) -> Operation {
             changes: Vec::new(),
             members_added: Vec::new(),
             members_removed: Vec::new(),
+            scope_reason: None,
         },
     }
 }
@@ -218,19 +235,33 @@ fn totals(ops: &[Operation], kind: &str, unchanged: usize) -> KindTotals {
 
 /// The JSON form of one target's plan.
 pub fn target_plan(target: &str, p: &PlannedCycle) -> TargetPlan {
+    let user = |op: &UserOp| Operation {
+        scope_reason: p.why.get(op.id()).cloned(),
+        ..user_op(op)
+    };
     let operations: Vec<Operation> = p
         .users
         .ops
         .iter()
-        .map(user_op)
+        .map(user)
         .chain(p.groups.ops.iter().map(group_op))
         .collect();
     let held: Vec<Operation> = p
         .users
         .held
         .iter()
-        .map(user_op)
+        .map(user)
         .chain(p.groups.held.iter().map(group_op))
+        .collect();
+    let kept = p
+        .users
+        .forget
+        .iter()
+        .map(|f| Kept {
+            object_id: f.id.0.clone(),
+            scim_id: f.scim_id.0.clone(),
+            reason: f.why.clone(),
+        })
         .collect();
     let skipped: Vec<Skipped> = p
         .rejected
@@ -273,6 +304,7 @@ pub fn target_plan(target: &str, p: &PlannedCycle) -> TargetPlan {
         held,
         skipped,
         held_clears,
+        kept,
         totals,
     }
 }

@@ -136,10 +136,8 @@ impl Loader<'_> {
                 None
             }
         };
-        let scope = match table.remove("scope") {
-            Some(v) => self.take::<ScopeConfig>("scope", v),
-            None => Some(ScopeConfig::default()),
-        };
+        let global_scope = table.contains_key("scope");
+        let scope = table.remove("scope").and_then(|v| self.scope("scope", v));
         let metrics_listen = table
             .remove("metrics_listen")
             .and_then(|v| self.metrics_listen(v));
@@ -169,10 +167,12 @@ impl Loader<'_> {
 
         let mut state = state?;
         let mut source = source?;
-        let scope = scope?;
+        if !global_scope {
+            self.check_scope_missing(&targets);
+        }
+        let scope = scope.unwrap_or_default();
         state.path = base.join(&state.path);
         self.check_state(&state);
-        self.check_scope(&scope);
         self.check_targets(&targets);
         if let SourceConfig::Ldap(ldap) = &source {
             self.check_ldap(ldap);
@@ -190,6 +190,9 @@ impl Loader<'_> {
         let targets = targets
             .into_iter()
             .map(|mut t| {
+                if !t.own_scope {
+                    t.scope = scope.clone();
+                }
                 t.token_file = t.token_file.as_ref().map(|p| secret_path(base, p));
                 t.client_secret_file = t.client_secret_file.as_ref().map(|p| secret_path(base, p));
                 t.ca_file = t.ca_file.as_ref().map(|p| base.join(p));
@@ -272,9 +275,35 @@ impl Loader<'_> {
         let compat = table
             .remove("compat")
             .map(|c| self.take::<CompatConfig>(&format!("{key}.compat"), c));
+        let (own_scope, token_scope) = match table.remove("scope") {
+            Some(toml::Value::String(s)) => (None, Some(s)),
+            Some(v @ toml::Value::Table(_)) => (self.scope(&format!("{key}.scope"), v), None),
+            Some(v) => {
+                self.problem(
+                    format!("{key}.scope"),
+                    format!("must be a table ([target.scope]), not {}", v.type_str()),
+                );
+                (None, None)
+            }
+            None => (None, None),
+        };
         let mut target = self.take::<TargetConfig>(&key, toml::Value::Table(table))?;
         if let Some(compat) = compat {
             target.compat = compat.unwrap_or_default();
+        }
+        if let Some(scope) = own_scope {
+            target.scope = scope;
+            target.own_scope = true;
+        }
+        if let Some(s) = token_scope {
+            if target.token_scope.is_some() {
+                self.problem(
+                    format!("{key}.scope"),
+                    "a string here is the OAuth scope, which token_scope already sets; remove it",
+                );
+            }
+            target.token_scope = Some(s);
+            target.legacy_token_scope = true;
         }
         if target.name.trim().is_empty() {
             self.problem(format!("{key}.name"), "must not be empty");
@@ -402,22 +431,28 @@ impl Loader<'_> {
         }
     }
 
-    fn check_scope(&mut self, scope: &ScopeConfig) {
-        if !scope.all && scope.groups.is_empty() && scope.users.is_empty() {
-            self.problem(
-                "scope",
-                "nothing is assigned: set scope.groups, scope.users or scope.all = true",
-            );
+    /// Reads a scope table (`scope` or `target[N].scope`) with its filters.
+    fn scope(&mut self, key: &str, value: toml::Value) -> Option<ScopeConfig> {
+        let mut found = Vec::new();
+        let read = super::scope::read(key, value, &mut found);
+        for (at, why) in found {
+            self.problem(at, why);
         }
-        let mut seen = BTreeSet::new();
-        for (i, g) in scope.groups.iter().enumerate() {
-            if g.trim().is_empty() {
-                self.problem(format!("scope.groups[{i}]"), "must not be empty");
-            } else if !seen.insert(g.to_lowercase()) {
+        read
+    }
+
+    /// A target without `[target.scope]` takes the global `[scope]`, which must then exist.
+    fn check_scope_missing(&mut self, targets: &[TargetConfig]) {
+        for (i, t) in targets.iter().enumerate() {
+            if !t.own_scope {
                 self.problem(
-                    format!("scope.groups[{i}]"),
-                    format!("{g:?} is listed twice"),
+                    "scope",
+                    format!(
+                        "missing: target[{i}] ({:?}) has no [target.scope], so set [scope] (groups, users or all = true) or give it one",
+                        t.name
+                    ),
                 );
+                return;
             }
         }
     }
@@ -505,7 +540,7 @@ impl Loader<'_> {
                 ("client_id", t.client_id.is_some()),
                 ("client_secret_file", t.client_secret_file.is_some()),
                 ("client_secret_env", t.client_secret_env.is_some()),
-                ("scope", t.scope.is_some()),
+                ("token_scope", t.token_scope.is_some()),
             ] {
                 if set {
                     self.problem(

@@ -5,9 +5,11 @@
 //! values elsewhere (`source::build`, `target::Target::build`, `scim::Client::new`).
 
 mod load;
+mod scope;
 mod take;
 
 pub use load::RuleCheck;
+pub use scope::{Clause, Operator, ScopeConfig, ScopeFilter};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -172,17 +174,6 @@ impl LdapSourceConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeConfig {
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub users: Vec<String>,
-    #[serde(default)]
-    pub all: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeprovisionMode {
@@ -206,7 +197,7 @@ pub struct TargetConfig {
     pub client_secret_file: Option<PathBuf>,
     pub client_secret_env: Option<String>,
     /// The OAuth `scope` parameter of the token request.
-    pub scope: Option<String>,
+    pub token_scope: Option<String>,
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_schedule")]
     pub schedule: String,
@@ -249,6 +240,14 @@ pub struct TargetConfig {
     /// What cannot be learned safely about this target's deviations from RFC 7644.
     #[serde(default)]
     pub compat: CompatConfig,
+    /// `[target.scope]`, or the global `[scope]` when the target has none (`own_scope`).
+    #[serde(skip)]
+    pub scope: ScopeConfig,
+    #[serde(skip)]
+    pub own_scope: bool,
+    /// The OAuth scope was given as a string `scope`, its name before `token_scope`.
+    #[serde(skip)]
+    pub legacy_token_scope: bool,
     #[serde(skip)]
     pub user_mapping: Vec<MappingConfig>,
     #[serde(skip)]
@@ -354,6 +353,12 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (i, t) in self.targets.iter().enumerate() {
+            if t.legacy_token_scope {
+                out.push(format!(
+                    "target[{i}].scope: a string here is the OAuth scope, now named token_scope (target {:?}); rename the key, as [target.scope] is now the target's own assignments",
+                    t.name
+                ));
+            }
             for (key, url) in [("url", Some(&t.url)), ("token_url", t.token_url.as_ref())] {
                 if let Some(url) = url.and_then(|u| reqwest::Url::parse(u).ok()) {
                     if url.scheme() == "http" && !is_loopback(&url) {

@@ -74,6 +74,13 @@ fn oauth_client_credentials_replace_the_token_and_are_checked_whole() {
         t.client_secret_file.as_deref(),
         Some(Path::new("/etc/scimsync/client-secret"))
     );
+    // `scope` as a string is the OAuth scope's former name: read, with a warning.
+    assert_eq!(t.token_scope.as_deref(), Some("scim"));
+    assert_eq!(
+        c.warnings(),
+        ["target[0].scope: a string here is the OAuth scope, now named token_scope (target \"qlik\"); rename the key, as [target.scope] is now the target's own assignments"]
+    );
+    assert_eq!(t.scope.groups, ["Bounty Hunters"], "the global scope");
 
     // Both ways at once, and an incomplete OAuth set: every problem named.
     let both = GOOD.replace(
@@ -400,5 +407,67 @@ fn log_retention_has_defaults_and_rejects_zero() {
         p.iter()
             .any(|p| p.starts_with("state.log_max_records: ") && p.contains("-1")),
         "{p:?}"
+    );
+}
+
+#[test]
+fn a_target_scope_replaces_the_global_one_for_that_target_only() {
+    let two = format!(
+        "{GOOD}\n[target.scope]\ngroups = [\"Engineering\"]\n\
+         [[target.scope.filter]]\nclauses = [{{ attribute = \"country\", operator = \"EQUALS\", value = \"FR\" }}]\n\
+         [[target]]\nname = \"github\"\nurl = \"https://github.example/scim/v2\"\ntoken_env = \"GH\"\n"
+    );
+    let c = crate::target::parse(Path::new("/etc/scimsync/test.toml"), &two).expect("valid");
+    let (qlik, github) = (&c.targets[0], &c.targets[1]);
+    assert!(qlik.own_scope && !github.own_scope);
+    assert_eq!(qlik.scope.groups, ["Engineering"]);
+    assert_eq!(
+        qlik.scope.filter[0].clauses[0].to_string(),
+        "country EQUALS \"FR\""
+    );
+    assert_eq!(github.scope.groups, ["Bounty Hunters"]);
+    assert!(github.scope.filter.is_empty());
+    assert!(c.warnings().is_empty());
+}
+
+#[test]
+fn without_a_global_scope_every_target_needs_its_own() {
+    let no_global = GOOD.replace("[scope]\ngroups = [\"Bounty Hunters\"]\n", "");
+    assert_eq!(
+        problems(&no_global),
+        ["scope: missing: target[0] (\"qlik\") has no [target.scope], so set [scope] (groups, users or all = true) or give it one"]
+    );
+    let own = format!("{no_global}\n[target.scope]\nall = true\n");
+    let c = crate::target::parse(Path::new("/etc/scimsync/test.toml"), &own).expect("valid");
+    assert!(c.targets[0].scope.all);
+}
+
+#[test]
+fn target_scope_problems_carry_their_key_path() {
+    let good = GOOD.replace(
+        "token_env = \"QLIK_SCIM_TOKEN\"\n",
+        "token_env = \"QLIK_SCIM_TOKEN\"\ntoken_scope = \"scim\"\n",
+    );
+    let bad = format!(
+        "{good}\n[target.scope]\ngroup = [\"x\"]\n\
+         [[target.scope.filter]]\nclauses = [{{ attribute = \"title\", operator = \"LIKE\", value = \"x\" }}]\n"
+    );
+    let p = problems(&bad);
+    assert_eq!(
+        p,
+        [
+            "target[0].scope.group: unknown key; did you mean `groups`?",
+            "target[0].scope.filter[0].clauses[0].operator: \"LIKE\" is not an operator; expected one of `EQUALS`, `NOT EQUALS`, `IS TRUE`, `IS FALSE`, `IS NULL`, `IS NOT NULL`, `REGEX MATCH`, `NOT REGEX MATCH`, `Greater_Than`, `Greater_Than_OR_EQUALS`, `Includes`, `ENDS_WITH`, `&`, `!&`",
+            "target[0].scope: nothing is assigned: set target[0].scope.groups, target[0].scope.users or target[0].scope.all = true",
+            "target[0].token_scope: only used with token_url (OAuth 2.0 client credentials)",
+        ]
+    );
+    let twice = GOOD.replace(
+        "token_env = \"QLIK_SCIM_TOKEN\"\n",
+        "token_env = \"QLIK_SCIM_TOKEN\"\nscope = 3\n",
+    );
+    assert_eq!(
+        problems(&twice),
+        ["target[0].scope: must be a table ([target.scope]), not integer"]
     );
 }

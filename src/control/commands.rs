@@ -206,7 +206,7 @@ async fn provision_one(
                 Ok(s) => s,
                 Err(e) => return failed(&e),
             };
-            match provision::find_by_user_name(dir, &ctx.config, target, &snapshot, user) {
+            match provision::find_by_user_name(dir, target, &snapshot, user) {
                 Ok(Some(id)) => match dir.users.iter().find(|u| u.id == id) {
                     Some(u) => Who::Source(u),
                     None => Who::Managed(id),
@@ -222,17 +222,7 @@ async fn provision_one(
             }
         }
     };
-    match provision::provision(
-        dir,
-        who,
-        &ctx.config,
-        target,
-        &ctx.store,
-        dry_run,
-        &ctx.stop,
-    )
-    .await
-    {
+    match provision::provision(dir, who, target, &ctx.store, dry_run, &ctx.stop).await {
         Ok(report) => ProvisionOutcome::Done {
             report: Box::new(report),
         },

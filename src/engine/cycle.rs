@@ -7,7 +7,7 @@ use super::escrow;
 use super::executor::Executor;
 use super::record::Recorder;
 use super::report::{CycleReport, Outcome};
-use super::{guard, progress, CycleOptions, EngineError, Progress};
+use super::{guard, leaving, progress, CycleOptions, EngineError, Progress};
 use crate::audit::{self, Kind};
 use crate::config::{Config, DeprovisionMode};
 use crate::ids::{SourceId, TargetName};
@@ -36,6 +36,9 @@ pub(crate) struct PlannedCycle {
     /// A readable name (userName) of each user a group operation adds, for the plan.
     #[serde(default)]
     pub(crate) labels: BTreeMap<SourceId, String>,
+    /// Why each user created or deprovisioned is in or out of the scope.
+    #[serde(default)]
+    pub(crate) why: BTreeMap<SourceId, String>,
 }
 
 pub(crate) fn plan_options(target: &Target, opts: CycleOptions) -> PlanOptions {
@@ -106,9 +109,7 @@ fn checked_desired_state(
     url_guard(target, snapshot, opts)?;
     // Read once: the mapping asks for every attribute of every user.
     let refused = profile.refused();
-    Ok(desired_state(dir, &config.scope, target, &|p| {
-        refused.contains_key(p)
-    })?)
+    Ok(desired_state(dir, target, &|p| refused.contains_key(p))?)
 }
 
 /// Plans one target without any call to it. Given the directory by value (the last or only
@@ -171,8 +172,17 @@ fn plan_desired(
     );
     let labels = member_labels(&groups, &want.users);
     let wanted_users = std::mem::take(&mut want.users);
+    // Users kept when they leave the scope are not deprovisioned, so not counted by its guards.
+    let forget = leaving::kept(&want, known);
+    let protected = if forget.is_empty() {
+        Cow::Borrowed(&want.protected)
+    } else {
+        let mut p = want.protected.clone();
+        p.extend(forget.iter().map(|f| f.id.clone()));
+        Cow::Owned(p)
+    };
     // A user's attributes are decoded only where its hash differs.
-    let users = plan::plan_users_owned(known, wanted_users, &want.protected, popts, |id| {
+    let mut users = plan::plan_users_owned(known, wanted_users, &protected, popts, |id| {
         // The summary was read in this plan, under the target's lock: an entry gone now
         // means the state changed underneath, and an empty diff base would re-send all.
         snapshot
@@ -184,11 +194,14 @@ fn plan_desired(
                 message: "the entry vanished while the cycle was planned".into(),
             })
     })?;
+    users.forget = forget;
+    let why = leaving::reasons(&want, &users);
     Ok(PlannedCycle {
         users,
         groups,
         rejected: want.rejected,
         labels,
+        why,
     })
 }
 
@@ -273,6 +286,7 @@ pub(crate) async fn run_target_with(
         && planned.groups.ops.is_empty()
         && c.report.held == 0
         && c.report.held_clears.is_empty()
+        && planned.users.forget.is_empty()
         && escrow.is_empty();
     if idle {
         progress.planned(0);
@@ -289,6 +303,13 @@ pub(crate) async fn run_target_with(
     let mut exec = Executor::new(&client, &snapshot, target, rec);
     exec.allow_clears = opts.allow_clears;
     c.claim_all(&exec, known)?;
+    leaving::forget(&snapshot, &exec.rec, &planned.users.forget)?;
+    if !planned.users.forget.is_empty() {
+        c.report.notes.push(format!(
+            "{} users left the scope and are kept as they are, no longer managed (skip_out_of_scope_deletions)",
+            planned.users.forget.len()
+        ));
+    }
     // The groups' held deprovisions are staged from the replan, in the groups' phase.
     c.stage_held(&exec, &planned.users.held, &[]);
     c.stage_clears(&exec, &planned.users.spared);

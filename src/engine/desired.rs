@@ -1,15 +1,15 @@
 //! The desired state of one target: the source read, scoped and mapped.
 
 use crate::audit::Kind;
-use crate::config::ScopeConfig;
 use crate::ids::SourceId;
 use crate::mapping::{self, Desired, MappingError};
 use crate::plan::DesiredGroup;
-use crate::scope::{self, ScopeError};
+use crate::scope::{self, Out, ScopeError};
 use crate::source::{Directory, SourceObject};
 use crate::target::Target;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The desired state of one target, computed from one source read.
 #[derive(Debug, Default)]
@@ -19,6 +19,10 @@ pub(crate) struct DesiredState {
     /// Objects that could not be mapped, with why; they are skipped, never deprovisioned.
     pub(crate) rejected: Vec<(SourceId, Kind, String)>,
     pub(crate) protected: BTreeSet<SourceId>,
+    /// Source users out of this target's scope, with why (a deprovision names it).
+    pub(crate) out_of_scope: BTreeMap<SourceId, Out>,
+    /// Why each desired user is in scope (a create names it).
+    pub(crate) why_in: BTreeMap<SourceId, Arc<str>>,
 }
 
 /// Scopes and maps a directory read for one target. Attributes the target refuses
@@ -29,7 +33,6 @@ pub(crate) struct DesiredState {
 /// desired state; borrowed, the directory stays for the next target. The result is the same.
 pub(crate) fn desired_state(
     dir: Cow<'_, Directory>,
-    scope: &ScopeConfig,
     target: &Target,
     refused: &dyn Fn(&str) -> bool,
 ) -> Result<DesiredState, ScopeError> {
@@ -43,8 +46,15 @@ pub(crate) fn desired_state(
     }
     // The groups are few: map them while the scope borrows the directory, and keep each one's
     // member set, which the desired group takes over once the users are mapped.
-    let (mut in_scope, groups) = {
-        let scoped = scope::apply(&dir, scope)?;
+    let (in_scope, groups) = {
+        let scoped = scope::apply(&dir, &target.scope)?;
+        let rejected = (scoped.rejected.iter().map(|r| (r, Kind::User)))
+            .chain(scoped.rejected_groups.iter().map(|r| (r, Kind::Group)));
+        for ((id, why), kind) in rejected {
+            out.protected.insert(id.clone());
+            out.rejected.push((id.clone(), kind, why.clone()));
+        }
+        out.out_of_scope = scoped.out;
         let groups: Vec<_> = scoped
             .groups
             .into_iter()
@@ -58,7 +68,11 @@ pub(crate) fn desired_state(
                 (g.group.object.id.clone(), mapped, g.members)
             })
             .collect();
-        let in_scope: BTreeSet<SourceId> = scoped.users.into_keys().collect();
+        let in_scope: BTreeMap<SourceId, Arc<str>> = scoped
+            .users
+            .into_iter()
+            .map(|(id, (_, why))| (id, why))
+            .collect();
         (in_scope, groups)
     };
     let users: Box<dyn Iterator<Item = Cow<'_, SourceObject>>> = match dir {
@@ -68,7 +82,10 @@ pub(crate) fn desired_state(
     // Where an id appears twice, the scope took its last object: so does this walk backwards.
     let mut failed = BTreeMap::new();
     for user in users {
-        if !in_scope.remove(&user.id) {
+        if !in_scope.contains_key(&user.id)
+            || out.users.contains_key(&user.id)
+            || failed.contains_key(&user.id)
+        {
             continue;
         }
         match map(&target.mappings.users, &user, "userName", refused) {
@@ -80,8 +97,10 @@ pub(crate) fn desired_state(
             }
         }
     }
+    out.why_in = in_scope;
     // Rejections in id order.
     for (id, why) in failed {
+        out.why_in.remove(&id);
         out.protected.insert(id.clone());
         out.rejected.push((id, Kind::User, why));
     }
@@ -155,10 +174,8 @@ mod tests {
         .expect("valid");
         let target = Target::build(&config.targets[0]).expect("builds");
         let none = |_: &str| false;
-        let borrowed =
-            desired_state(Cow::Borrowed(&dir), &config.scope, &target, &none).expect("in scope");
-        let owned =
-            desired_state(Cow::Owned(dir), &config.scope, &target, &none).expect("in scope");
+        let borrowed = desired_state(Cow::Borrowed(&dir), &target, &none).expect("in scope");
+        let owned = desired_state(Cow::Owned(dir), &target, &none).expect("in scope");
         assert_eq!(format!("{owned:?}"), format!("{borrowed:?}"));
         assert_eq!(owned.users.len(), 3);
         assert_eq!(owned.rejected.len(), 1);
@@ -183,7 +200,7 @@ mod tests {
         .expect("valid");
         let target = Target::build(&config.targets[0]).expect("builds");
         let title = |p: &str| p == "title";
-        let want = desired_state(Cow::Owned(dir), &config.scope, &target, &title).expect("ok");
+        let want = desired_state(Cow::Owned(dir), &target, &title).expect("ok");
         let d = &want.users[&SourceId::from("u1")];
         assert_eq!(d.attrs.keys().collect::<Vec<_>>(), ["userName"]);
         assert_eq!(d.on_create.keys().collect::<Vec<_>>(), ["title"]);

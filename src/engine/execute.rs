@@ -38,9 +38,9 @@ impl Executor<'_> {
                 changes,
                 desired,
             } => self.update_user(&id, scim_id, &changes, &desired).await,
-            UserOp::Deprovision { id, scim_id, mode } => {
-                self.deprovision_user(&id, scim_id, mode).await
-            }
+            UserOp::Deprovision {
+                id, scim_id, mode, ..
+            } => self.deprovision_user(&id, scim_id, mode).await,
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`record`]: the provisioning log's records, and the steps `provision` shows.
 //! - [`report`]: what a cycle reports; [`escrow`]: failed operations kept for a retry.
 //! - [`guard`]: the source-outage guard and the quarantine; [`provision`]: one user on demand.
+//! - [`leaving`]: why users join or leave the scope, and those kept when they leave.
 //!
 //! Users go before groups so that member ids exist. Every snapshot write follows a call the
 //! target confirmed. A failure on one object is counted, reported and kept in escrow; it never
@@ -22,6 +23,7 @@ mod escrow;
 mod execute;
 mod executor;
 pub(crate) mod guard;
+mod leaving;
 mod listing;
 pub(crate) mod matching;
 mod progress;

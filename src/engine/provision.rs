@@ -12,7 +12,7 @@ use super::record::Recorder;
 use super::report::Outcome;
 use super::{desired_state, CycleOptions, DesiredState, EngineError};
 use crate::audit::Kind;
-use crate::config::{Config, DeprovisionMode};
+use crate::config::DeprovisionMode;
 use crate::ids::{ScimId, SourceId, TargetName};
 use crate::plan::{self, UserOp};
 use crate::scim::Client;
@@ -62,7 +62,6 @@ pub(crate) enum Who<'a> {
 /// Finds the source id of a user by the SCIM `userName` it has (or would have) on a target.
 pub(crate) fn find_by_user_name(
     dir: &Directory,
-    config: &Config,
     target: &Target,
     snapshot: &Snapshot,
     key: &str,
@@ -76,7 +75,7 @@ pub(crate) fn find_by_user_name(
     if let Some((id, _)) = snapshot.users()?.into_iter().find(|(_, e)| is(&e.attrs)) {
         return Ok(Some(id));
     }
-    let want = desired_state(Cow::Borrowed(dir), &config.scope, target, &|_| false)?;
+    let want = desired_state(Cow::Borrowed(dir), target, &|_| false)?;
     Ok(want
         .users
         .into_iter()
@@ -89,7 +88,6 @@ pub(crate) fn find_by_user_name(
 pub(crate) async fn provision(
     dir: &Directory,
     who: Who<'_>,
-    config: &Config,
     target: &Target,
     store: &Store,
     dry_run: bool,
@@ -105,12 +103,10 @@ pub(crate) async fn provision(
         import: import(&who),
         ..Default::default()
     };
-    scope_step(dir, config, &id, &mut r)?;
+    scope_step(dir, target, &id, &mut r)?;
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
     let profile = load_profile(&snapshot, target, false)?;
-    let want = desired_state(Cow::Borrowed(dir), &config.scope, target, &|p| {
-        profile.refuses(p)
-    })?;
+    let want = desired_state(Cow::Borrowed(dir), target, &|p| profile.refuses(p))?;
     if let Some((_, _, why)) = want.rejected.iter().find(|(rid, _, _)| rid == &id) {
         r.action = "skip".into();
         r.reason = Some(why.clone());
@@ -169,43 +165,19 @@ fn import(who: &Who<'_>) -> Vec<String> {
 /// Step 2: each assignment and its verdict.
 fn scope_step(
     dir: &Directory,
-    config: &Config,
+    target: &Target,
     id: &SourceId,
     r: &mut ProvisionReport,
 ) -> Result<(), EngineError> {
-    let scoped = scope::apply(dir, &config.scope)?;
-    if config.scope.all {
-        r.scope
-            .push("all users are in scope (scope.all = true)".into());
-    }
-    for g in &scoped.groups {
-        let name = g
-            .group
-            .object
-            .get_str("displayName")
-            .unwrap_or(g.group.object.id.as_str());
-        let verdict = match (g.group.members.contains(id), g.members.contains(id)) {
-            (true, true) => "direct member: yes",
-            (true, false) => "listed as a member, but not a user of the source",
-            (false, _) => "direct member: no",
-        };
-        r.scope.push(format!(
-            "assigned group {name:?} ({}): {verdict}",
-            g.group.object.id
-        ));
-    }
-    if !config.scope.users.is_empty() {
-        let yes = config.scope.users.iter().any(|u| u == id.as_str());
-        r.scope.push(format!(
-            "directly assigned users: {}",
-            if yes { "yes" } else { "no" }
-        ));
-    }
-    r.in_scope = scoped.users.contains_key(id);
-    r.scope.push(match scoped.users.get(id) {
-        Some((_, why)) => format!("verdict: in scope ({why})"),
-        None => "verdict: not in scope".into(),
-    });
+    let from = if target.own_scope {
+        "this target's [target.scope]"
+    } else {
+        "the global [scope]"
+    };
+    r.scope.push(format!("scope: {from}"));
+    let (lines, in_scope) = scope::explain(dir, &target.scope, id)?;
+    r.scope.extend(lines);
+    r.in_scope = in_scope;
     Ok(())
 }
 
@@ -218,7 +190,19 @@ async fn act(
     r: &mut ProvisionReport,
 ) -> Result<(), EngineError> {
     let target = exec.target;
+    let kept = want.out_of_scope.get(id).filter(|o| o.keep);
     let outcome = match (want.users.get(id), entry) {
+        (None, Some(e)) if kept.is_some() => {
+            r.matching
+                .push("not needed: the user is not in scope".into());
+            r.action = "keep".into();
+            let forget = super::leaving::kept_one(id, &e.scim_id, kept.map_or("", |o| &*o.why));
+            r.reason = Some(forget.why.clone());
+            if !exec.dry_run {
+                super::leaving::forget(exec.snapshot, &exec.rec, &[forget])?;
+            }
+            None
+        }
         (None, Some(e))
             if !(e.deprovisioned && target.deprovision == DeprovisionMode::Deactivate) =>
         {

@@ -107,7 +107,7 @@ impl Auth {
                     token_url: token_url.clone(),
                     client_id: target.client_id.clone().unwrap_or_default(),
                     client_secret,
-                    scope: target.scope.clone(),
+                    scope: target.token_scope.clone(),
                     cached: Mutex::new(None),
                     generation: AtomicU64::new(0),
                     refused: std::sync::Mutex::new(None),
