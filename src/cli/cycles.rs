@@ -150,6 +150,13 @@ fn print_plan(config: &Config, name: &str, p: &PlannedCycle) {
             out!("      why: {}", crate::text::escape(why));
         }
     }
+    for (user, manager) in &p.pending_managers {
+        out!(
+            "  set the manager of user {} to {} once that account exists (this cycle)",
+            crate::text::escape(user.as_str()),
+            crate::text::escape(manager.as_str())
+        );
+    }
     for f in &p.users.forget {
         out!(
             "  keep user {} ({}) as it is and forget it: {}",

@@ -376,7 +376,10 @@ impl Executor<'_> {
                     (r.target.filter.is_some() && r.target.carries(resource, text))
                         .then(|| want.clone())
                 });
-                held.map(|v| (key, v))
+                held.map(|v| {
+                    let v = super::references::as_sent(&key, v);
+                    (key, v)
+                })
             })
             .collect()
     }

@@ -7,7 +7,7 @@ use super::escrow;
 use super::executor::Executor;
 use super::record::Recorder;
 use super::report::{CycleReport, Outcome};
-use super::{guard, leaving, progress, CycleOptions, EngineError, Progress};
+use super::{guard, leaving, progress, references, CycleOptions, EngineError, Progress};
 use crate::audit::{self, Kind};
 use crate::config::{Config, DeprovisionMode};
 use crate::ids::{SourceId, TargetName};
@@ -39,6 +39,9 @@ pub(crate) struct PlannedCycle {
     /// Why each user created or deprovisioned is in or out of the scope.
     #[serde(default)]
     pub(crate) why: BTreeMap<SourceId, String>,
+    /// Users whose manager has no account yet: set once it has, in this cycle.
+    #[serde(default)]
+    pub(crate) pending_managers: references::Pending,
 }
 
 pub(crate) fn plan_options(target: &Target, opts: CycleOptions) -> PlanOptions {
@@ -161,6 +164,16 @@ fn plan_desired(
     opts: CycleOptions,
 ) -> Result<PlannedCycle, EngineError> {
     let popts = plan_options(target, opts);
+    let pending = if target
+        .mappings
+        .users
+        .iter()
+        .any(|r| r.target.to_string() == references::MANAGER)
+    {
+        references::resolve(&mut want.users, |m| known.get(m).map(|e| e.scim_id.clone()))
+    } else {
+        references::Pending::new()
+    };
     // The users with an account after this plan are exactly the desired users: so the group
     // plan asks the desired users, and goes first, while they are still at hand.
     let groups = plan::plan_groups_owned(
@@ -195,6 +208,8 @@ fn plan_desired(
             })
     })?;
     users.forget = forget;
+    references::order(&mut users.ops, &pending);
+    references::defer_changes(&mut users, &pending);
     let why = leaving::reasons(&want, &users);
     Ok(PlannedCycle {
         users,
@@ -202,6 +217,7 @@ fn plan_desired(
         rejected: want.rejected,
         labels,
         why,
+        pending_managers: pending,
     })
 }
 
@@ -328,7 +344,11 @@ pub(crate) async fn run_target_with(
                 }
             )
         });
+    exec.pending = std::mem::take(&mut planned.pending_managers);
     let mut attempted = c.users_phase(&exec, users, &escrow, stop, progress).await?;
+    if !stop.is_cancelled() {
+        attempted += exec.settle_managers().await;
+    }
     c.report.users.unchanged += planned.users.unchanged;
     let before = planned.groups.ops.len();
     let (groups, n) = c

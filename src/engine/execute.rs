@@ -30,6 +30,7 @@ impl Executor<'_> {
         }
         match op {
             UserOp::MatchOrCreate { id, desired } => {
+                let desired = self.with_manager(&id, &desired).unwrap_or(desired);
                 self.match_or_create(&id, Subject::User(&desired)).await
             }
             UserOp::Update {

@@ -31,6 +31,8 @@ pub(crate) struct Executor<'a> {
     /// `sync --allow-clears`: an adoption clears what the directory has empty at once, rather
     /// than leaving it to the next cycle's plan and its attribute-wipe guard.
     pub(crate) allow_clears: bool,
+    /// Users whose manager had no account when the cycle was planned.
+    pub(crate) pending: super::references::Pending,
 }
 
 impl<'a> Executor<'a> {
@@ -49,6 +51,7 @@ impl<'a> Executor<'a> {
             claims: Mutex::new(BTreeMap::new()),
             dry_run: false,
             allow_clears: false,
+            pending: Default::default(),
         }
     }
 

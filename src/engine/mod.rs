@@ -11,6 +11,7 @@
 //! - [`report`]: what a cycle reports; [`escrow`]: failed operations kept for a retry.
 //! - [`guard`]: the source-outage guard and the quarantine; [`provision`]: one user on demand.
 //! - [`leaving`]: why users join or leave the scope, and those kept when they leave.
+//! - [`references`]: the manager, an objectId in the source and an account in each target.
 //!
 //! Users go before groups so that member ids exist. Every snapshot write follows a call the
 //! target confirmed. A failure on one object is counted, reported and kept in escrow; it never
@@ -29,6 +30,7 @@ pub(crate) mod matching;
 mod progress;
 pub(crate) mod provision;
 mod record;
+mod references;
 mod report;
 
 pub(crate) use cycle::PROFILE_KEY;

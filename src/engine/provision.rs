@@ -106,7 +106,13 @@ pub(crate) async fn provision(
     scope_step(dir, target, &id, &mut r)?;
     let snapshot = store.snapshot(&TargetName(target.name.clone()))?;
     let profile = load_profile(&snapshot, target, false)?;
-    let want = desired_state(Cow::Borrowed(dir), target, &|p| profile.refuses(p))?;
+    let mut want = desired_state(Cow::Borrowed(dir), target, &|p| profile.refuses(p))?;
+    let accounts: BTreeMap<SourceId, ScimId> = snapshot
+        .user_summaries()?
+        .into_iter()
+        .map(|(sid, e)| (sid, e.scim_id))
+        .collect();
+    let pending = super::references::resolve(&mut want.users, |m| accounts.get(m).cloned());
     if let Some((_, _, why)) = want.rejected.iter().find(|(rid, _, _)| rid == &id) {
         r.action = "skip".into();
         r.reason = Some(why.clone());
@@ -120,8 +126,9 @@ pub(crate) async fn provision(
     let rec = Recorder::new(&cycle_id, &target.name, log).watching();
     let mut exec = Executor::new(&client, &snapshot, target, rec);
     exec.dry_run = dry_run || stop.is_cancelled();
-    for (sid, e) in snapshot.user_summaries()? {
-        exec.claim(Kind::User, &e.scim_id, &sid);
+    exec.pending = pending;
+    for (sid, scim_id) in &accounts {
+        exec.claim(Kind::User, scim_id, sid);
     }
     let entry = snapshot.user(&id)?;
     crate::audit::collect(async {
