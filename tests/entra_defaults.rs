@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 
 fn start() -> Env {
     let env = Env::start(r#"groups = ["Staff"]"#, "");
-    let mappings =
-        std::fs::read_to_string(common::repo_root().join("config/entra-defaults.toml"))
-            .expect("config/entra-defaults.toml");
+    let mappings = std::fs::read_to_string(common::repo_root().join("config/entra-defaults.toml"))
+        .expect("config/entra-defaults.toml");
     env.ws.write(
         "scimsync.toml",
         format!(
@@ -98,10 +97,17 @@ fn every_default_attribute_is_created_changed_and_cleared_minimally() {
     assert_eq!(a["preferredLanguage"], "fr-FR");
     assert_eq!(a["displayName"], "Ann Example");
     assert_eq!(
-        (&a["name"]["givenName"], &a["name"]["familyName"], &a["name"]["formatted"]),
+        (
+            &a["name"]["givenName"],
+            &a["name"]["familyName"],
+            &a["name"]["formatted"]
+        ),
         (&json!("Ann"), &json!("Example"), &json!("Ann Example"))
     );
-    assert_eq!(typed(&a["emails"], "work").expect("work mail")["value"], "ann@example.org");
+    assert_eq!(
+        typed(&a["emails"], "work").expect("work mail")["value"],
+        "ann@example.org"
+    );
     let work = typed(&a["addresses"], "work").expect("work address");
     for (k, v) in [
         ("formatted", "Building 7"),
@@ -118,7 +124,11 @@ fn every_default_attribute_is_created_changed_and_cleared_minimally() {
         ("mobile", "+33 6 12 34 56 78"),
         ("fax", "+33 1 23 45 67 00"),
     ] {
-        assert_eq!(typed(&a["phoneNumbers"], kind).expect(kind)["value"], v, "{kind}");
+        assert_eq!(
+            typed(&a["phoneNumbers"], kind).expect(kind)["value"],
+            v,
+            "{kind}"
+        );
     }
     assert_eq!(a["externalId"], "ann");
     assert_eq!(a[ENTERPRISE]["employeeNumber"], "E-1001");
@@ -138,12 +148,26 @@ fn every_default_attribute_is_created_changed_and_cleared_minimally() {
     env.sync(&[]).assert_success();
     let patches = user_patches(&env);
     assert_eq!(patches.len(), 1, "{:?}", env.proxy.calls());
-    assert_eq!(patches[0]["Operations"].as_array().map(Vec::len), Some(3), "{}", patches[0]);
+    assert_eq!(
+        patches[0]["Operations"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        patches[0]
+    );
     let a = &env.users()["ann@example.org"];
     assert_eq!(a["title"], "Staff Engineer");
-    assert_eq!(typed(&a["addresses"], "work").expect("address")["locality"], "Lyon");
-    assert_eq!(typed(&a["phoneNumbers"], "mobile").expect("mobile")["value"], "+33 6 00 00 00 00");
-    assert_eq!(typed(&a["phoneNumbers"], "work").expect("work")["value"], "+33 1 23 45 67 89");
+    assert_eq!(
+        typed(&a["addresses"], "work").expect("address")["locality"],
+        "Lyon"
+    );
+    assert_eq!(
+        typed(&a["phoneNumbers"], "mobile").expect("mobile")["value"],
+        "+33 6 00 00 00 00"
+    );
+    assert_eq!(
+        typed(&a["phoneNumbers"], "work").expect("work")["value"],
+        "+33 1 23 45 67 89"
+    );
 
     // The fax and every part of the address cleared, the title too: the fax item and the
     // address item are gone, the other phones stay.
@@ -163,7 +187,12 @@ fn every_default_attribute_is_created_changed_and_cleared_minimally() {
     write(&env, &[cleared, bo()]);
     let out = env.sync(&["--allow-clears"]);
     out.assert_success();
-    assert_eq!(user_patches(&env).len(), 1, "{:?}\n{out}", env.proxy.calls());
+    assert_eq!(
+        user_patches(&env).len(),
+        1,
+        "{:?}\n{out}",
+        env.proxy.calls()
+    );
     let a = &env.users()["ann@example.org"];
     assert!(a.get("title").is_none_or(Value::is_null), "{a}");
     assert!(typed(&a["phoneNumbers"], "fax").is_none(), "{a}");

@@ -275,18 +275,7 @@ impl Loader<'_> {
         let compat = table
             .remove("compat")
             .map(|c| self.take::<CompatConfig>(&format!("{key}.compat"), c));
-        let (own_scope, token_scope) = match table.remove("scope") {
-            Some(toml::Value::String(s)) => (None, Some(s)),
-            Some(v @ toml::Value::Table(_)) => (self.scope(&format!("{key}.scope"), v), None),
-            Some(v) => {
-                self.problem(
-                    format!("{key}.scope"),
-                    format!("must be a table ([target.scope]), not {}", v.type_str()),
-                );
-                (None, None)
-            }
-            None => (None, None),
-        };
+        let (own_scope, token_scope) = self.target_scope(&key, table.remove("scope"));
         let mut target = self.take::<TargetConfig>(&key, toml::Value::Table(table))?;
         if let Some(compat) = compat {
             target.compat = compat.unwrap_or_default();
@@ -428,6 +417,27 @@ impl Loader<'_> {
                 "state.log_max_records",
                 "0 would keep no provisioning log; set at least 1",
             );
+        }
+    }
+
+    /// A target's `scope`: its own scope table, or (a string) the OAuth scope under its
+    /// former name.
+    fn target_scope(
+        &mut self,
+        key: &str,
+        value: Option<toml::Value>,
+    ) -> (Option<ScopeConfig>, Option<String>) {
+        match value {
+            Some(toml::Value::String(s)) => (None, Some(s)),
+            Some(v @ toml::Value::Table(_)) => (self.scope(&format!("{key}.scope"), v), None),
+            Some(v) => {
+                self.problem(
+                    format!("{key}.scope"),
+                    format!("must be a table ([target.scope]), not {}", v.type_str()),
+                );
+                (None, None)
+            }
+            None => (None, None),
         }
     }
 

@@ -164,16 +164,8 @@ fn plan_desired(
     opts: CycleOptions,
 ) -> Result<PlannedCycle, EngineError> {
     let popts = plan_options(target, opts);
-    let pending = if target
-        .mappings
-        .users
-        .iter()
-        .any(|r| r.target.to_string() == references::MANAGER)
-    {
-        references::resolve(&mut want.users, |m| known.get(m).map(|e| e.scim_id.clone()))
-    } else {
-        references::Pending::new()
-    };
+    let of = |m: &SourceId| known.get(m).map(|e| e.scim_id.clone());
+    let pending = references::resolve_in(target, snapshot, &of, &mut want);
     // The users with an account after this plan are exactly the desired users: so the group
     // plan asks the desired users, and goes first, while they are still at hand.
     let groups = plan::plan_groups_owned(
@@ -185,17 +177,23 @@ fn plan_desired(
     );
     let labels = member_labels(&groups, &want.users);
     let wanted_users = std::mem::take(&mut want.users);
-    // Users kept when they leave the scope are not deprovisioned, so not counted by its guards.
+    // Users kept when they leave the scope are no longer managed: neither deprovisioned nor
+    // counted among the managed users by the deletion guards.
     let forget = leaving::kept(&want, known);
-    let protected = if forget.is_empty() {
-        Cow::Borrowed(&want.protected)
+    let managed = if forget.is_empty() {
+        Cow::Borrowed(known)
     } else {
-        let mut p = want.protected.clone();
-        p.extend(forget.iter().map(|f| f.id.clone()));
-        Cow::Owned(p)
+        let gone: BTreeSet<&SourceId> = forget.iter().map(|f| &f.id).collect();
+        Cow::Owned(
+            known
+                .iter()
+                .filter(|(id, _)| !gone.contains(id))
+                .map(|(id, e)| (id.clone(), e.clone()))
+                .collect(),
+        )
     };
     // A user's attributes are decoded only where its hash differs.
-    let mut users = plan::plan_users_owned(known, wanted_users, &protected, popts, |id| {
+    let mut users = plan::plan_users_owned(&managed, wanted_users, &want.protected, popts, |id| {
         // The summary was read in this plan, under the target's lock: an entry gone now
         // means the state changed underneath, and an empty diff base would re-send all.
         snapshot
@@ -209,7 +207,6 @@ fn plan_desired(
     })?;
     users.forget = forget;
     references::order(&mut users.ops, &pending);
-    references::defer_changes(&mut users, &pending);
     let why = leaving::reasons(&want, &users);
     Ok(PlannedCycle {
         users,

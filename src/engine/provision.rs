@@ -112,7 +112,8 @@ pub(crate) async fn provision(
         .into_iter()
         .map(|(sid, e)| (sid, e.scim_id))
         .collect();
-    let pending = super::references::resolve(&mut want.users, |m| accounts.get(m).cloned());
+    let of = |m: &SourceId| accounts.get(m).cloned();
+    let pending = super::references::resolve_in(target, &snapshot, &of, &mut want);
     if let Some((_, _, why)) = want.rejected.iter().find(|(rid, _, _)| rid == &id) {
         r.action = "skip".into();
         r.reason = Some(why.clone());

@@ -8,14 +8,17 @@
 //! (and get it in their `POST`), and any still without it get one PATCH once the users are
 //! done, in the same cycle.
 
+use super::desired::DesiredState;
 use super::executor::{change_ops, Executor};
 use crate::audit::{Action, Kind};
 use crate::ids::{ScimId, SourceId};
 use crate::mapping::Desired;
-use crate::plan::{self, Change, UserOp, UserPlan};
+use crate::plan::{self, Change, UserOp};
 use crate::scim::Endpoint;
+use crate::state::Snapshot;
+use crate::target::Target;
 use serde_json::{json, Value as Json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The enterprise extension's `manager`, the one reference attribute scimsync maps.
 pub(crate) const MANAGER: &str =
@@ -24,13 +27,22 @@ pub(crate) const MANAGER: &str =
 /// Users whose manager has no account yet, each with the manager's objectId.
 pub(crate) type Pending = BTreeMap<SourceId, SourceId>;
 
+/// What [`resolve`] asks of the target's snapshot.
+pub(crate) struct Accounts<'a> {
+    /// The account of a directory object, if it has one.
+    pub(crate) of: &'a dyn Fn(&SourceId) -> Option<ScimId>,
+    /// The manager a user's account holds now, as last pushed.
+    pub(crate) manager_of: &'a dyn Fn(&SourceId) -> Option<Json>,
+    /// Objects left out of this cycle without leaving the scope (a rejected entry): a
+    /// report keeps such a manager while its account exists.
+    pub(crate) protected: &'a BTreeSet<SourceId>,
+}
+
 /// Replaces each desired user's manager objectId by `{"value": <the manager's SCIM id>}`, or
-/// removes it: the manager is not a desired user of this target (out of scope, or gone), or
-/// has no account yet (then the user is pending).
-pub(crate) fn resolve(
-    users: &mut BTreeMap<SourceId, Desired>,
-    account: impl Fn(&SourceId) -> Option<ScimId>,
-) -> Pending {
+/// removes it when the manager is neither a desired user of this target nor protected (out of
+/// scope, or gone). A manager without an account yet makes the user pending: a user that has
+/// an account keeps the manager it holds until then, so that no PATCH clears it in between.
+pub(crate) fn resolve(users: &mut BTreeMap<SourceId, Desired>, accounts: &Accounts<'_>) -> Pending {
     let refs: Vec<(SourceId, SourceId)> = users
         .iter()
         .filter_map(|(id, d)| {
@@ -40,13 +52,15 @@ pub(crate) fn resolve(
         .collect();
     let mut pending = Pending::new();
     for (id, manager) in refs {
-        let value = if !users.contains_key(&manager) {
-            None
-        } else if let Some(scim_id) = account(&manager) {
-            Some(reference(&scim_id))
-        } else {
-            pending.insert(id.clone(), manager);
-            None
+        let known = users.contains_key(&manager) || accounts.protected.contains(&manager);
+        let value = match (known, (accounts.of)(&manager)) {
+            (false, _) => None,
+            (true, Some(scim_id)) => Some(reference(&scim_id)),
+            (true, None) if users.contains_key(&manager) => {
+                pending.insert(id.clone(), manager);
+                (accounts.manager_of)(&id)
+            }
+            (true, None) => None,
         };
         if let Some(d) = users.get_mut(&id) {
             for attrs in [&mut d.attrs, &mut d.on_create] {
@@ -60,6 +74,34 @@ pub(crate) fn resolve(
         }
     }
     pending
+}
+
+/// [`resolve`] for a target's desired state, through its snapshot (`of` gives an object's
+/// account), when the target maps the manager at all.
+pub(crate) fn resolve_in(
+    target: &Target,
+    snapshot: &Snapshot,
+    of: &dyn Fn(&SourceId) -> Option<ScimId>,
+    want: &mut DesiredState,
+) -> Pending {
+    let maps_manager = target
+        .mappings
+        .users
+        .iter()
+        .any(|r| r.target.to_string() == MANAGER);
+    if !maps_manager {
+        return Pending::new();
+    }
+    let manager_of = |u: &SourceId| {
+        let entry = snapshot.user(u).ok()??;
+        entry.attrs.get(MANAGER).cloned()
+    };
+    let accounts = Accounts {
+        of,
+        manager_of: &manager_of,
+        protected: &want.protected,
+    };
+    resolve(&mut want.users, &accounts)
 }
 
 /// The value of a reference to an account.
@@ -76,9 +118,9 @@ pub(crate) fn as_sent(path: &str, held: Json) -> Json {
     }
 }
 
-/// Orders the creates so that a manager goes before its reports (depth first by chain
-/// length; cycles and deep chains keep their place), which lets most reports carry their
-/// manager in their own `POST`.
+/// Orders the creates so that a manager goes before its reports (by the length of the chain
+/// of pending managers above each; managers of each other go last), which lets most reports
+/// carry their manager in their own `POST`.
 pub(crate) fn order(ops: &mut [UserOp], pending: &Pending) {
     if pending.is_empty() {
         return;
@@ -100,25 +142,6 @@ pub(crate) fn order(ops: &mut [UserOp], pending: &Pending) {
         UserOp::MatchOrCreate { id, .. } => depth(id),
         _ => 0,
     });
-}
-
-/// A user whose new manager has no account yet keeps the one it has until the manager is
-/// created: no PATCH clears it in between.
-pub(crate) fn defer_changes(plan: &mut UserPlan, pending: &Pending) {
-    if pending.is_empty() {
-        return;
-    }
-    let before = plan.ops.len();
-    for op in &mut plan.ops {
-        if let UserOp::Update { id, changes, .. } = op {
-            if pending.contains_key(id) {
-                changes.retain(|c| c.path != MANAGER);
-            }
-        }
-    }
-    plan.ops
-        .retain(|op| !matches!(op, UserOp::Update { changes, .. } if changes.is_empty()));
-    plan.unchanged += before - plan.ops.len();
 }
 
 impl Executor<'_> {
@@ -214,9 +237,14 @@ mod tests {
         .map(|(id, m)| (SourceId::from(id), desired(m)))
         .collect();
         // Only the CEO has an account so far.
-        let pending = resolve(&mut users, |id| {
-            (id.as_str() == "ceo").then(|| ScimId::from("s-ceo"))
-        });
+        let of = |id: &SourceId| (id.as_str() == "ceo").then(|| ScimId::from("s-ceo"));
+        let none = |_: &SourceId| None;
+        let accounts = Accounts {
+            of: &of,
+            manager_of: &none,
+            protected: &BTreeSet::new(),
+        };
+        let pending = resolve(&mut users, &accounts);
         assert_eq!(
             users[&SourceId::from("vp")].attrs[MANAGER],
             json!({"value": "s-ceo"})
@@ -255,5 +283,36 @@ mod tests {
         let held = json!({"value": "s1", "$ref": "https://x/Users/s1", "displayName": "Boss"});
         assert_eq!(as_sent(MANAGER, held.clone()), json!({"value": "s1"}));
         assert_eq!(as_sent("title", held.clone()), held);
+    }
+
+    #[test]
+    fn a_pending_user_keeps_its_manager_and_a_protected_manager_stays() {
+        let mut users: BTreeMap<SourceId, Desired> = [
+            ("new-boss", None),
+            ("dev", Some("new-boss")),
+            ("ops", Some("broken")),
+        ]
+        .into_iter()
+        .map(|(id, m)| (SourceId::from(id), desired(m)))
+        .collect();
+        // new-boss is being created; broken is rejected this cycle but has an account.
+        let of = |id: &SourceId| (id.as_str() == "broken").then(|| ScimId::from("s-broken"));
+        let held = |id: &SourceId| (id.as_str() == "dev").then(|| json!({"value": "s-old"}));
+        let protected = BTreeSet::from([SourceId::from("broken")]);
+        let accounts = Accounts {
+            of: &of,
+            manager_of: &held,
+            protected: &protected,
+        };
+        let pending = resolve(&mut users, &accounts);
+        assert_eq!(
+            users[&SourceId::from("dev")].attrs[MANAGER],
+            json!({"value": "s-old"})
+        );
+        assert_eq!(
+            users[&SourceId::from("ops")].attrs[MANAGER],
+            json!({"value": "s-broken"})
+        );
+        assert_eq!(pending.len(), 1);
     }
 }
