@@ -363,7 +363,9 @@ fn a_member_removed_in_ldap_leaves_the_group_and_is_deactivated() {
 fn expr_reads_one_user_from_slapd_by_uid_mail_or_entry_uuid() {
     let env = Env::start(&small_directory(), r#"groups = ["Staff"]"#);
     let uuid = env.entry_uuid(7);
-    for key in ["u0007", "U0007@example.org", uuid.as_str()] {
+    let upper = uuid.to_uppercase();
+    let braced = format!("{{{upper}}}");
+    for key in ["u0007", "U0007@example.org", &uuid, &upper, &braced] {
         let out = env.scimsync(&[
             "expr",
             r#"Join("|", [displayName], [objectId], [dn])"#,
@@ -381,6 +383,68 @@ fn expr_reads_one_user_from_slapd_by_uid_mail_or_entry_uuid() {
     let out = env.scimsync(&["expr", "[mail]", "--user", "*"]);
     out.assert_code(1);
     assert!(out.stderr.contains("--user: no user \"*\""), "{out}");
+}
+
+/// The ten users of [`small_directory`], with `manager` DNs: u0002 and u0003 (another spelling)
+/// are managed by u0001; u0004 by an entry outside the users' base, u0006 by a DN that names
+/// nothing, u0007 by an entry under the base that the user filter leaves out.
+fn managed_directory() -> String {
+    small_directory()
+        + &format!(
+            "dn: cn=Front Desk,{PEOPLE}\nobjectClass: organizationalRole\ncn: Front Desk\n\n"
+        )
+}
+
+fn add_managers(slapd: &Slapd) {
+    let managers = [
+        (2, user_dn(1)),
+        (3, "UID=U0001, OU=people, DC=Example, DC=Org".to_owned()),
+        (4, common::SERVICE_DN.to_owned()),
+        (6, format!("uid=gone,{PEOPLE}")),
+        (7, format!("cn=Front Desk,{PEOPLE}")),
+    ];
+    let mut ldif = String::new();
+    for (i, manager) in managers {
+        let _ = write!(
+            ldif,
+            "dn: {}\nchangetype: modify\nadd: manager\nmanager: {manager}\n\n",
+            user_dn(i)
+        );
+    }
+    slapd.modify(&ldif);
+}
+
+#[test]
+fn manager_dns_read_as_the_object_ids_of_users_the_source_reads() {
+    let env = Env::start(&managed_directory(), r#"groups = ["Staff"]"#);
+    add_managers(&env.slapd);
+    let boss = env.entry_uuid(1);
+
+    // One user looked up: its manager DN is looked up too.
+    let manager_of = |i: usize| {
+        let out = env.scimsync(&["expr", r#"Coalesce([manager], "none")"#, "--user", &uid(i)]);
+        out.assert_success();
+        out.stdout.trim_end().to_owned()
+    };
+    assert_eq!(manager_of(2), boss);
+    assert_eq!(manager_of(3), boss, "a DN in another spelling");
+    for i in [1, 4, 6, 7] {
+        assert_eq!(manager_of(i), "none", "u{i:04}");
+    }
+
+    // The whole directory read by a cycle: the same managers reach the target.
+    let mut config = env.ws.read("scimsync.toml");
+    config.push_str("\n[[target.user_mapping]]\ntarget = \"nickName\"\nsource = \"manager\"\n");
+    env.ws.write("scimsync.toml", config);
+    env.scimsync(&["sync"]).assert_success();
+    let users = env.users();
+    assert_eq!(users.len(), 10);
+    let nick = |i: usize| users[&uid(i)].get("nickName").cloned();
+    assert_eq!(nick(2), Some(Value::String(boss.clone())));
+    assert_eq!(nick(3), Some(Value::String(boss)));
+    for i in [1, 4, 6, 7] {
+        assert_eq!(nick(i), None, "u{i:04} has no manager");
+    }
 }
 
 /// A configuration for `scimsync expr --user` against `url`, with extra source keys.

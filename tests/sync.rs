@@ -312,13 +312,13 @@ both!(a_bad_object_is_skipped_and_the_rest_applied);
 fn a_bad_object_is_skipped_and_the_rest_applied(kind: ServerKind) {
     let env = start(kind, r#"groups = ["Staff"]"#, "");
     let mut users = three_users();
-    users[0]["manager"] = json!({"id": "nested objects are not attribute values"});
+    users[0]["address"] = json!({"city": "nested objects are not attribute values"});
     env.directory(&users, &[group("g1", "Staff", &["u-ada", "u-bob"])]);
     let out = env.sync(&[]);
     out.assert_code(1);
     assert!(
         out.stderr
-            .contains("skipped user u-ada: users[0]: manager: an object is not an attribute value"),
+            .contains("skipped user u-ada: users[0]: address: an object is not an attribute value"),
         "{}",
         out.stderr
     );

@@ -215,7 +215,12 @@ fn assignments<'a>(dir: &'a Directory, scope: &ScopeConfig) -> Result<Scoped<'a>
         }
     }
     for id in &scope.users {
-        match users.get(&SourceId(id.clone())) {
+        // An objectGUID may be written in upper case or braced: the map has the exact ids only.
+        let found = users
+            .get(&SourceId(id.clone()))
+            .copied()
+            .or_else(|| crate::source::find_by_guid(&dir.users, id));
+        match found {
             Some(u) => {
                 out.users
                     .entry(u.id.clone())
@@ -353,6 +358,32 @@ mod tests {
         .expect("ok");
         assert_eq!(ids(&s), ["u1", "u2", "u3", "u4"]);
         assert!(s.groups.is_empty());
+    }
+
+    #[test]
+    fn a_directly_assigned_object_guid_in_upper_case_or_braced_is_found() {
+        let d = parse(
+            Path::new("d.json"),
+            br#"{"users": [{"objectId": "00112233-4455-6677-8899-aabbccddeeff"}, {"objectId": "u2"}],
+                 "groups": []}"#,
+        )
+        .expect("valid");
+        for key in [
+            "00112233-4455-6677-8899-AABBCCDDEEFF",
+            "{00112233-4455-6677-8899-aabbccddeeff}",
+            "{00112233-4455-6677-8899-AABBCCDDEEFF}",
+        ] {
+            let s = apply(
+                &d,
+                &scope(ScopeConfig {
+                    users: vec![key.into(), "U2".into()],
+                    ..Default::default()
+                }),
+            )
+            .expect("ok");
+            // The user is known by its own objectId; an id that is not a GUID stays exact.
+            assert_eq!(ids(&s), ["00112233-4455-6677-8899-aabbccddeeff"], "{key}");
+        }
     }
 
     fn filtered_dir() -> Directory {

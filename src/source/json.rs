@@ -294,11 +294,25 @@ fn object(
                     })
                     .collect::<Result<_, _>>()?,
             ),
+            Json::Object(reference) if name.eq_ignore_ascii_case("manager") => {
+                AttrValue::Single(reference_id(&name, &reference)?)
+            }
             Json::Object(_) => return Err(format!("{name}: an object is not an attribute value")),
         };
         o.set(&name, v);
     }
     Ok((o, members))
+}
+
+/// The objectId in a reference written as Microsoft Graph exports it (`"manager": {"id": "b",
+/// "displayName": …}`); the other keys are ignored.
+fn reference_id(name: &str, reference: &serde_json::Map<String, Json>) -> Result<String, String> {
+    match reference.get("id") {
+        Some(Json::String(id)) if !id.trim().is_empty() => Ok(id.clone()),
+        _ => Err(format!(
+            "{name}: an object must carry the objectId as a non-empty string \"id\""
+        )),
+    }
 }
 
 fn scalar(v: &Json) -> Option<String> {
@@ -381,13 +395,63 @@ mod tests {
     #[test]
     fn an_unusable_attribute_rejects_only_that_object() {
         let d = parse_str(
-            r#"{"users": [{"objectId": "a", "manager": {"id": "b"}}, {"objectId": "b"}]}"#,
+            r#"{"users": [{"objectId": "a", "address": {"city": "Paris"}}, {"objectId": "b"}]}"#,
         )
         .expect("valid");
         assert_eq!(d.users.len(), 1);
+        assert_eq!(d.users[0].id, SourceId::from("b"));
         assert_eq!(d.rejected.len(), 1);
         assert_eq!(d.rejected[0].id, Some(SourceId::from("a")));
-        assert!(d.rejected[0].reason.contains("manager"), "{:?}", d.rejected);
+        assert_eq!(
+            d.rejected[0].reason,
+            "users[0]: address: an object is not an attribute value"
+        );
+    }
+
+    #[test]
+    fn manager_is_an_object_id_or_a_graph_reference() {
+        let d = parse_str(
+            r##"{"users": [
+                {"objectId": "a", "manager": "b"},
+                {"objectId": "b", "Manager": {"id": "c", "displayName": "Cy", "@odata.type": "#microsoft.graph.user"}},
+                {"objectId": "c", "manager": null}
+              ]}"##,
+        )
+        .expect("valid");
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        let manager: Vec<_> = d.users.iter().map(|u| u.get("manager")).collect();
+        assert_eq!(
+            manager,
+            [
+                Some(&AttrValue::Single("b".into())),
+                Some(&AttrValue::Single("c".into())),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn a_manager_reference_without_a_string_id_rejects_the_user() {
+        let d = parse_str(
+            r#"{"users": [
+                {"objectId": "a", "manager": {"displayName": "Bob"}},
+                {"objectId": "b", "manager": {"id": 7}},
+                {"objectId": "c", "manager": {"id": " "}},
+                {"objectId": "d"}
+              ]}"#,
+        )
+        .expect("valid");
+        assert_eq!(d.users.len(), 1);
+        let rejected: Vec<_> = d.rejected.iter().map(|r| r.reason.as_str()).collect();
+        let why = "manager: an object must carry the objectId as a non-empty string \"id\"";
+        assert_eq!(
+            rejected,
+            [
+                format!("users[0]: {why}"),
+                format!("users[1]: {why}"),
+                format!("users[2]: {why}")
+            ]
+        );
     }
 
     #[test]

@@ -8,20 +8,18 @@
 
 mod ad;
 mod entry;
+mod links;
+mod lookup;
 mod ranges;
+mod tls;
 
 use self::entry::{Converter, Entry};
 use self::ranges::RangeReader;
-use super::{find_in, Directory, Source, SourceError, SourceObject};
+use super::{Directory, Source, SourceError, SourceObject};
 use crate::config::LdapSourceConfig;
 use crate::secret;
 use ldap3::controls::{Control, ControlType, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, ResultEntry, Scope};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// How long to wait for the TCP connection.
@@ -95,7 +93,7 @@ impl LdapSource {
             .set_std_stream(ldap3::StdStream::Tcp(tcp))
             .set_starttls(self.config.starttls && !ldaps);
         if self.uses_tls() {
-            let tls = tls_config(&self.config).map_err(|e| self.error(e))?;
+            let tls = tls::tls_config(&self.config).map_err(|e| self.error(e))?;
             settings = settings
                 .set_config(tls)
                 .set_no_tls_verify(self.config.tls_insecure);
@@ -200,86 +198,9 @@ impl Source for LdapSource {
     }
 
     /// One search for the user whose objectId, mail, userPrincipalName or mailNickname is
-    /// `key`, with the key escaped for the filter.
+    /// `key`, and one more for the user its `manager` names (see [`LdapSource::lookup`]).
     async fn find_user(&self, key: &str) -> Result<Option<SourceObject>, SourceError> {
-        let c = &self.config;
-        let filter = format!(
-            "(&{}{})",
-            parenthesized(c.user_filter()),
-            lookup_filter(&self.convert, key)
-        );
-        let (mut session, conn) = self.connect().await?;
-        let entries = drive(conn, async {
-            session.bind().await?;
-            let mut entries = Vec::new();
-            session
-                .search(
-                    "users",
-                    "user_filter",
-                    c.users_base_dn(),
-                    &filter,
-                    &self.convert.user_attrs(),
-                    |page| {
-                        entries.extend(page);
-                        Ok(())
-                    },
-                )
-                .await?;
-            session.close().await;
-            Ok::<_, SourceError>(entries)
-        })
-        .await?;
-        let mut dir = Directory::default();
-        for e in &entries {
-            match self.convert.user(e) {
-                Ok(u) => dir.users.push(u),
-                Err(r) => tracing::warn!(reason = %r.reason, "Skipped a directory entry."),
-            }
-        }
-        Ok(find_in(&dir, key).cloned())
-    }
-}
-
-/// The part of a lookup filter that matches `key` against the user's objectId, mail,
-/// userPrincipalName and mailNickname attributes.
-fn lookup_filter(convert: &Converter, key: &str) -> String {
-    let mut clauses = Vec::new();
-    let id_attr = convert.users.object_id();
-    if id_attr.eq_ignore_ascii_case("objectGUID") {
-        // A binary attribute: the filter carries the 16 bytes, each escaped.
-        if let Some(bytes) = ad::guid_bytes(key) {
-            let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
-            clauses.push(format!("(objectGUID={escaped})"));
-        }
-    } else if id_attr.eq_ignore_ascii_case("entryUUID") {
-        // entryUUID only takes UUIDs: another assertion value is an error on some servers.
-        if uuid::Uuid::parse_str(key).is_ok() {
-            clauses.push(format!("(entryUUID={})", ldap3::ldap_escape(key)));
-        }
-    } else {
-        clauses.push(format!("({id_attr}={})", ldap3::ldap_escape(key)));
-    }
-    for name in ["mail", "userPrincipalName", "mailNickname"] {
-        if let Some(attr) = convert.users.get(name) {
-            let clause = format!("({attr}={})", ldap3::ldap_escape(key));
-            if !clauses.contains(&clause) {
-                clauses.push(clause);
-            }
-        }
-    }
-    if clauses.is_empty() {
-        // Nothing can match; keep the filter valid.
-        return "(!(objectClass=*))".to_owned();
-    }
-    format!("(|{})", clauses.concat())
-}
-
-fn parenthesized(filter: &str) -> String {
-    let f = filter.trim();
-    if f.starts_with('(') {
-        f.to_owned()
-    } else {
-        format!("({f})")
+        self.lookup(key).await
     }
 }
 
@@ -517,140 +438,9 @@ fn op_error(e: LdapError) -> String {
     }
 }
 
-/// The TLS settings: the system's roots plus `ca_file`, or no verification at all where
-/// `tls_insecure` says so. The crypto provider is named here, since the process has two
-/// (reqwest's and this one) and rustls will not choose between them.
-fn tls_config(c: &LdapSourceConfig) -> Result<Arc<rustls::ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?;
-    if c.tls_insecure {
-        return Ok(Arc::new(
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-                .with_no_client_auth(),
-        ));
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(system_roots().iter().cloned());
-    if let Some(path) = &c.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("ca_file {}: cannot read: {e}", path.display()))?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!(
-                "ca_file {}: holds no PEM certificate",
-                path.display()
-            ));
-        }
-    }
-    Ok(Arc::new(
-        builder.with_root_certificates(roots).with_no_client_auth(),
-    ))
-}
-
-/// The system's trusted roots, read once per process.
-fn system_roots() -> &'static [rustls::pki_types::TrustAnchor<'static>] {
-    static ROOTS: OnceLock<Vec<rustls::pki_types::TrustAnchor<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut store = rustls::RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        let (added, _ignored) = store.add_parsable_certificates(found.certs);
-        tracing::debug!(added, "Loaded the system's TLS roots.");
-        store.roots
-    })
-}
-
-/// Accepts any server certificate (`tls_insecure = true`); signatures are still checked, so
-/// the handshake itself is sound.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lookup_filters_escape_the_key() {
-        let c = Converter::new(&Default::default(), &Default::default());
-        assert_eq!(
-            lookup_filter(&c, "ada*)(uid=*"),
-            r"(|(mail=ada\2a\29\28uid=\2a)(uid=ada\2a\29\28uid=\2a))"
-        );
-        assert_eq!(
-            lookup_filter(&c, "7d1c9a2e-0000-4000-8000-000000000001"),
-            "(|(entryUUID=7d1c9a2e-0000-4000-8000-000000000001)(mail=7d1c9a2e-0000-4000-8000-000000000001)(uid=7d1c9a2e-0000-4000-8000-000000000001))"
-        );
-        let ad: std::collections::BTreeMap<String, String> = [
-            ("objectId", "objectGUID"),
-            ("userPrincipalName", "userPrincipalName"),
-        ]
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect();
-        let c = Converter::new(&ad, &Default::default());
-        let f = lookup_filter(&c, "00112233-4455-6677-8899-aabbccddeeff");
-        assert!(
-            f.starts_with(r"(|(objectGUID=\33\22\11\00\55\44\77\66\88\99\aa\bb\cc\dd\ee\ff)"),
-            "{f}"
-        );
-        assert!(f.contains("(userPrincipalName=00112233-"), "{f}");
-        assert!(ldap3::parse_filter(&f).is_ok(), "{f}");
-    }
 
     #[test]
     fn result_codes_read_by_name_with_the_diagnostic() {

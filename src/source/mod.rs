@@ -156,6 +156,13 @@ impl SourceObject {
         with_key(name, |key| self.position(key).is_ok())
     }
 
+    /// Removes an attribute; nothing happens when the object does not have it.
+    pub(crate) fn remove(&mut self, name: &str) {
+        if let Some(i) = with_key(name, |key| self.position(key).ok()) {
+            self.attrs.remove(i);
+        }
+    }
+
     /// Gives back the room kept for attributes not added: a directory of a million objects
     /// read attribute by attribute would otherwise keep a third more than it holds.
     pub fn shrink_to_fit(&mut self) {
@@ -216,16 +223,41 @@ pub trait Source: Send + Sync {
     }
 }
 
-/// Looks a user up in a directory read: by objectId first, then by mail, userPrincipalName or
-/// mailNickname.
+/// Looks a user up in a directory read: by objectId first (see [`find_by_object_id`]), then by
+/// mail, userPrincipalName or mailNickname.
 pub fn find_in<'a>(dir: &'a Directory, key: &str) -> Option<&'a SourceObject> {
-    dir.users.iter().find(|u| u.id.as_str() == key).or_else(|| {
+    find_by_object_id(&dir.users, key).or_else(|| {
         dir.users.iter().find(|u| {
             ["mail", "userPrincipalName", "mailNickname"]
                 .iter()
                 .any(|a| u.get_str(a).is_some_and(|v| v.eq_ignore_ascii_case(key)))
         })
     })
+}
+
+/// The user whose objectId is `key`: the same string, or, where `key` is a GUID, the same GUID
+/// written in another case, with braces or without hyphens (`{7D1C…}` finds `7d1c…`), since
+/// people copy objectGUIDs from tools that print them either way.
+pub(crate) fn find_by_object_id<'a>(
+    users: &'a [SourceObject],
+    key: &str,
+) -> Option<&'a SourceObject> {
+    users
+        .iter()
+        .find(|u| u.id.as_str() == key)
+        .or_else(|| find_by_guid(users, key))
+}
+
+/// The user whose objectId is the GUID `key` spells, however it is spelled; `None` when `key`
+/// is not a GUID.
+pub(crate) fn find_by_guid<'a>(users: &'a [SourceObject], key: &str) -> Option<&'a SourceObject> {
+    let want = guid(key)?;
+    users.iter().find(|u| guid(u.id.as_str()) == Some(want))
+}
+
+/// `s` read as a GUID: hyphenated or not, in any case, braced or as a `urn:uuid:`.
+pub(crate) fn guid(s: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).ok()
 }
 
 /// Builds the running connector from its configuration.
@@ -354,5 +386,42 @@ mod tests {
         );
         assert!(source.find_user("u2").await.expect("find").is_none());
         assert!(source.find_user("u1").await.expect("find").is_some());
+    }
+
+    #[test]
+    fn an_object_guid_is_found_in_upper_case_braced_or_without_hyphens() {
+        let dir = json::parse(
+            std::path::Path::new("d.json"),
+            br#"{"users": [{"objectId": "u1", "mail": "ada@x"},
+                           {"objectId": "00112233-4455-6677-8899-aabbccddeeff", "mail": "bob@x"},
+                           {"objectId": "{A0B1C2D3-0000-4000-8000-000000000001}"}],
+                 "groups": []}"#,
+        )
+        .expect("valid");
+        let found = |key: &str| find_in(&dir, key).map(|u| u.id.as_str().to_owned());
+        let bob = Some("00112233-4455-6677-8899-aabbccddeeff".to_owned());
+        assert_eq!(found("00112233-4455-6677-8899-aabbccddeeff"), bob);
+        assert_eq!(found("00112233-4455-6677-8899-AABBCCDDEEFF"), bob);
+        assert_eq!(found("{00112233-4455-6677-8899-AABBCCDDEEFF}"), bob);
+        assert_eq!(found("00112233445566778899aabbccddeeff"), bob);
+        // Either side may be the one written differently.
+        assert_eq!(
+            found("a0b1c2d3-0000-4000-8000-000000000001").as_deref(),
+            Some("{A0B1C2D3-0000-4000-8000-000000000001}")
+        );
+        // An objectId that is not a GUID is compared exactly.
+        assert_eq!(found("u1").as_deref(), Some("u1"));
+        assert_eq!(found("U1"), None);
+        assert_eq!(found("{00112233-4455-6677-8899-aabbccddeef0}"), None);
+    }
+
+    #[test]
+    fn remove_drops_an_attribute_by_any_case() {
+        let mut o = SourceObject::new(SourceId::from("u1"));
+        o.set("manager", AttrValue::Single("b".into()));
+        o.remove("MANAGER");
+        assert!(!o.has("manager"));
+        o.remove("manager");
+        assert_eq!(o.get_str("objectId"), Some("u1"));
     }
 }

@@ -5,6 +5,7 @@
 //! server.
 
 use super::ad::{self, Range};
+use super::links::{self, PrimaryGroups, OBJECT_SID, PRIMARY_GROUP_ID};
 use crate::ids::SourceId;
 use crate::source::dn::normalize_dn;
 use crate::source::{
@@ -179,6 +180,7 @@ impl AttrMap {
                 ("surname", "sn"),
                 ("mailNickname", "uid"),
                 ("displayName", "cn"),
+                (links::MANAGER, "manager"),
             ],
             configured,
         )
@@ -221,7 +223,9 @@ pub(crate) struct Converter {
     pub member_attrs: Vec<String>,
 }
 
-/// Attributes that are read whatever the mapping says: they decide disabling and membership.
+/// Attributes that are read whatever the mapping says: they decide disabling and membership
+/// (with `primaryGroupID` and `objectSid`, which only Active Directory has; a server ignores
+/// an attribute it does not know).
 const USER_CONTROL: &str = "userAccountControl";
 const USER_NAME: &str = "uid";
 const MEMBER_UID: &str = "memberUid";
@@ -254,7 +258,7 @@ impl Converter {
         dedup(
             self.users
                 .ldap_attrs()
-                .chain([USER_CONTROL, USER_NAME])
+                .chain([USER_CONTROL, USER_NAME, PRIMARY_GROUP_ID, OBJECT_SID])
                 .map(str::to_owned),
         )
     }
@@ -266,7 +270,7 @@ impl Converter {
                 .ldap_attrs()
                 .map(str::to_owned)
                 .chain(self.member_attrs.iter().cloned())
-                .chain([MEMBER_UID.to_owned()]),
+                .chain([MEMBER_UID.to_owned(), OBJECT_SID.to_owned()]),
         )
     }
 
@@ -368,6 +372,7 @@ impl Converter {
             seen: HashMap::new(),
             by_dn: HashMap::new(),
             by_uid: HashMap::new(),
+            primary: PrimaryGroups::default(),
         }
     }
 }
@@ -386,6 +391,8 @@ pub(crate) struct Building<'c> {
     /// Users and groups by normalised DN, users by lower-cased `uid`.
     by_dn: HashMap<String, usize>,
     by_uid: HashMap<String, usize>,
+    /// Users by the Active Directory primary group they carry.
+    primary: PrimaryGroups,
 }
 
 /// Two entries of one read share an objectId: the read fails as a whole, as the JSON
@@ -409,6 +416,7 @@ impl Building<'_> {
                     self.check(&u.id, &e.dn, &[])?;
                     self.seen.insert(u.id.clone(), index);
                     self.by_dn.insert(normalize_dn(&e.dn), index);
+                    self.primary.note(index, e);
                     for uid in e.values(USER_NAME) {
                         self.by_uid
                             .entry(String::from_utf8_lossy(uid).to_lowercase())
@@ -443,8 +451,11 @@ impl Building<'_> {
         })
     }
 
-    /// Converts the groups, resolves their members and returns the directory.
+    /// Resolves the users' managers, converts the groups, resolves their members (Active
+    /// Directory's primary group members included) and returns the directory.
     pub(crate) fn finish(mut self, groups: &[Entry]) -> Result<Directory, DuplicateId> {
+        // Before the groups join `by_dn`: a manager is a user.
+        links::resolve_managers(&mut self.dir.users, &self.by_dn);
         let convert = self.convert;
         let mut objects = Vec::new();
         for e in groups {
@@ -480,6 +491,9 @@ impl Building<'_> {
                         }
                     }
                 }
+            }
+            for index in self.primary.members_of(e) {
+                add(index);
             }
             for v in e.values(MEMBER_UID) {
                 let uid = String::from_utf8_lossy(v);

@@ -65,9 +65,12 @@ fn default_names_rename_inetorgperson_attributes() {
             "givenName",
             "mail",
             "uid",
+            "manager",
             "entryUUID",
             "sn",
-            "userAccountControl"
+            "userAccountControl",
+            "primaryGroupID",
+            "objectSid"
         ]
     );
 }
@@ -290,4 +293,153 @@ fn ranged_parts_merge_into_the_attribute() {
     e.absorb(last, "member");
     assert_eq!(e.values("MEMBER").len(), 1501);
     assert!(e.pending.is_empty());
+}
+
+fn managed(uid: &str, uuid: &str, attr: &str, manager: &str) -> Entry {
+    let mut e = person(uid, uuid);
+    e.add(attr.to_owned(), vec![manager.as_bytes().to_vec()]);
+    e
+}
+
+#[test]
+fn manager_dns_become_the_object_ids_of_users_read() {
+    let c = openldap();
+    let users = [
+        person("boss", "u-1"),
+        managed(
+            "ada",
+            "u-2",
+            "manager",
+            "UID=Boss, OU=people,DC=Example,DC=org",
+        ),
+        managed(
+            "bob",
+            "u-3",
+            "manager",
+            "uid=gone,ou=People,dc=example,dc=org",
+        ),
+        managed(
+            "cy",
+            "u-4",
+            "manager",
+            "cn=Staff,ou=Groups,dc=example,dc=org",
+        ),
+        // Read in a later page than the user it manages.
+        managed(
+            "dee",
+            "u-5",
+            "manager",
+            "uid=eve,ou=People,dc=example,dc=org",
+        ),
+        person("eve", "u-6"),
+    ];
+    let groups = [group("Staff", "g-1", "member", &[])];
+    let d = c.directory(&users, &groups).expect("directory");
+    let manager: Vec<_> = d.users.iter().map(|u| u.get_str("manager")).collect();
+    assert_eq!(
+        manager,
+        [None, Some("u-1"), None, None, Some("u-6"), None],
+        "a DN that is no user read (gone, a group) leaves no manager"
+    );
+
+    // Read from another LDAP attribute, the source attribute is still `manager`.
+    let renamed: BTreeMap<String, String> = [("manager".to_owned(), "seeAlso".to_owned())].into();
+    let c = Converter::new(&renamed, &BTreeMap::new());
+    assert!(c.user_attrs().contains(&"seeAlso".to_owned()));
+    let users = [
+        person("boss", "u-1"),
+        managed(
+            "ada",
+            "u-2",
+            "seeAlso",
+            "uid=boss,ou=People,dc=example,dc=org",
+        ),
+    ];
+    let d = c.directory(&users, &[]).expect("directory");
+    assert_eq!(d.users[1].get_str("manager"), Some("u-1"));
+}
+
+/// The bytes of `S-1-5-21-<domain>-<rid>`, as Active Directory sends `objectSid`.
+fn sid(domain: [u32; 3], rid: u32) -> Vec<u8> {
+    let mut raw = vec![1u8, 5, 0, 0, 0, 0, 0, 5];
+    for sub in [21, domain[0], domain[1], domain[2], rid] {
+        raw.extend_from_slice(&sub.to_le_bytes());
+    }
+    raw
+}
+
+const CORP: [u32; 3] = [1, 2, 3];
+
+fn ad_person(cn: &str, n: u8, primary_group: &str) -> Entry {
+    Entry::new(
+        &format!("CN={cn},OU=Staff,DC=corp,DC=example"),
+        [
+            ("objectGUID", vec![vec![n; 16]]),
+            ("objectSid", vec![sid(CORP, 1100 + u32::from(n))]),
+            ("primaryGroupID", vec![primary_group.as_bytes().to_vec()]),
+            ("userAccountControl", vec![b"512".to_vec()]),
+            (
+                "userPrincipalName",
+                vec![format!("{cn}@corp.example").into_bytes()],
+            ),
+        ],
+    )
+}
+
+fn ad_group(cn: &str, n: u8, rid: u32, members: &[&str]) -> Entry {
+    Entry::new(
+        &format!("CN={cn},OU=Groups,DC=corp,DC=example"),
+        [
+            ("objectGUID", vec![vec![n; 16]]),
+            ("objectSid", vec![sid(CORP, rid)]),
+            ("cn", vec![cn.as_bytes().to_vec()]),
+            (
+                "member",
+                members.iter().map(|m| m.as_bytes().to_vec()).collect(),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn an_active_directory_primary_group_has_its_users_as_direct_members() {
+    let c = ad();
+    assert!(c.group_attrs().contains(&"objectSid".to_owned()));
+    let users = [
+        ad_person("ada", 1, "513"),
+        ad_person("bob", 2, "513"),
+        ad_person("cy", 3, "1200"),
+    ];
+    let groups = [
+        // Domain Users lists nobody in `member`, as AD writes it; Bob is listed anyway.
+        ad_group(
+            "Domain Users",
+            0x51,
+            513,
+            &["CN=bob,OU=Staff,DC=corp,DC=example"],
+        ),
+        ad_group("Pilots", 0x52, 1200, &[]),
+        ad_group("Crew", 0x53, 1300, &["CN=ada,OU=Staff,DC=corp,DC=example"]),
+    ];
+    let d = c.directory(&users, &groups).expect("directory");
+    let id = |n: u8| ad::guid_string(&[n; 16]).expect("guid");
+    let members = |i: usize| d.groups[i].members.clone();
+    assert_eq!(
+        members(0),
+        [SourceId(id(2)), SourceId(id(1))],
+        "no member twice"
+    );
+    assert_eq!(members(1), [SourceId(id(3))]);
+    assert_eq!(members(2), [SourceId(id(1))]);
+
+    // Assigned in scope, the primary group scopes its users.
+    let config = crate::config::ScopeConfig {
+        groups: vec!["Domain Users".into()],
+        ..Default::default()
+    };
+    let scope = crate::scope::Scope::compile(&config).expect("scope");
+    let scoped = crate::scope::apply(&d, &scope).expect("scoped");
+    let mut expected = vec![SourceId(id(1)), SourceId(id(2))];
+    expected.sort();
+    assert_eq!(scoped.users.keys().cloned().collect::<Vec<_>>(), expected);
 }
