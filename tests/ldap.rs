@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::env::ENTERPRISE;
 use common::{RecordingProxy, RunOutput, ScimServer, Slapd, Workspace};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -432,19 +433,36 @@ fn manager_dns_read_as_the_object_ids_of_users_the_source_reads() {
         assert_eq!(manager_of(i), "none", "u{i:04}");
     }
 
-    // The whole directory read by a cycle: the same managers reach the target.
+    // The whole directory read by a cycle: the same managers reach the target, as the
+    // objectId (nickName, a plain string) and as the SCIM reference to the boss's account
+    // (the enterprise manager).
     let mut config = env.ws.read("scimsync.toml");
-    config.push_str("\n[[target.user_mapping]]\ntarget = \"nickName\"\nsource = \"manager\"\n");
+    config.push_str(
+        "\n[[target.user_mapping]]\ntarget = \"nickName\"\nsource = \"manager\"\n\
+         \n[[target.user_mapping]]\n\
+         target = \"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager\"\n\
+         source = \"manager\"\n",
+    );
     env.ws.write("scimsync.toml", config);
     env.scimsync(&["sync"]).assert_success();
     let users = env.users();
     assert_eq!(users.len(), 10);
     let nick = |i: usize| users[&uid(i)].get("nickName").cloned();
+    let reference = |i: usize| users[&uid(i)][ENTERPRISE]["manager"]["value"].clone();
+    let boss_account = users[&uid(1)]["id"].clone();
+    assert!(boss_account.is_string());
     assert_eq!(nick(2), Some(Value::String(boss.clone())));
     assert_eq!(nick(3), Some(Value::String(boss)));
+    assert_eq!(reference(2), boss_account);
+    assert_eq!(reference(3), boss_account);
     for i in [1, 4, 6, 7] {
         assert_eq!(nick(i), None, "u{i:04} has no manager");
+        assert_eq!(reference(i), Value::Null, "u{i:04} has no manager");
     }
+    // And nothing to send the next time.
+    env.proxy.clear();
+    env.scimsync(&["sync"]).assert_success();
+    assert_eq!(env.proxy.count(), 0, "{:?}", env.proxy.calls());
 }
 
 /// A configuration for `scimsync expr --user` against `url`, with extra source keys.
