@@ -16,6 +16,7 @@ pub mod output;
 mod plan_json;
 mod progress;
 mod provision;
+mod state;
 mod status;
 
 use crate::config::{self, Config};
@@ -129,6 +130,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export or import the whole state (backup, or a move to another state directory).
+    State {
+        #[command(subcommand)]
+        action: state::StateAction,
+    },
     /// Query the provisioning log: one record per decision, oldest first.
     Logs {
         /// Only this user or group: objectId, SCIM id, or a userName, mail or displayName
@@ -206,6 +212,7 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Command::Run => crate::daemon::run(path).await,
         Command::Check => check::check(path).await,
+        Command::State { action } => state::run(path, action).await,
         Command::Status { json } => match client::dispatch(path, Request::Status, None).await {
             Response::Status(s) => status::render(&s, json),
             other => unexpected(other),

@@ -4,6 +4,7 @@
 //! the snapshot is a true subset of the target's state. sled lives behind the [`KvTree`] trait
 //! so that tests (and later a shared store) can stand in for it.
 
+pub mod dump;
 pub mod escrow;
 pub mod log;
 pub mod quarantine;
@@ -304,6 +305,44 @@ impl Store {
                 Ok(t.clone())
             }
         }
+    }
+
+    /// The names of every tree that holds something, in a stable order.
+    pub fn tree_names(&self) -> Result<Vec<String>, StateError> {
+        let mut names: Vec<String> = match &self.db {
+            Some(db) => db
+                .tree_names()
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .filter(|n| n != "__sled__default")
+                .collect(),
+            None => self
+                .mem
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect(),
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// How many entries the state holds, and the first tree holding one; `None` when it holds
+    /// none but its own schema version.
+    pub fn entries(&self) -> Result<Option<(usize, String)>, StateError> {
+        let mut count = 0;
+        let mut first = None;
+        for name in self.tree_names()? {
+            self.tree(&name)?.for_each(&mut |k, _| {
+                if !(name == "meta" && k == b"schema_version") {
+                    count += 1;
+                    first.get_or_insert_with(|| name.clone());
+                }
+                Ok(())
+            })?;
+        }
+        Ok(first.map(|t| (count, t)))
     }
 
     /// The snapshot of one target.
