@@ -18,6 +18,7 @@
 //! an endpoint it lacks (404, 405, 501) turns bulk off for the rest of the cycle.
 
 use super::error::{Cause, ScimError};
+use super::http::status_number;
 use reqwest::Method;
 use serde_json::{json, Value as Json};
 use std::collections::{HashMap, VecDeque};
@@ -303,12 +304,6 @@ fn whole_request_failure(p: &Pending, e: &ScimError, n: usize) -> ScimError {
     }
 }
 
-fn status_of(v: &Json) -> Option<u16> {
-    v.as_str()
-        .and_then(|s| s.trim().parse().ok())
-        .or_else(|| v.as_u64().and_then(|n| u16::try_from(n).ok()))
-}
-
 /// Maps each operation to its result in a BulkResponse: by `bulkId`, or, for a result without
 /// one, by its position when the response lists exactly one result per operation.
 fn per_operation(batch: &[Pending], body: &Json, shown: &dyn Fn(&str) -> String) -> Vec<Delivery> {
@@ -342,7 +337,7 @@ fn per_operation(batch: &[Pending], body: &Json, shown: &dyn Fn(&str) -> String)
                             .is_some_and(|l| names_resource(l, &p.path))
                 })
             });
-            let status = found.and_then(|r| r.get("status")).and_then(status_of);
+            let status = found.and_then(|r| r.get("status")).and_then(status_number);
             let answer = match found {
                 None => Err((
                     unknown(p, "the bulk response has no result for this operation"),
@@ -380,7 +375,7 @@ fn created_id(location: &str) -> Option<String> {
 /// The answer a single call would have had, from one operation's result; its `scimType` and
 /// `detail` made safe by `shown`.
 fn one_result(p: &Pending, r: &Json, shown: &dyn Fn(&str) -> String) -> Answer {
-    let Some(status) = r.get("status").and_then(status_of) else {
+    let Some(status) = r.get("status").and_then(status_number) else {
         return Err((
             unknown(p, "its result in the bulk response has no status"),
             None,

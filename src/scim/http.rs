@@ -296,7 +296,9 @@ fn send_cause(e: &reqwest::Error) -> Cause {
     }
 }
 
-fn status_number(s: &Json) -> Option<u16> {
+/// An HTTP status as SCIM bodies give it: a string (`"404"`, RFC 7644) or, from some
+/// servers, a number.
+pub(crate) fn status_number(s: &Json) -> Option<u16> {
     s.as_str()
         .and_then(|s| s.trim().parse().ok())
         .or_else(|| s.as_u64().and_then(|n| u16::try_from(n).ok()))
