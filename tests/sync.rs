@@ -3,7 +3,9 @@
 //!
 //! Every test of sync, adoption, incremental and group behaviour runs against both real
 //! servers the harness starts: `both!(name)` turns `fn name(kind: ServerKind)` into the tests
-//! `name::scim2_server` and `name::django`. On django-scim2 the configuration is
+//! `name::scim2_server` and `name::django`, and `name::postgres`: scim2-server again, with the
+//! state on a private PostgreSQL server (`[state] backend = "postgres"`; the environments made
+//! by [`start`], not the example configuration's). On django-scim2 the configuration is
 //! [`Env::start_with`]'s: userName, active and the name parts for users, displayName for
 //! groups (what that server stores and can PATCH); the example configuration runs unchanged on
 //! both. Where django-scim2 stores or answers something else, the test asserts that server's
@@ -39,8 +41,20 @@ macro_rules! both {
             fn django() {
                 super::$name(ServerKind::Django)
             }
+
+            /// scim2-server, with the state on PostgreSQL.
+            #[test]
+            fn postgres() {
+                crate::POSTGRES.with(|p| p.set(true));
+                super::$name(ServerKind::Scim2Server)
+            }
         }
     };
+}
+
+thread_local! {
+    /// Set by a test's `postgres` variant: its environments keep their state on PostgreSQL.
+    static POSTGRES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[path = "sync/adoption.rs"]
@@ -72,7 +86,11 @@ fn patched(kind: ServerKind) -> u16 {
 
 /// A sync environment on a server of `kind` (see the module's documentation for its mappings).
 fn start(kind: ServerKind, scope: &str, extra: &str) -> Env {
-    Env::start_with(kind, scope, extra)
+    let mut env = Env::start_with(kind, scope, extra);
+    if POSTGRES.with(|p| p.get()) {
+        env.use_postgres();
+    }
+    env
 }
 
 /// Every call of the last cycle with its body, for failure messages.

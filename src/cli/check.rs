@@ -230,7 +230,7 @@ fn stored_profile(config: &Config, target: &Target) -> Option<Learned> {
     if !config.state.path.exists() {
         return None;
     }
-    let store = Store::open(&config.state.path).ok()?;
+    let store = Store::open_state(&config.state).ok()?;
     let snapshot = store.snapshot(&TargetName(target.name.clone())).ok()?;
     snapshot.meta(PROFILE_KEY).ok().flatten()
 }

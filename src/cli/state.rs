@@ -26,7 +26,7 @@ pub(super) async fn run(path: &Path, action: StateAction) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match Store::open(&config.state.path) {
+    let store = match Store::open_state(&config.state) {
         Ok(s) => s,
         Err(e @ StateError::Locked { .. }) => {
             err!("{e}; stop it first (systemctl stop scimsync): an export or import must not run beside a cycle");

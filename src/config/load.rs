@@ -172,6 +172,7 @@ impl Loader<'_> {
         }
         let scope = scope.unwrap_or_default();
         state.path = base.join(&state.path);
+        state.password_file = state.password_file.as_ref().map(|p| secret_path(base, p));
         self.check_state(&state);
         self.check_targets(&targets);
         if let SourceConfig::Ldap(ldap) = &source {
@@ -418,6 +419,43 @@ impl Loader<'_> {
                 "0 would keep no provisioning log; set at least 1",
             );
         }
+        match (state.backend, &state.url) {
+            (StateBackend::Postgres, None) => self.problem(
+                "state.url",
+                "missing: backend = \"postgres\" needs url = \"postgres://user@host:port/database\"",
+            ),
+            (StateBackend::Postgres, Some(url)) => {
+                match url.parse::<tokio_postgres::Config>() {
+                    Err(e) => self.problem("state.url", format!("is not a PostgreSQL URL: {e}")),
+                    Ok(c) if c.get_password().is_some() => self.problem(
+                        "state.url",
+                        "holds a password: give it in password_file or password_env",
+                    ),
+                    Ok(c) if !c.get_hosts().iter().all(is_local_host) => self.problem(
+                        "state.url",
+                        "names another host: scimsync does not speak TLS to PostgreSQL yet, so the state (personal data) and the password would cross the network in clear; use this host (127.0.0.1, ::1, localhost or a Unix socket directory)",
+                    ),
+                    Ok(_) => {}
+                }
+            }
+            (StateBackend::Sled, _) => {
+                for (key, set) in [
+                    ("url", state.url.is_some()),
+                    ("password_file", state.password_file.is_some()),
+                    ("password_env", state.password_env.is_some()),
+                ] {
+                    if set {
+                        self.problem(
+                            format!("state.{key}"),
+                            "only used with backend = \"postgres\"",
+                        );
+                    }
+                }
+            }
+        }
+        if state.password_file.is_some() && state.password_env.is_some() {
+            self.problem("state", "set only one of password_file and password_env");
+        }
     }
 
     /// A target's `scope`: its own scope table, or (a string) the OAuth scope under its
@@ -621,6 +659,21 @@ impl Loader<'_> {
 }
 
 /// An attribute type name or OID, with options (`member;range=0-*`, `userCertificate;binary`).
+/// Whether a PostgreSQL host is this machine: a Unix socket, or a loopback name or address.
+fn is_local_host(host: &tokio_postgres::config::Host) -> bool {
+    match host {
+        tokio_postgres::config::Host::Unix(_) => true,
+        tokio_postgres::config::Host::Tcp(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback())
+        }
+    }
+}
+
 fn is_attribute_description(s: &str) -> bool {
     let mut parts = s.split(';');
     let base = parts.next().unwrap_or_default();

@@ -70,6 +70,23 @@ pub struct StateConfig {
     /// go first.
     #[serde(default = "default_log_max_records")]
     pub log_max_records: usize,
+    /// Where the state lives: `sled` (in `path`) or `postgres` (at `url`).
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// PostgreSQL: `postgres://user@host:port/database` (no password in it).
+    pub url: Option<String>,
+    /// PostgreSQL: the password, from a file or an environment variable.
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+}
+
+/// `state.backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    #[default]
+    Sled,
+    Postgres,
 }
 
 /// The default of `state.log_retention_days`.
@@ -105,6 +122,10 @@ impl Default for StateConfig {
             path: default_state_path(),
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
             log_max_records: DEFAULT_LOG_MAX_RECORDS,
+            backend: StateBackend::Sled,
+            url: None,
+            password_file: None,
+            password_env: None,
         }
     }
 }

@@ -471,3 +471,44 @@ fn target_scope_problems_carry_their_key_path() {
         ["target[0].scope: must be a table ([target.scope]), not integer"]
     );
 }
+
+#[test]
+fn a_postgres_state_needs_a_local_url_without_a_password() {
+    let with = |state: &str| {
+        GOOD.replace(
+            "[state]\npath = \"state\"\n",
+            &format!("[state]\npath = \"state\"\n{state}"),
+        )
+    };
+    let c = crate::target::parse(
+        Path::new("/etc/scimsync/test.toml"),
+        &with("backend = \"postgres\"\nurl = \"postgres://scimsync@127.0.0.1:5432/scimsync\"\npassword_file = \"pg.password\"\n"),
+    )
+    .expect("valid");
+    assert_eq!(c.state.backend, StateBackend::Postgres);
+    assert_eq!(
+        c.state.password_file.as_deref(),
+        Some(Path::new("/etc/scimsync/pg.password"))
+    );
+    assert_eq!(
+        problems(&with("backend = \"postgres\"\n")),
+        ["state.url: missing: backend = \"postgres\" needs url = \"postgres://user@host:port/database\""]
+    );
+    assert_eq!(
+        problems(&with(
+            "backend = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1/db\"\n"
+        )),
+        ["state.url: holds a password: give it in password_file or password_env"]
+    );
+    let remote = problems(&with(
+        "backend = \"postgres\"\nurl = \"postgres://u@db.example.com/db\"\n",
+    ));
+    assert!(
+        remote[0].starts_with("state.url: names another host: scimsync does not speak TLS"),
+        "{remote:?}"
+    );
+    assert_eq!(
+        problems(&with("url = \"postgres://u@127.0.0.1/db\"\n")),
+        ["state.url: only used with backend = \"postgres\""]
+    );
+}

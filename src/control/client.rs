@@ -71,7 +71,7 @@ pub(crate) async fn dispatch(
             }
         }
     }
-    let store = match Store::open(&config.state.path) {
+    let store = match Store::open_state(&config.state) {
         Ok(s) => s,
         Err(e @ StateError::Locked { .. }) => {
             let tried: Vec<String> = sockets.iter().map(|p| p.display().to_string()).collect();

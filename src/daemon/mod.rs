@@ -97,7 +97,7 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let store = match Store::open(&config.state.path) {
+    let store = match Store::open_state(&config.state) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

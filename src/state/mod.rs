@@ -7,6 +7,7 @@
 pub mod dump;
 pub mod escrow;
 pub mod log;
+mod pg;
 pub mod quarantine;
 
 pub use escrow::EscrowEntry;
@@ -222,6 +223,8 @@ pub struct GroupEntry {
 /// The state directory: one sled database holding every target's snapshot.
 pub struct Store {
     db: Option<sled::Db>,
+    /// The PostgreSQL state, instead of sled.
+    pg: Option<Arc<pg::Pg>>,
     mem: Mutex<BTreeMap<String, Arc<MemTree>>>,
     /// The state directory, for an on-disk store.
     path: Option<PathBuf>,
@@ -255,6 +258,7 @@ impl Store {
             })?;
         let store = Store {
             db: Some(db),
+            pg: None,
             mem: Mutex::default(),
             path: Some(path.to_owned()),
         };
@@ -276,10 +280,31 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the state `[state]` configures: sled in `path`, or PostgreSQL at `url` (with
+    /// `path` still the local directory of the control socket).
+    pub fn open_state(state: &crate::config::StateConfig) -> Result<Store, StateError> {
+        match state.backend {
+            crate::config::StateBackend::Sled => Store::open(&state.path),
+            crate::config::StateBackend::Postgres => {
+                private_dir(&state.path).map_err(|e| StateError::Open {
+                    path: state.path.clone(),
+                    message: format!("cannot create the state directory owner-only: {e}"),
+                })?;
+                Ok(Store {
+                    db: None,
+                    pg: Some(pg::Pg::connect(state)?),
+                    mem: Mutex::default(),
+                    path: None,
+                })
+            }
+        }
+    }
+
     /// A store that lives in memory only.
     pub fn in_memory() -> Store {
         Store {
             db: None,
+            pg: None,
             mem: Mutex::default(),
             path: None,
         }
@@ -295,6 +320,12 @@ impl Store {
     }
 
     fn tree(&self, name: &str) -> Result<Arc<dyn KvTree>, StateError> {
+        if let Some(pg) = &self.pg {
+            return Ok(Arc::new(pg::PgTree {
+                pg: pg.clone(),
+                name: name.to_owned(),
+            }));
+        }
         match &self.db {
             Some(db) => Ok(Arc::new(db.open_tree(name).map_err(storage)?)),
             None => {
@@ -309,6 +340,9 @@ impl Store {
 
     /// The names of every tree that holds something, in a stable order.
     pub fn tree_names(&self) -> Result<Vec<String>, StateError> {
+        if let Some(pg) = &self.pg {
+            return pg.tree_names();
+        }
         let mut names: Vec<String> = match &self.db {
             Some(db) => db
                 .tree_names()

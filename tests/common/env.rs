@@ -182,6 +182,8 @@ pub struct Env {
     pub server: Peer,
     pub proxy: RecordingProxy,
     pub ws: Workspace,
+    /// The PostgreSQL server of the state, after [`Env::use_postgres`].
+    pub pg: Option<super::Postgres>,
 }
 
 impl Env {
@@ -230,7 +232,45 @@ rate_limit = 1000
                 url = proxy.url
             ),
         );
-        Env { server, proxy, ws }
+        Env {
+            server,
+            proxy,
+            ws,
+            pg: None,
+        }
+    }
+
+    /// Moves this environment's state to a database of a private PostgreSQL server
+    /// (`[state] backend = "postgres"`, the password in a file).
+    pub fn use_postgres(&mut self) {
+        let pg = super::Postgres::start();
+        let url = pg.database("state_1");
+        self.ws.write("pg-password", format!("{}\n", pg.password));
+        let config = self.ws.read("scimsync.toml").replacen(
+            "[state]\npath = \"state\"\n",
+            &format!(
+                "[state]\npath = \"state\"\nbackend = \"postgres\"\nurl = \"{url}\"\npassword_file = \"pg-password\"\n"
+            ),
+            1,
+        );
+        assert!(config.contains("backend = \"postgres\""), "{config}");
+        self.ws.write("scimsync.toml", config);
+        self.pg = Some(pg);
+    }
+
+    /// Loses the state, as a dead disk or a dropped database would.
+    pub fn lose_state(&self) {
+        match &self.pg {
+            None => std::fs::remove_dir_all(self.ws.path("state")).expect("remove state"),
+            Some(pg) => {
+                let url = pg.database("state_lost");
+                let config = self.ws.read("scimsync.toml");
+                let at = config.find("url = \"postgres://").expect("a postgres url");
+                let end = at + config[at..].find('\n').expect("end of line");
+                let config = format!("{}url = \"{url}\"{}", &config[..at], &config[end..]);
+                self.ws.write("scimsync.toml", config);
+            }
+        }
     }
 
     pub fn directory(&self, users: &[Value], groups: &[Value]) {

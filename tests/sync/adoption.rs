@@ -161,7 +161,7 @@ fn a_full_sync_with_a_lost_snapshot_adopts_instead_of_duplicating(kind: ServerKi
     env.directory(&three_users(), &[group("g1", "Staff", &["u-ada", "u-bob"])]);
     env.sync(&[]).assert_success();
     let before = env.users();
-    std::fs::remove_dir_all(env.ws.path("state")).expect("remove state");
+    env.lose_state();
     let out = env.sync(&["--full"]);
     out.assert_success();
     assert!(

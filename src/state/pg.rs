@@ -1,0 +1,217 @@
+//! The state on PostgreSQL (`[state] backend = "postgres"`): every tree is a set of rows of one
+//! table, the schema is created and migrated by scimsync itself (refusing a newer one), and one
+//! process holds the state at a time through a session advisory lock, as sled's file lock does.
+//!
+//! [`KvTree`] is synchronous (sled's calls are); each call here waits for its query on the
+//! multi-threaded runtime (`block_in_place`), which every command of scimsync runs on.
+
+use super::{KvTree, StateError, Visit, Visitor};
+use crate::config::StateConfig;
+use std::future::Future;
+use std::sync::Arc;
+use tokio_postgres::{Client, NoTls};
+
+/// The migrations, in order; the schema's version is how many have been applied.
+const MIGRATIONS: &[&str] = &["CREATE TABLE scimsync_kv (
+        tree TEXT NOT NULL,
+        key BYTEA NOT NULL,
+        value BYTEA NOT NULL,
+        PRIMARY KEY (tree, key)
+    )"];
+
+/// The advisory lock that makes one process the state's only user ("scimsync" in ASCII).
+const LOCK_KEY: i64 = 0x7363_696d_7379_6e63;
+
+/// Rows per query of a scan: a snapshot of a million users is read without holding it twice.
+const PAGE: i64 = 5000;
+
+/// Runs a query's future to its end from synchronous code on the runtime.
+fn block<F: Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+fn storage(e: tokio_postgres::Error) -> StateError {
+    StateError::Storage(format!("PostgreSQL: {e}"))
+}
+
+/// A connection to the state's database, holding its lock.
+pub(crate) struct Pg {
+    client: Client,
+}
+
+impl Pg {
+    /// Connects, takes the lock and brings the schema up to date.
+    pub(crate) fn connect(state: &StateConfig) -> Result<Arc<Pg>, StateError> {
+        let url = state.url.clone().unwrap_or_default();
+        let open = |message: String| StateError::Open {
+            path: url.clone().into(),
+            message,
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| open(format!("not a PostgreSQL URL: {e}")))?;
+        if state.password_file.is_some() || state.password_env.is_some() {
+            let secret = crate::secret::read(
+                state.password_file.as_deref(),
+                state.password_env.as_deref(),
+            )
+            .map_err(|e| open(e.to_string()))?;
+            config.password(secret.expose());
+        }
+        config.connect_timeout(std::time::Duration::from_secs(10));
+        config.application_name("scimsync");
+        let (client, connection) =
+            block(config.connect(NoTls)).map_err(|e| open(format!("cannot connect: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(error = %e, "The connection to the PostgreSQL state ended.");
+            }
+        });
+        let pg = Pg { client };
+        let locked: bool = block(
+            pg.client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY]),
+        )
+        .map_err(storage)?
+        .get(0);
+        if !locked {
+            return Err(StateError::Locked { path: url.into() });
+        }
+        pg.migrate().map_err(|e| open(e.to_string()))?;
+        Ok(Arc::new(pg))
+    }
+
+    /// Applies the migrations this database lacks; refuses a schema newer than this scimsync.
+    fn migrate(&self) -> Result<(), StateError> {
+        block(self.client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS scimsync_schema (version INTEGER NOT NULL)",
+        ))
+        .map_err(storage)?;
+        let row = block(
+            self.client
+                .query_one("SELECT COALESCE(MAX(version), 0) FROM scimsync_schema", &[]),
+        )
+        .map_err(storage)?;
+        let version: i32 = row.get(0);
+        let known = MIGRATIONS.len();
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > known {
+            return Err(StateError::Storage(format!(
+                "the database's schema version {version} is newer than this scimsync's {known}; use a newer scimsync"
+            )));
+        }
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let next = i32::try_from(n + 1).unwrap_or(i32::MAX);
+            block(async {
+                self.client.batch_execute("BEGIN").await?;
+                self.client.batch_execute(sql).await?;
+                self.client
+                    .execute(
+                        "INSERT INTO scimsync_schema (version) VALUES ($1)",
+                        &[&next],
+                    )
+                    .await?;
+                self.client.batch_execute("COMMIT").await
+            })
+            .map_err(storage)?;
+            tracing::info!(version = next, "Migrated the PostgreSQL state.");
+        }
+        Ok(())
+    }
+
+    /// The trees that hold something.
+    pub(crate) fn tree_names(&self) -> Result<Vec<String>, StateError> {
+        let rows = block(
+            self.client
+                .query("SELECT DISTINCT tree FROM scimsync_kv ORDER BY tree", &[]),
+        )
+        .map_err(storage)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// What a scan calls with each entry; false stops it.
+type Step<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StateError> + 'a;
+
+/// One tree: the rows of `scimsync_kv` with its name.
+pub(crate) struct PgTree {
+    pub(crate) pg: Arc<Pg>,
+    pub(crate) name: String,
+}
+
+impl PgTree {
+    /// Calls `f` with each entry from `start` on (or down, with `rev`), a page at a time,
+    /// until it returns false.
+    fn scan(&self, start: &[u8], rev: bool, f: &mut Step<'_>) -> Result<(), StateError> {
+        let (first, next) = if rev {
+            (
+                "SELECT key, value FROM scimsync_kv WHERE tree = $1 AND key >= $2 ORDER BY key DESC LIMIT $3",
+                "SELECT key, value FROM scimsync_kv WHERE tree = $1 AND key >= $2 AND key < $4 ORDER BY key DESC LIMIT $3",
+            )
+        } else {
+            (
+                "SELECT key, value FROM scimsync_kv WHERE tree = $1 AND key >= $2 ORDER BY key LIMIT $3",
+                "SELECT key, value FROM scimsync_kv WHERE tree = $1 AND key >= $2 AND key > $4 ORDER BY key LIMIT $3",
+            )
+        };
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            let rows = match &last {
+                None => block(self.pg.client.query(first, &[&self.name, &start, &PAGE])),
+                Some(after) => block(
+                    self.pg
+                        .client
+                        .query(next, &[&self.name, &start, &PAGE, after]),
+                ),
+            }
+            .map_err(storage)?;
+            for row in &rows {
+                let (k, v): (&[u8], &[u8]) = (row.get(0), row.get(1));
+                if !f(k, v)? {
+                    return Ok(());
+                }
+            }
+            match rows.last() {
+                Some(row) if rows.len() as i64 == PAGE => last = Some(row.get::<_, Vec<u8>>(0)),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+impl KvTree for PgTree {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let row = block(self.pg.client.query_opt(
+            "SELECT value FROM scimsync_kv WHERE tree = $1 AND key = $2",
+            &[&self.name, &key],
+        ))
+        .map_err(storage)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError> {
+        block(self.pg.client.execute(
+            "INSERT INTO scimsync_kv (tree, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&self.name, &key, &value],
+        ))
+        .map(|_| ())
+        .map_err(storage)
+    }
+    fn remove(&self, key: &[u8]) -> Result<(), StateError> {
+        block(self.pg.client.execute(
+            "DELETE FROM scimsync_kv WHERE tree = $1 AND key = $2",
+            &[&self.name, &key],
+        ))
+        .map(|_| ())
+        .map_err(storage)
+    }
+    fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError> {
+        self.scan(&[], false, &mut |k, v| f(k, v).map(|()| true))
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn visit(&self, start: &[u8], rev: bool, visit: Visitor<'_>) -> Result<(), StateError> {
+        self.scan(start, rev, &mut |k, v| Ok(visit(k, v)))
+    }
+}
