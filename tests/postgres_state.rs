@@ -56,17 +56,25 @@ fn the_state_lives_in_postgres_with_its_schema_and_one_process_at_a_time() {
     env.sync(&[]).assert_success();
     assert_eq!(env.proxy.count(), 0, "{:?}", env.proxy.calls());
 
-    // A daemon holds the state: a second process that needs it is refused and told why.
-    let daemon = env.ws.spawn(&["--config", "scimsync.toml", "run"]);
+    // A daemon holds the state (it opens it before it binds its control socket): a second
+    // process that needs the state itself is refused and told why.
+    let mut daemon = env.ws.spawn(&["--config", "scimsync.toml", "run"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let out = env.scimsync(&["state", "export", "--output", "x.jsonl"]);
-        if out.code == 2 && out.stderr.contains("locked by another scimsync process") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "not refused: {out}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    while !env.ws.path("state/control.sock").exists() {
+        assert!(
+            !daemon.has_exited(),
+            "the daemon stopped: {}",
+            daemon.stop()
+        );
+        assert!(std::time::Instant::now() < deadline, "no daemon socket");
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    let out = env.scimsync(&["state", "export", "--output", "x.jsonl"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("locked by another scimsync process"),
+        "{out}"
+    );
     daemon.stop();
 
     // A schema newer than this scimsync's is refused, untouched.
