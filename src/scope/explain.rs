@@ -1,6 +1,6 @@
 //! Why one user is in or out of a target's scope, line by line, for `provision`.
 
-use super::{apply, assignments, Scope, ScopeError};
+use super::{assignments, filter, Scope, ScopeError};
 use crate::ids::SourceId;
 use crate::source::Directory;
 
@@ -15,7 +15,8 @@ pub(crate) fn explain(
     if scope.assigned.all {
         lines.push("all users are assigned (all = true)".to_owned());
     }
-    for g in &assignments(dir, &scope.assigned)?.groups {
+    let assigned = assignments(dir, &scope.assigned)?;
+    for g in &assigned.groups {
         let name = g
             .group
             .object
@@ -41,7 +42,7 @@ pub(crate) fn explain(
     for f in &scope.filters {
         lines.push(format!("{}: {}", f.label, f.describe()));
     }
-    let scoped = apply(dir, scope)?;
+    let scoped = filter(dir, scope, assigned);
     let verdict = if let Some((_, why)) = scoped.users.get(id) {
         format!("verdict: in scope ({why})")
     } else if let Some(out) = scoped.out.get(id) {

@@ -138,7 +138,11 @@ fn find_group<'a>(dir: &'a Directory, key: &str) -> Result<&'a SourceGroup, Scop
 
 /// Applies a target's scope to a directory read.
 pub(crate) fn apply<'a>(dir: &'a Directory, scope: &Scope) -> Result<Scoped<'a>, ScopeError> {
-    let mut assigned = assignments(dir, &scope.assigned)?;
+    Ok(filter(dir, scope, assignments(dir, &scope.assigned)?))
+}
+
+/// The assignments narrowed by the scoping filters, and the rest of the source's users out.
+fn filter<'a>(dir: &'a Directory, scope: &Scope, mut assigned: Scoped<'a>) -> Scoped<'a> {
     let mut out = Scoped::default();
     if scope.filters.is_empty() {
         out.users = std::mem::take(&mut assigned.users);
@@ -183,7 +187,7 @@ pub(crate) fn apply<'a>(dir: &'a Directory, scope: &Scope) -> Result<Scoped<'a>,
                 .push((g.group.object.id.clone(), multi_valued(&a))),
         }
     }
-    Ok(out)
+    out
 }
 
 fn multi_valued(attribute: &str) -> String {
@@ -193,12 +197,13 @@ fn multi_valued(attribute: &str) -> String {
 /// A user leaving the scope: kept (forgotten) under `skip_out_of_scope_deletions` unless the
 /// directory disabled them.
 fn leaving(user: &SourceObject, scope: &ScopeConfig, why: Arc<str>) -> Out {
-    let disabled = user
-        .get_str("IsSoftDeleted")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let disabled = || {
+        user.get_str("IsSoftDeleted")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
     Out {
         why,
-        keep: scope.skip_out_of_scope_deletions && !disabled,
+        keep: scope.skip_out_of_scope_deletions && !disabled(),
     }
 }
 
