@@ -1,5 +1,5 @@
 //! The state on PostgreSQL (`[state] backend = "postgres"`), on a private PostgreSQL server and
-//! a real scim2-server: one process at a time, the schema migrated by scimsync and a newer one
+//! a real scim2-server: an import alone, the schema migrated by scimsync and a newer one
 //! refused, a wrong password named without the password, and a state moved between the two
 //! backends by `state export` / `state import`. (The whole sync suite runs on this backend
 //! too: the `postgres` variant of each test in tests/sync.rs.)
@@ -38,12 +38,12 @@ fn psql(env: &Env, sql: &str) -> String {
 }
 
 #[test]
-fn the_state_lives_in_postgres_with_its_schema_and_one_process_at_a_time() {
+fn the_state_lives_in_postgres_with_its_schema_and_imports_alone() {
     let mut env = Env::start(r#"groups = ["Staff"]"#, "");
     env.use_postgres();
     env.directory(&three_users(), &[staff()]);
     env.sync(&[]).assert_success();
-    assert_eq!(psql(&env, "SELECT MAX(version) FROM scimsync_schema"), "1");
+    assert_eq!(psql(&env, "SELECT MAX(version) FROM scimsync_schema"), "2");
     assert_eq!(
         psql(
             &env,
@@ -56,8 +56,8 @@ fn the_state_lives_in_postgres_with_its_schema_and_one_process_at_a_time() {
     env.sync(&[]).assert_success();
     assert_eq!(env.proxy.count(), 0, "{:?}", env.proxy.calls());
 
-    // A daemon holds the state (it opens it before it binds its control socket): a second
-    // process that needs the state itself is refused and told why.
+    // Beside a running daemon, an export reads the state; an import, which writes every
+    // target's trees, is refused and told why.
     let mut daemon = env.ws.spawn(&["--config", "scimsync.toml", "run"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !env.ws.path("state/control.sock").exists() {
@@ -69,7 +69,10 @@ fn the_state_lives_in_postgres_with_its_schema_and_one_process_at_a_time() {
         assert!(std::time::Instant::now() < deadline, "no daemon socket");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let out = env.scimsync(&["state", "export", "--output", "x.jsonl"]);
+    env.scimsync(&["state", "export", "--output", "x.jsonl"])
+        .assert_success();
+    assert!(env.ws.read("x.jsonl").contains("users/app"));
+    let out = env.scimsync(&["state", "import", "x.jsonl"]);
     out.assert_code(2);
     assert!(
         out.stderr.contains("locked by another scimsync process"),
@@ -83,7 +86,7 @@ fn the_state_lives_in_postgres_with_its_schema_and_one_process_at_a_time() {
     out.assert_code(2);
     assert!(
         out.stderr
-            .contains("schema version 99 is newer than this scimsync's 1"),
+            .contains("schema version 99 is newer than this scimsync's 2"),
         "{out}"
     );
     psql(&env, "DELETE FROM scimsync_schema WHERE version = 99");

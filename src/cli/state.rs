@@ -1,6 +1,6 @@
 //! `scimsync state export` and `state import`: the whole state as JSON lines (format in
-//! docs/operating.md#export-and-import), read or written while no other scimsync process holds
-//! the state.
+//! docs/operating.md#export-and-import). An import runs while no other scimsync process uses
+//! the state; an export of a PostgreSQL state may run beside the instances.
 
 use super::{err, EXIT_FATAL, EXIT_OK, EXIT_USAGE};
 use crate::state::{dump, StateError, Store};
@@ -26,10 +26,16 @@ pub(super) async fn run(path: &Path, action: StateAction) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match Store::open_state(&config.state) {
+    // An import writes every target's trees: nobody else may use the state meanwhile. An
+    // export of a PostgreSQL state only reads, beside running instances.
+    let opened = match action {
+        StateAction::Import { .. } => Store::open_exclusive(&config.state),
+        StateAction::Export { .. } => Store::open_state(&config.state),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e @ StateError::Locked { .. }) => {
-            err!("{e}; stop it first (systemctl stop scimsync): an export or import must not run beside a cycle");
+            err!("{e}; stop it first (systemctl stop scimsync, on every instance): an import must not run beside a cycle");
             return EXIT_FATAL;
         }
         Err(e) => {

@@ -13,7 +13,21 @@ fn rows(t: &TargetStatus) -> Vec<(&'static str, String)> {
             c.created, c.updated, c.deprovisioned, c.unchanged, c.skipped, c.failed
         )
     };
-    let mut rows = vec![
+    let mut rows = Vec::new();
+    if let Some(o) = &t.owner {
+        rows.push((
+            "owner",
+            if o.live {
+                format!("{} (lease epoch {}, until {})", o.instance, o.epoch, o.lease_until)
+            } else {
+                format!(
+                    "none: the lease of {} (epoch {}) ended; a live instance takes the target within a third of lease_seconds",
+                    o.instance, o.epoch
+                )
+            },
+        ));
+    }
+    rows.extend([
         (
             "schedule",
             match &t.next_run {
@@ -25,7 +39,7 @@ fn rows(t: &TargetStatus) -> Vec<(&'static str, String)> {
             "managed",
             format!("{} users, {} groups", t.managed_users, t.managed_groups),
         ),
-    ];
+    ]);
     match &t.last_cycle {
         Some(c) => {
             rows.push((
@@ -96,10 +110,14 @@ pub(super) fn render(status: &Status, json: bool) -> i32 {
     }
     match &status.daemon {
         Some(d) => out!(
-            "daemon: running, pid {}, since {}, control socket {}",
+            "daemon: running, pid {}, since {}, control socket {}{}",
             d.pid,
             d.started_at,
-            d.socket.display()
+            d.socket.display(),
+            d.instance
+                .as_ref()
+                .map(|i| format!(", instance {}", crate::text::escape(i)))
+                .unwrap_or_default()
         ),
         None => out!("daemon: not running (the state was read directly)"),
     }

@@ -443,6 +443,7 @@ impl Loader<'_> {
                     ("url", state.url.is_some()),
                     ("password_file", state.password_file.is_some()),
                     ("password_env", state.password_env.is_some()),
+                    ("lease_seconds", state.lease_seconds.is_some()),
                 ] {
                     if set {
                         self.problem(
@@ -455,6 +456,12 @@ impl Loader<'_> {
         }
         if state.password_file.is_some() && state.password_env.is_some() {
             self.problem("state", "set only one of password_file and password_env");
+        }
+        if let Some(n) = state.lease_seconds.filter(|n| !(3..=3600).contains(n)) {
+            self.problem(
+                "state.lease_seconds",
+                format!("{n} is outside 3..=3600: an owner renews its leases every third of it, and another instance takes its targets over after it"),
+            );
         }
     }
 

@@ -78,6 +78,9 @@ pub struct StateConfig {
     /// PostgreSQL: the password, from a file or an environment variable.
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// PostgreSQL: how long a target's lease lasts without renewal; an instance that dies
+    /// loses its targets to the others after at most this long. Default 30.
+    pub lease_seconds: Option<u64>,
 }
 
 /// `state.backend`.
@@ -102,7 +105,15 @@ fn default_log_max_records() -> usize {
     DEFAULT_LOG_MAX_RECORDS
 }
 
+/// The default of `state.lease_seconds`.
+pub const DEFAULT_LEASE_SECONDS: u64 = 30;
+
 impl StateConfig {
+    /// How long a lease lasts without renewal.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS))
+    }
+
     /// The provisioning log's retention.
     pub fn log_retention(&self) -> crate::state::Retention {
         crate::state::Retention {
@@ -126,6 +137,7 @@ impl Default for StateConfig {
             url: None,
             password_file: None,
             password_env: None,
+            lease_seconds: None,
         }
     }
 }

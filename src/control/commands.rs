@@ -1,6 +1,7 @@
 //! The commands that need the state, run against a [`Ctx`] (in the daemon or locally): each
 //! returns a typed [`Response`]; nothing here prints.
 
+use super::owner::{self, Place};
 use super::{
     status, Ctx, LogsArgs, ProvisionOutcome, ProvisionRun, Request, Response, RunOutcome,
     TargetRun, EXIT_FATAL, EXIT_USAGE,
@@ -47,7 +48,7 @@ pub(crate) async fn execute(ctx: &Ctx, request: Request) -> Response {
             target,
             dry_run,
         } => provision(ctx, &user, target.as_deref(), dry_run).await,
-        Request::Status => match status::gather(ctx) {
+        Request::Status => match status::gather_all(ctx).await {
             Ok(s) => Response::Status(s),
             Err(e) => Response::failed(EXIT_FATAL, e),
         },
@@ -109,6 +110,26 @@ async fn cycles(ctx: &Ctx, only: Option<&str>, opts: CycleOptions) -> Response {
         } else {
             Cow::Borrowed(&dir)
         };
+        let mut borrowed = None;
+        if !opts.dry_run {
+            match owner::place(ctx, &target.name).await {
+                Ok(Place::Here(b)) => borrowed = b,
+                Ok(Place::Owner) => {
+                    runs.push(forwarded_cycle(ctx, &target.name, opts).await);
+                    continue;
+                }
+                Err(e) => {
+                    runs.push(TargetRun {
+                        target: target.name.clone(),
+                        notes: Vec::new(),
+                        outcome: RunOutcome::Failed {
+                            error: format!("cannot find the target's owner: {e}"),
+                        },
+                    });
+                    continue;
+                }
+            }
+        }
         // Never at the same time as the daemon's scheduled cycle of this target.
         let _cycle = ctx.locks.lock(&target.name).await;
         let mut notes = Vec::new();
@@ -148,6 +169,7 @@ async fn cycles(ctx: &Ctx, only: Option<&str>, opts: CycleOptions) -> Response {
             }
             cycle
         };
+        owner::give_back(&ctx.store, borrowed).await;
         let outcome = match result {
             Ok((report, plan)) => RunOutcome::Done {
                 report: Box::new(report),
@@ -179,14 +201,97 @@ async fn provision(ctx: &Ctx, user: &str, only: Option<&str>, dry_run: bool) -> 
     };
     let mut runs = Vec::new();
     for target in &targets {
+        let borrowed = if dry_run {
+            None
+        } else {
+            match owner::place(ctx, &target.name).await {
+                Ok(Place::Here(b)) => b,
+                Ok(Place::Owner) => {
+                    runs.push(forwarded_provision(ctx, &target.name, user).await);
+                    continue;
+                }
+                Err(e) => {
+                    runs.push(ProvisionRun {
+                        target: target.name.clone(),
+                        outcome: ProvisionOutcome::Failed {
+                            error: format!("cannot find the target's owner: {e}"),
+                        },
+                    });
+                    continue;
+                }
+            }
+        };
         let _cycle = ctx.locks.lock(&target.name).await;
         let outcome = provision_one(ctx, &dir, target, user, dry_run).await;
+        owner::give_back(&ctx.store, borrowed).await;
         runs.push(ProvisionRun {
             target: target.name.clone(),
             outcome,
         });
     }
     Response::Provision { targets: runs }
+}
+
+/// One target's cycle, run by the instance that owns it.
+async fn forwarded_cycle(ctx: &Ctx, target: &str, opts: CycleOptions) -> TargetRun {
+    let request = Request::Sync {
+        full: opts.full,
+        target: Some(target.to_owned()),
+        dry_run: false,
+        allow_deletes: opts.allow_deletes,
+        allow_clears: opts.allow_clears,
+    };
+    let failed = |error: String| TargetRun {
+        target: target.to_owned(),
+        notes: Vec::new(),
+        outcome: RunOutcome::Failed { error },
+    };
+    match owner::forward(ctx, target, &request).await {
+        Ok((Response::Cycles { targets }, by)) => match targets.into_iter().next() {
+            Some(mut run) => {
+                run.notes.insert(
+                    0,
+                    format!(
+                        "run by instance {}, the target's owner",
+                        crate::text::escape(&by)
+                    ),
+                );
+                run
+            }
+            None => failed(format!("instance {by} answered without this target")),
+        },
+        Ok((Response::Failed { errors, .. }, by)) => {
+            failed(format!("instance {by}: {}", errors.join("; ")))
+        }
+        Ok((_, by)) => failed(format!("instance {by} answered another command")),
+        Err(e) => failed(format!("the target's owner did not run the cycle: {e}")),
+    }
+}
+
+/// One user's provisioning on one target, run by the instance that owns it.
+async fn forwarded_provision(ctx: &Ctx, target: &str, user: &str) -> ProvisionRun {
+    let request = Request::Provision {
+        user: user.to_owned(),
+        target: Some(target.to_owned()),
+        dry_run: false,
+    };
+    let failed = |error: String| ProvisionRun {
+        target: target.to_owned(),
+        outcome: ProvisionOutcome::Failed { error },
+    };
+    match owner::forward(ctx, target, &request).await {
+        Ok((Response::Provision { targets }, by)) => targets
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| failed(format!("instance {by} answered without this target"))),
+        Ok((Response::Failed { errors, .. }, by)) => {
+            failed(format!("instance {by}: {}", errors.join("; ")))
+        }
+        Ok((_, by)) => failed(format!("instance {by} answered another command")),
+        Err(e) => failed(format!(
+            "the target's owner did not provision the user: {e}"
+        )),
+    }
 }
 
 async fn provision_one(

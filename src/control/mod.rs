@@ -8,6 +8,7 @@
 
 pub(crate) mod client;
 pub(crate) mod commands;
+pub(crate) mod owner;
 pub(crate) mod status;
 
 use crate::audit::Entry;
@@ -155,6 +156,9 @@ pub(crate) struct DaemonInfo {
     pub(crate) pid: u32,
     pub(crate) started_at: String,
     pub(crate) socket: PathBuf,
+    /// Several instances share the state: this one's name.
+    #[serde(default)]
+    pub(crate) instance: Option<String>,
 }
 
 /// One lock per target: a scheduled cycle, a `sync` and a `provision` of the same target
@@ -169,6 +173,12 @@ impl TargetLocks {
             map.entry(target.to_owned()).or_default().clone()
         };
         lock.lock_owned().await
+    }
+
+    /// Whether a cycle (or command) of `target` runs now.
+    pub(crate) fn busy(&self, target: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(target).is_some_and(|l| l.try_lock().is_err())
     }
 }
 

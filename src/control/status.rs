@@ -41,6 +41,37 @@ pub(crate) struct TargetStatus {
     pub(crate) quarantine: Option<Quarantine>,
     /// Objects whose operation failed and waits for a later attempt.
     pub(crate) escrow: Vec<EscrowedObject>,
+    /// Several instances: the instance holding the target's lease (or that last held it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) owner: Option<Owner>,
+}
+
+/// A target's lease, for `status`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Owner {
+    pub(crate) instance: String,
+    pub(crate) epoch: i64,
+    /// RFC 3339: when the lease ends unless renewed.
+    pub(crate) lease_until: String,
+    /// False once the lease expired (its owner stopped or died) or was given back.
+    pub(crate) live: bool,
+}
+
+/// Every target's status, with its owner when several instances share the state.
+pub(crate) async fn gather_all(ctx: &Ctx) -> Result<Status, StateError> {
+    let mut status = gather(ctx)?;
+    if ctx.store.shared() {
+        let leases = ctx.store.leases().await?;
+        for t in &mut status.targets {
+            t.owner = leases.iter().find(|l| l.target == t.name).map(|l| Owner {
+                instance: l.owner.clone(),
+                epoch: l.epoch,
+                lease_until: l.expires_at.clone(),
+                live: l.live,
+            });
+        }
+    }
+    Ok(status)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +82,7 @@ pub(crate) struct EscrowedObject {
 }
 
 /// Reads every target's status from the state.
-pub(crate) fn gather(ctx: &Ctx) -> Result<Status, StateError> {
+fn gather(ctx: &Ctx) -> Result<Status, StateError> {
     let mut targets = Vec::new();
     for t in &ctx.config.targets {
         let snapshot = ctx.store.snapshot(&TargetName(t.name.clone()))?;
@@ -89,6 +120,7 @@ pub(crate) fn gather(ctx: &Ctx) -> Result<Status, StateError> {
                     entry,
                 })
                 .collect(),
+            owner: None,
         });
     }
     Ok(Status {

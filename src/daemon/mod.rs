@@ -12,6 +12,7 @@
 //! flight finish (for at most [`GRACE`]), the snapshot is flushed and the process exits 0.
 //! `SIGHUP` reloads the configuration; an invalid one is logged and the old one kept.
 
+mod leases;
 pub(crate) mod notify;
 mod socket;
 
@@ -67,12 +68,28 @@ impl Shared {
     }
 
     /// Whether every configured target has its scheduler running: the watchdog's condition.
+    /// With several instances, every target this one owns.
     fn every_target_scheduled(&self) -> bool {
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if self.store.shared() {
+            return tasks.values().all(|h| !h.is_finished());
+        }
         self.current()
             .targets
             .iter()
             .all(|t| tasks.get(&t.name).is_some_and(|h| !h.is_finished()))
+    }
+
+    /// Whether any target's scheduler still runs.
+    fn tasks_running(&self) -> bool {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.values().any(|h| !h.is_finished())
+    }
+
+    /// Forgets a target's scheduler that was told to stop (its lease given back or lost).
+    fn untrack(&self, target: &str) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.remove(target);
     }
 
     fn summary(&self, target: &str, text: String) {
@@ -142,6 +159,7 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         tracing::info!(address = %addr, "Serving Prometheus metrics on /metrics.");
     }
     let targets = config.targets.len();
+    let instance = store.shared().then(crate::state::lease::instance_name);
     let shared = Arc::new(Shared {
         config: watch::Sender::new(Arc::new(config)),
         store: Arc::new(store),
@@ -151,6 +169,7 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
             pid: std::process::id(),
             started_at: state::now(),
             socket: bound.path.clone(),
+            instance,
         },
         summaries: Mutex::default(),
         tasks: Mutex::default(),
@@ -166,7 +185,12 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         shared.stop.clone(),
         Box::new(move || watched.every_target_scheduled()),
     ));
-    spawn_targets(&shared, &tracker);
+    if shared.store.shared() {
+        tracker.spawn(leases::keep(shared.clone(), tracker.clone()));
+        tracker.spawn(leases::serve_requests(shared.clone(), tracker.clone()));
+    } else {
+        spawn_targets(&shared, &tracker);
+    }
     log_started(&shared.current(), &bound.path);
     notify::ready(&format!(
         "running: {targets} targets, waiting for the first cycle"
@@ -202,6 +226,7 @@ async fn shut_down(shared: &Shared, tracker: &TaskTracker, files: &[std::path::P
         );
     }
     let mut code = EXIT_OK;
+    leases::leave(shared).await;
     if let Err(e) = shared.store.flush().await {
         tracing::error!(error = %e, "Could not flush the snapshot.");
         code = EXIT_FATAL;
@@ -228,22 +253,45 @@ fn log_started(config: &Config, socket: &Path) {
     );
 }
 
-/// Starts a supervised scheduler task for each configured target that has none running.
+/// Starts a supervised scheduler task for each configured target that has none running (one
+/// instance; with several, the lease keeper starts the tasks of the targets it owns).
 fn spawn_targets(shared: &Arc<Shared>, tracker: &TaskTracker) {
-    let mut tasks = shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
-    tasks.retain(|_, h| !h.is_finished());
+    if shared.store.shared() {
+        return;
+    }
+    let running: Vec<String> = {
+        let mut tasks = shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|_, h| !h.is_finished());
+        tasks.keys().cloned().collect()
+    };
     for t in &shared.current().targets {
-        if !tasks.contains_key(&t.name) {
-            let (name, s) = (t.name.clone(), shared.clone());
-            let handle = tracker.spawn(supervise(
-                t.name.clone(),
-                shared.stop.clone(),
-                move || target_loop(name.clone(), s.clone()),
-                record_failure(shared.clone()),
-            ));
-            tasks.insert(t.name.clone(), handle);
+        if !running.contains(&t.name) {
+            spawn_target(shared, tracker, &t.name, shared.stop.clone(), false);
         }
     }
+}
+
+/// Starts one target's supervised scheduler, which ends when `stop` is cancelled; with
+/// `at_once` it runs a cycle at once (a target taken over from another instance).
+fn spawn_target(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    name: &str,
+    stop: CancellationToken,
+    at_once: bool,
+) {
+    let (n, s, st) = (name.to_owned(), shared.clone(), stop.clone());
+    let handle = tracker.spawn(supervise(
+        name.to_owned(),
+        stop,
+        move || target_loop(n.clone(), s.clone(), st.clone(), at_once),
+        record_failure(shared.clone()),
+    ));
+    shared
+        .tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.to_owned(), handle);
 }
 
 /// How long a target's scheduler waits before it is started again after it failed, at most.
@@ -334,9 +382,10 @@ fn reload(path: &Path, shared: &Arc<Shared>, tracker: &TaskTracker) {
     notify::ready("running: configuration reloaded");
 }
 
-/// One target's scheduler: the initial sync when its snapshot is empty, then a cycle at each
-/// cron time, until shutdown or until the target leaves the configuration.
-async fn target_loop(name: String, shared: Arc<Shared>) {
+/// One target's scheduler: the initial sync when its snapshot is empty (or a cycle at once,
+/// `at_once`), then a cycle at each cron time, until `stop` (shutdown, or the target's lease
+/// gone) or until the target leaves the configuration.
+async fn target_loop(name: String, shared: Arc<Shared>, stop: CancellationToken, at_once: bool) {
     let mut rx = shared.config.subscribe();
     let empty = shared
         .store
@@ -346,7 +395,10 @@ async fn target_loop(name: String, shared: Arc<Shared>) {
         .unwrap_or(false);
     if empty {
         tracing::info!(target = %name, "Empty snapshot: running the initial sync now.");
-        cycle(&shared, &name).await;
+        cycle(&shared, &name, &stop).await;
+    } else if at_once {
+        tracing::info!(target = %name, "Taken over from another instance: running a cycle now.");
+        cycle(&shared, &name, &stop).await;
     }
     let mut last_tick: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
@@ -369,7 +421,7 @@ async fn target_loop(name: String, shared: Arc<Shared>) {
             }
         };
         tokio::select! {
-            _ = shared.stop.cancelled() => return,
+            _ = stop.cancelled() => return,
             changed = rx.changed() => {
                 if changed.is_err() {
                     return;
@@ -379,12 +431,12 @@ async fn target_loop(name: String, shared: Arc<Shared>) {
             _ = sleep => {}
         }
         last_tick = next;
-        cycle(&shared, &name).await;
+        cycle(&shared, &name, &stop).await;
     }
 }
 
 /// One scheduled cycle of one target: read the source, run, record.
-async fn cycle(shared: &Shared, name: &str) {
+async fn cycle(shared: &Shared, name: &str, stop: &CancellationToken) {
     let config = shared.current();
     let target = match Target::named(&config, name) {
         None => return,
@@ -395,7 +447,7 @@ async fn cycle(shared: &Shared, name: &str) {
         }
     };
     let _cycle = shared.locks.lock(name).await;
-    if shared.stop.is_cancelled() {
+    if stop.is_cancelled() {
         return;
     }
     // A quarantined target backs off; a hand-run `sync` still tries at once.
@@ -415,7 +467,7 @@ async fn cycle(shared: &Shared, name: &str) {
             .read()
             .await
             .map_err(|e| format!("source: {e}; no target was changed"))?;
-        if shared.stop.is_cancelled() {
+        if stop.is_cancelled() {
             return Ok(None);
         }
         engine::run_target_until(
@@ -424,7 +476,7 @@ async fn cycle(shared: &Shared, name: &str) {
             &target,
             &shared.store,
             CycleOptions::default(),
-            &shared.stop,
+            stop,
         )
         .await
         .map(|(report, _)| Some(report))

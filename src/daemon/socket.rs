@@ -27,18 +27,31 @@ fn remove_stale(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// Whether a daemon answers on `path`.
+fn answers(path: &std::path::Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 /// Binds the socket in `$RUNTIME_DIRECTORY` (systemd) or else the state directory, owner-only.
-/// Called with the state's lock held, so a socket file already there is a stale one.
+/// A socket file there that no daemon answers on is a stale one; one that answers belongs to
+/// another instance sharing a PostgreSQL state (each needs its own runtime directory). The
+/// link in the state directory is left to the instance that made it while it answers.
 pub(crate) fn bind(config: &Config) -> std::io::Result<Bound> {
     let in_state = control::state_socket(config);
     let path = control::runtime_dir()
         .map(|d| d.join(SOCKET_NAME))
         .unwrap_or_else(|| in_state.clone());
+    if answers(&path) {
+        return Err(std::io::Error::other(format!(
+            "another scimsync daemon answers on {}; two instances on one host each need their own RUNTIME_DIRECTORY",
+            path.display()
+        )));
+    }
     remove_stale(&path)?;
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let mut files = vec![path.clone()];
-    if path != in_state {
+    if path != in_state && !answers(&in_state) {
         // Clients find the daemon through the state directory, whatever their environment.
         remove_stale(&in_state)?;
         std::os::unix::fs::symlink(&path, &in_state)?;

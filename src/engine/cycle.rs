@@ -292,7 +292,9 @@ pub(crate) async fn run_target_with(
         Kind::User,
         &mut c.report,
     );
-    let client = Client::new(target, c.profile.clone())?.stopping_on(stop.clone());
+    let client = Client::new(target, c.profile.clone())?
+        .stopping_on(stop.clone())
+        .holding(store.fence(&target.name));
     // Nothing to send, nothing held, nothing in escrow: the snapshot will not change, so the
     // group plan made with the users stands and no claim, second plan or cleanup is needed.
     let idle = planned.users.ops.is_empty()
@@ -311,7 +313,11 @@ pub(crate) async fn run_target_with(
         c.finish(&client, 0).await?;
         return Ok((c.report, planned));
     }
-    let rec = Recorder::new(&c.report.cycle_id, &target.name, open_log(store));
+    let rec = Recorder::new(
+        &c.report.cycle_id,
+        &target.name,
+        open_log(store, &target.name),
+    );
     let snapshot = c.snapshot.clone();
     let mut exec = Executor::new(&client, &snapshot, target, rec);
     exec.allow_clears = opts.allow_clears;
@@ -670,7 +676,7 @@ impl<'a> Cycle<'a> {
         let (users, groups) = self.snapshot.counts()?;
         crate::telemetry::managed(&self.target.name, users, groups);
         self.snapshot.set_meta("last_cycle", &*report)?;
-        if let Some(log) = open_log(self.store) {
+        if let Some(log) = open_log(self.store, &self.target.name) {
             prune_log(&log, self.config).await;
         }
         self.store.flush().await?;
@@ -706,9 +712,9 @@ where
 
 /// The provisioning log, or none (with a warning) when the store cannot open it: the log
 /// never stops a cycle.
-pub(crate) fn open_log(store: &Store) -> Option<state::Log> {
+pub(crate) fn open_log(store: &Store, target: &str) -> Option<state::Log> {
     store
-        .log()
+        .log_for(target)
         .map_err(|e| {
             tracing::warn!(error = %e, "Cannot open the provisioning log; this cycle's records are not stored.");
         })

@@ -120,9 +120,15 @@ pub(crate) async fn provision(
         r.failed = true;
         return Ok(r);
     }
-    let client = Client::new(target, profile)?.without_bulk();
+    let client = Client::new(target, profile)?
+        .without_bulk()
+        .holding(store.fence(&target.name));
     // A dry run stores nothing.
-    let log = if dry_run { None } else { open_log(store) };
+    let log = if dry_run {
+        None
+    } else {
+        open_log(store, &target.name)
+    };
     let cycle_id = format!("provision-{}", uuid::Uuid::new_v4());
     let rec = Recorder::new(&cycle_id, &target.name, log).watching();
     let mut exec = Executor::new(&client, &snapshot, target, rec);

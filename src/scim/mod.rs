@@ -140,6 +140,8 @@ pub struct Client {
     bulk: tokio::sync::OnceCell<Option<bulk::Dispatcher>>,
     /// Cancelled at shutdown: from then on no new write is sent (in-flight calls finish).
     stop: tokio_util::sync::CancellationToken,
+    /// Several instances: the lease on this target; once it lapses no new write is sent.
+    lease: Option<Arc<crate::state::lease::Fence>>,
 }
 
 impl Client {
@@ -191,7 +193,15 @@ impl Client {
             concurrency: target.concurrency.max(1),
             bulk: tokio::sync::OnceCell::new(),
             stop: tokio_util::sync::CancellationToken::new(),
+            lease: None,
         })
+    }
+
+    /// The same client sending no write once `lease` (this instance's on the target) lapses:
+    /// an owner resumed after a pause longer than its lease sends nothing more.
+    pub fn holding(mut self, lease: Option<Arc<crate::state::lease::Fence>>) -> Client {
+        self.lease = lease;
+        self
     }
 
     /// The same client refusing new writes once `stop` is cancelled: a write not yet sent
@@ -229,7 +239,11 @@ impl Client {
     }
 
     fn interrupted(&self, method: &Method, route: &Route) -> ScimError {
-        let detail = "not sent: scimsync is shutting down".to_owned();
+        let detail = if self.lease_lapsed() {
+            "not sent: this instance's lease on the target lapsed".to_owned()
+        } else {
+            "not sent: scimsync is shutting down".to_owned()
+        };
         ScimError::new(method, &route.to_string(), Cause::NotSentShutdown, detail)
     }
 
@@ -242,6 +256,10 @@ impl Client {
             Some(d) => d.width(),
             None => self.concurrency,
         }
+    }
+
+    fn lease_lapsed(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| !l.valid())
     }
 
     /// Why this client sends nothing more, if it does not.
@@ -625,7 +643,7 @@ impl Client {
     ) -> http::Attempt {
         let write =
             matches!(method, Method::POST | Method::PATCH | Method::DELETE) && route.is_resource();
-        if write && self.stop.is_cancelled() {
+        if write && (self.stop.is_cancelled() || self.lease_lapsed()) {
             return Err((self.interrupted(&method, route), None));
         }
         if write {

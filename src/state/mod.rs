@@ -6,7 +6,9 @@
 
 pub mod dump;
 pub mod escrow;
+pub mod lease;
 pub mod log;
+mod owners;
 mod pg;
 pub mod quarantine;
 
@@ -32,6 +34,10 @@ pub enum StateError {
     Open { path: PathBuf, message: String },
     #[error("state: {0}")]
     Storage(String),
+    #[error("state: {tree} is written only by the owner of its target, and this process holds no lease on it")]
+    NotOwner { tree: String },
+    #[error("state: the lease on target {target} (epoch {epoch}) was lost; another instance owns it now, and this one writes nothing more to it")]
+    Fenced { target: String, epoch: i64 },
     #[error("state: entry {key:?} in {tree} is unreadable: {message}")]
     Corrupt {
         tree: String,
@@ -228,6 +234,10 @@ pub struct Store {
     mem: Mutex<BTreeMap<String, Arc<MemTree>>>,
     /// The state directory, for an on-disk store.
     path: Option<PathBuf>,
+    /// PostgreSQL: the leases this process holds, by target.
+    fences: Mutex<BTreeMap<String, Arc<lease::Fence>>>,
+    /// PostgreSQL: held exclusively (`state import`), writes need no lease.
+    exclusive: bool,
 }
 
 impl Store {
@@ -261,6 +271,8 @@ impl Store {
             pg: None,
             mem: Mutex::default(),
             path: Some(path.to_owned()),
+            fences: Mutex::default(),
+            exclusive: false,
         };
         store.tighten();
         let meta = store.tree("meta")?;
@@ -295,9 +307,22 @@ impl Store {
                     pg: Some(pg::Pg::connect(state)?),
                     mem: Mutex::default(),
                     path: None,
+                    fences: Mutex::default(),
+                    exclusive: false,
                 })
             }
         }
+    }
+
+    /// Opens the state for `state import`: sled as always (its lock is exclusive); PostgreSQL
+    /// only while no other process uses it, and then written without leases.
+    pub fn open_exclusive(state: &crate::config::StateConfig) -> Result<Store, StateError> {
+        let mut store = Store::open_state(state)?;
+        if let Some(pg) = &store.pg {
+            pg.exclusive(state.url.as_deref().unwrap_or_default())?;
+            store.exclusive = true;
+        }
+        Ok(store)
     }
 
     /// A store that lives in memory only.
@@ -307,6 +332,8 @@ impl Store {
             pg: None,
             mem: Mutex::default(),
             path: None,
+            fences: Mutex::default(),
+            exclusive: false,
         }
     }
 
@@ -320,10 +347,22 @@ impl Store {
     }
 
     fn tree(&self, name: &str) -> Result<Arc<dyn KvTree>, StateError> {
+        self.tree_of(name, None)
+    }
+
+    /// A tree whose writes (on PostgreSQL) are fenced by the lease on `target`, if this process
+    /// holds it.
+    fn tree_of(&self, name: &str, target: Option<&str>) -> Result<Arc<dyn KvTree>, StateError> {
         if let Some(pg) = &self.pg {
+            let guard = match target.and_then(|t| self.fence(t)) {
+                _ if self.exclusive => pg::Guard::Free,
+                Some(f) => pg::Guard::Fenced(f),
+                None => pg::Guard::Refused,
+            };
             return Ok(Arc::new(pg::PgTree {
                 pg: pg.clone(),
                 name: name.to_owned(),
+                guard,
             }));
         }
         match &self.db {
@@ -380,18 +419,26 @@ impl Store {
     }
 
     /// The snapshot of one target.
+    /// On PostgreSQL its writes are fenced by this process's lease on the target, and refused
+    /// without one.
     pub fn snapshot(&self, target: &TargetName) -> Result<Snapshot, StateError> {
+        let t = Some(target.0.as_str());
         Ok(Snapshot {
-            users: self.tree(&format!("users/{target}"))?,
-            groups: self.tree(&format!("groups/{target}"))?,
-            meta: self.tree(&format!("meta/{target}"))?,
-            escrow: self.tree(&format!("escrow/{target}"))?,
+            users: self.tree_of(&format!("users/{target}"), t)?,
+            groups: self.tree_of(&format!("groups/{target}"), t)?,
+            meta: self.tree_of(&format!("meta/{target}"), t)?,
+            escrow: self.tree_of(&format!("escrow/{target}"), t)?,
         })
     }
 
-    /// The provisioning log, shared by every target.
+    /// The provisioning log, shared by every target; to read (on PostgreSQL).
     pub fn log(&self) -> Result<Log, StateError> {
         Ok(Log::new(self.tree("log")?))
+    }
+
+    /// The provisioning log as a cycle of `target` writes it: fenced by its lease.
+    pub fn log_for(&self, target: &str) -> Result<Log, StateError> {
+        Ok(Log::new(self.tree_of("log", Some(target))?))
     }
 
     /// Writes everything to disk; called at the end of a cycle and at shutdown.

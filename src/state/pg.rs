@@ -1,10 +1,12 @@
 //! The state on PostgreSQL (`[state] backend = "postgres"`): every tree is a set of rows of one
-//! table, the schema is created and migrated by scimsync itself (refusing a newer one), and one
-//! process holds the state at a time through a session advisory lock, as sled's file lock does.
+//! table, the schema is created and migrated by scimsync itself (refusing a newer one). Several
+//! processes share it: a target's trees are written only under its lease ([`super::lease`]);
+//! `state import` holds a session advisory lock and needs every instance stopped.
 //!
 //! [`KvTree`] is synchronous (sled's calls are); each call here waits for its query on the
 //! multi-threaded runtime (`block_in_place`), which every command of scimsync runs on.
 
+use super::lease::Fence;
 use super::{KvTree, StateError, Visit, Visitor};
 use crate::config::StateConfig;
 use std::future::Future;
@@ -12,14 +14,35 @@ use std::sync::Arc;
 use tokio_postgres::{Client, NoTls};
 
 /// The migrations, in order; the schema's version is how many have been applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE scimsync_kv (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE scimsync_kv (
         tree TEXT NOT NULL,
         key BYTEA NOT NULL,
         value BYTEA NOT NULL,
         PRIMARY KEY (tree, key)
-    )"];
+    )",
+    "CREATE TABLE scimsync_lease (
+        target TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE scimsync_instance (
+        name TEXT PRIMARY KEY,
+        started_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE scimsync_request (
+        id BIGSERIAL PRIMARY KEY,
+        target TEXT NOT NULL,
+        request TEXT NOT NULL,
+        taken_by TEXT,
+        reply TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )",
+];
 
-/// The advisory lock that makes one process the state's only user ("scimsync" in ASCII).
+/// The advisory lock `state import` holds ("scimsync" in ASCII).
 const LOCK_KEY: i64 = 0x7363_696d_7379_6e63;
 
 /// Rows per query of a scan: a snapshot of a million users is read without holding it twice.
@@ -30,17 +53,17 @@ fn block<F: Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
-fn storage(e: tokio_postgres::Error) -> StateError {
+pub(super) fn storage(e: tokio_postgres::Error) -> StateError {
     StateError::Storage(format!("PostgreSQL: {e}"))
 }
 
-/// A connection to the state's database, holding its lock.
+/// A connection to the state's database.
 pub(crate) struct Pg {
-    client: Client,
+    pub(super) client: Client,
 }
 
 impl Pg {
-    /// Connects, takes the lock and brings the schema up to date.
+    /// Connects and brings the schema up to date.
     pub(crate) fn connect(state: &StateConfig) -> Result<Arc<Pg>, StateError> {
         let url = state.url.clone().unwrap_or_default();
         let open = |message: String| StateError::Open {
@@ -68,17 +91,24 @@ impl Pg {
             }
         });
         let pg = Pg { client };
+        pg.migrate().map_err(|e| open(e.to_string()))?;
+        Ok(Arc::new(pg))
+    }
+
+    /// Makes this connection the state's only user, for `state import`: refused while another
+    /// process holds the lock or any instance is alive.
+    pub(crate) fn exclusive(&self, url: &str) -> Result<(), StateError> {
         let locked: bool = block(
-            pg.client
+            self.client
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY]),
         )
         .map_err(storage)?
         .get(0);
-        if !locked {
+        let live = block(self.live_instances())?;
+        if !locked || !live.is_empty() {
             return Err(StateError::Locked { path: url.into() });
         }
-        pg.migrate().map_err(|e| open(e.to_string()))?;
-        Ok(Arc::new(pg))
+        Ok(())
     }
 
     /// Applies the migrations this database lacks; refuses a schema newer than this scimsync.
@@ -133,11 +163,28 @@ impl Pg {
 /// What a scan calls with each entry; false stops it.
 type Step<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StateError> + 'a;
 
+/// Who may write a tree.
+pub(crate) enum Guard {
+    /// Anyone: the state is held exclusively (`state import`).
+    Free,
+    /// The holder of this lease, while it holds it.
+    Fenced(Arc<Fence>),
+    /// Nobody: this process owns no lease on the tree's target.
+    Refused,
+}
+
 /// One tree: the rows of `scimsync_kv` with its name.
 pub(crate) struct PgTree {
     pub(crate) pg: Arc<Pg>,
     pub(crate) name: String,
+    pub(crate) guard: Guard,
 }
+
+/// The lease a fenced write checks, locked until the write commits: a takeover waits for it,
+/// and a write after the takeover finds another epoch and writes nothing.
+const LEASE_HELD: &str =
+    "SELECT 1 FROM scimsync_lease WHERE target = $3::text AND owner = $4::text \
+     AND epoch = $5::int8 AND expires_at > now() FOR SHARE";
 
 impl PgTree {
     /// Calls `f` with each entry from `start` on (or down, with `rev`), a page at a time,
@@ -179,6 +226,52 @@ impl PgTree {
     }
 }
 
+impl PgTree {
+    /// Runs a write (`statement`, reading the CTE `lease`) only while this process holds the
+    /// tree's lease at its epoch; a lease found lost is marked so, and nothing more is written.
+    fn fenced(
+        &self,
+        statement: &str,
+        key: &[u8],
+        value: Option<&Vec<u8>>,
+    ) -> Result<(), StateError> {
+        let fence = match &self.guard {
+            Guard::Fenced(f) => f,
+            _ => {
+                return Err(StateError::NotOwner {
+                    tree: self.name.clone(),
+                })
+            }
+        };
+        if !fence.valid() {
+            return Err(StateError::Fenced {
+                target: fence.target.clone(),
+                epoch: fence.epoch,
+            });
+        }
+        let sql = format!(
+            "WITH lease AS ({LEASE_HELD}), write AS ({statement} RETURNING 1) \
+             SELECT count(*) FROM lease"
+        );
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&self.name, &key, &fence.target, &fence.owner, &fence.epoch];
+        if let Some(v) = value {
+            params.push(v);
+        }
+        let held: i64 = block(self.pg.client.query_one(&sql, &params))
+            .map_err(storage)?
+            .get(0);
+        if held == 0 {
+            fence.lose();
+            return Err(StateError::Fenced {
+                target: fence.target.clone(),
+                epoch: fence.epoch,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl KvTree for PgTree {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let row = block(self.pg.client.query_opt(
@@ -189,21 +282,32 @@ impl KvTree for PgTree {
         Ok(row.map(|r| r.get(0)))
     }
     fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError> {
-        block(self.pg.client.execute(
-            "INSERT INTO scimsync_kv (tree, key, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-            &[&self.name, &key, &value],
-        ))
-        .map(|_| ())
-        .map_err(storage)
+        let upsert = "INSERT INTO scimsync_kv (tree, key, value) \
+             SELECT $1::text, $2::bytea, $6::bytea FROM lease \
+             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
+        if let Guard::Free = self.guard {
+            return block(self.pg.client.execute(
+                "INSERT INTO scimsync_kv (tree, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&self.name, &key, &value],
+            ))
+            .map(|_| ())
+            .map_err(storage);
+        }
+        self.fenced(upsert, key, Some(&value))
     }
     fn remove(&self, key: &[u8]) -> Result<(), StateError> {
-        block(self.pg.client.execute(
-            "DELETE FROM scimsync_kv WHERE tree = $1 AND key = $2",
-            &[&self.name, &key],
-        ))
-        .map(|_| ())
-        .map_err(storage)
+        if let Guard::Free = self.guard {
+            return block(self.pg.client.execute(
+                "DELETE FROM scimsync_kv WHERE tree = $1 AND key = $2",
+                &[&self.name, &key],
+            ))
+            .map(|_| ())
+            .map_err(storage);
+        }
+        let delete = "DELETE FROM scimsync_kv WHERE tree = $1::text AND key = $2::bytea \
+             AND EXISTS (SELECT 1 FROM lease)";
+        self.fenced(delete, key, None)
     }
     fn for_each(&self, f: &mut Visit<'_>) -> Result<(), StateError> {
         self.scan(&[], false, &mut |k, v| f(k, v).map(|()| true))

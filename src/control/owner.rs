@@ -1,0 +1,141 @@
+//! Where a command that changes a target runs when several instances share a PostgreSQL state:
+//! here, when this process owns the target (or, outside a daemon, can take its lease for the
+//! command), or else in the target's owner, reached through a request row the owner answers.
+//! A plan, `status` and `logs` only read, and run anywhere.
+
+use super::{Ctx, Request, Response};
+use crate::state::lease::{instance_name, Fence};
+use crate::state::Store;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Where a target's command runs.
+pub(crate) enum Place {
+    /// In this process. A lease taken for this command alone is released after it.
+    Here(Option<Borrowed>),
+    /// In the owner's process.
+    Owner,
+}
+
+/// A lease a command-line process took for one command, renewed while the command runs.
+pub(crate) struct Borrowed {
+    fence: Arc<Fence>,
+    renewer: JoinHandle<()>,
+}
+
+/// Decides where `target`'s command runs.
+pub(crate) async fn place(ctx: &Ctx, target: &str) -> Result<Place, String> {
+    let store = &ctx.store;
+    if !store.shared() || store.fence(target).is_some_and(|f| f.valid()) {
+        return Ok(Place::Here(None));
+    }
+    if ctx.daemon.is_some() {
+        // A daemon takes targets only through its lease keeper, never for one command.
+        return Ok(Place::Owner);
+    }
+    let lease = ctx.config.state.lease();
+    let me = format!("{} (command line)", instance_name());
+    match store.acquire(target, &me, lease).await {
+        Ok(Some(fence)) => Ok(Place::Here(Some(Borrowed {
+            renewer: tokio::spawn(renew(store.clone(), fence.clone(), lease)),
+            fence,
+        }))),
+        Ok(None) => Ok(Place::Owner),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn renew(store: Arc<Store>, fence: Arc<Fence>, lease: Duration) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        match store.renew(&fence, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(target_name = %fence.target, "The lease on the target was lost; this command writes nothing more.");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(target_name = %fence.target, error = %e, "Cannot renew the lease on the target.")
+            }
+        }
+    }
+}
+
+/// Gives back a lease taken for one command.
+pub(crate) async fn give_back(store: &Store, borrowed: Option<Borrowed>) {
+    if let Some(b) = borrowed {
+        b.renewer.abort();
+        if let Err(e) = store.release(&b.fence).await {
+            tracing::warn!(target_name = %b.fence.target, error = %e, "Cannot release the lease; another instance takes the target after it expires.");
+        }
+    }
+}
+
+/// How often a forwarded request is looked at.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Runs `request` (about `target` only) in the target's owner and returns its answer and the
+/// instance that gave it.
+pub(crate) async fn forward(
+    ctx: &Ctx,
+    target: &str,
+    request: &Request,
+) -> Result<(Response, String), String> {
+    let store = &ctx.store;
+    let text = serde_json::to_string(request).map_err(|e| e.to_string())?;
+    let id = store
+        .submit(target, &text)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = wait(ctx, target, id).await;
+    if let Err(e) = store.forget_request(id).await {
+        tracing::warn!(error = %e, "Cannot remove a forwarded request.");
+    }
+    result
+}
+
+async fn wait(ctx: &Ctx, target: &str, id: i64) -> Result<(Response, String), String> {
+    let store = &ctx.store;
+    let lease = ctx.config.state.lease();
+    let asked = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ctx.stop.cancelled() => return Err("stopped while the owner ran it".into()),
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let state = store
+            .request_state(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the request was removed before it was answered")?;
+        if let Some(reply) = state.reply {
+            let by = state.taken_by.unwrap_or_default();
+            return serde_json::from_str(&reply)
+                .map(|r| (r, by))
+                .map_err(|e| format!("the owner's answer is unreadable: {e}"));
+        }
+        let live = store.live_instances().await.map_err(|e| e.to_string())?;
+        match state.taken_by {
+            Some(owner) if !live.contains(&owner) => {
+                return Err(format!(
+                    "instance {owner} stopped while running it; the instance taking target {target} over runs a cycle at once (see scimsync status)"
+                ))
+            }
+            Some(_) => {}
+            None if asked.elapsed() > 3 * lease => {
+                let holder = store
+                    .leases()
+                    .await
+                    .ok()
+                    .and_then(|l| l.into_iter().find(|l| l.target == target && l.live))
+                    .map_or("nobody".to_owned(), |l| l.owner);
+                return Err(format!(
+                    "no instance took the request within {} s (target {target} is held by {holder}); is a scimsync daemon running with this target configured?",
+                    (3 * lease).as_secs()
+                ));
+            }
+            None => {}
+        }
+    }
+}

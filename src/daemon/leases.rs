@@ -1,0 +1,282 @@
+//! Several daemons on one PostgreSQL state: the lease keeper and the requests from other
+//! instances.
+//!
+//! Every third of `lease_seconds` the keeper says this instance is alive, renews the leases it
+//! holds (a lease found lost stops its target's scheduler at once), gives targets back when it
+//! holds more than its share (the configured targets divided by the live instances, rounded
+//! up) and takes free or expired ones up to its share. A target taken from an instance that
+//! died runs a cycle at once. Requests (`sync`, `provision`) that another instance received for
+//! a target this one owns are taken from `scimsync_request` twice a second and answered there.
+
+use super::{spawn_target, Shared};
+use crate::control::{commands, Request, Response, EXIT_USAGE};
+use crate::state::lease::{Fence, LeaseRow};
+use crate::state::StateError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A target this instance owns: its lease and what stops its scheduler.
+struct Owned {
+    fence: Arc<Fence>,
+    stop: CancellationToken,
+}
+
+fn me(shared: &Shared) -> String {
+    shared.info.instance.clone().unwrap_or_default()
+}
+
+/// Keeps this instance's leases until shutdown, then until its schedulers have ended.
+pub(super) async fn keep(shared: Arc<Shared>, tracker: TaskTracker) {
+    let mut owned: BTreeMap<String, Owned> = BTreeMap::new();
+    loop {
+        let stopping = shared.stop.is_cancelled();
+        if let Err(e) = round(&shared, &tracker, &mut owned, stopping).await {
+            tracing::warn!(error = %e, "Cannot reach the PostgreSQL state to keep the leases; a lease not renewed in time stops its target here.");
+            drop_lapsed(&shared, &mut owned);
+        }
+        if stopping && !shared.tasks_running() {
+            return;
+        }
+        let pause = shared.current().state.lease() / 3;
+        tokio::select! {
+            _ = shared.stop.cancelled(), if !stopping => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Stops the targets whose lease lapsed without renewal.
+fn drop_lapsed(shared: &Shared, owned: &mut BTreeMap<String, Owned>) {
+    owned.retain(|name, o| {
+        let keep = o.fence.valid();
+        if !keep {
+            tracing::error!(target_name = %name, "The lease on the target lapsed; this instance stops its cycles there.");
+            o.stop.cancel();
+            shared.untrack(name);
+            shared.store.forget(&o.fence);
+        }
+        keep
+    });
+}
+
+/// One round of the keeper.
+async fn round(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    owned: &mut BTreeMap<String, Owned>,
+    stopping: bool,
+) -> Result<(), StateError> {
+    let config = shared.current();
+    let lease = config.state.lease();
+    let store = &shared.store;
+    let me = me(shared);
+    store.heartbeat(&me, lease).await?;
+    for (name, o) in owned.iter() {
+        if !store.renew(&o.fence, lease).await? {
+            tracing::error!(target_name = %name, epoch = o.fence.epoch(), "Lost the lease on the target to another instance; stopping its cycles here.");
+            o.stop.cancel();
+            shared.untrack(name);
+        }
+    }
+    owned.retain(|_, o| o.fence.valid());
+    if stopping {
+        return Ok(());
+    }
+    let configured: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+    let gone: Vec<String> = owned
+        .keys()
+        .filter(|n| !configured.contains(n))
+        .cloned()
+        .collect();
+    for name in gone {
+        give_back(shared, owned, &name, "it left the configuration").await?;
+    }
+    let live = store.live_instances().await?.len().max(1);
+    let share = configured.len().div_ceil(live);
+    while owned.len() > share {
+        let Some(name) = owned.keys().find(|n| !shared.locks.busy(n)).cloned() else {
+            break;
+        };
+        let why = format!("{live} instances share {} targets", configured.len());
+        give_back(shared, owned, &name, &why).await?;
+    }
+    if owned.len() >= share {
+        return Ok(());
+    }
+    let leases: BTreeMap<String, LeaseRow> = store
+        .leases()
+        .await?
+        .into_iter()
+        .map(|l| (l.target.clone(), l))
+        .collect();
+    for name in rotated(&configured, &me) {
+        if owned.len() >= share {
+            break;
+        }
+        let held = leases.get(&name).filter(|l| l.live && l.owner != me);
+        if owned.contains_key(&name) || held.is_some() {
+            continue;
+        }
+        let Some(fence) = store.acquire(&name, &me, lease).await? else {
+            continue;
+        };
+        let before = leases.get(&name).map(|l| l.owner.clone());
+        let from = before.filter(|o| !o.is_empty() && o != &me);
+        match &from {
+            Some(o) => {
+                tracing::info!(target_name = %name, epoch = fence.epoch(), from = %o, "Took the target over.")
+            }
+            None => tracing::info!(target_name = %name, epoch = fence.epoch(), "Owns the target."),
+        }
+        let stop = shared.stop.child_token();
+        spawn_target(shared, tracker, &name, stop.clone(), from.is_some());
+        owned.insert(name, Owned { fence, stop });
+    }
+    Ok(())
+}
+
+/// The configured targets, starting at a place that depends on this instance's name: instances
+/// starting together try different targets first.
+fn rotated(targets: &[String], me: &str) -> Vec<String> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let start = me.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    }) % targets.len();
+    targets[start..]
+        .iter()
+        .chain(&targets[..start])
+        .cloned()
+        .collect()
+}
+
+async fn give_back(
+    shared: &Shared,
+    owned: &mut BTreeMap<String, Owned>,
+    name: &str,
+    why: &str,
+) -> Result<(), StateError> {
+    if let Some(o) = owned.remove(name) {
+        o.stop.cancel();
+        shared.untrack(name);
+        shared.store.release(&o.fence).await?;
+        tracing::info!(target_name = %name, "Gave the target back: {why}.");
+    }
+    Ok(())
+}
+
+/// At shutdown, once the schedulers ended: every lease released for the others to take at
+/// once, and this instance's row removed.
+pub(super) async fn leave(shared: &Shared) {
+    if !shared.store.shared() {
+        return;
+    }
+    for name in shared.store.held() {
+        if let Some(fence) = shared.store.fence(&name) {
+            if let Err(e) = shared.store.release(&fence).await {
+                tracing::warn!(target_name = %name, error = %e, "Cannot release the lease; another instance takes the target after it expires.");
+            }
+        }
+    }
+    if let Err(e) = shared.store.leave(&me(shared)).await {
+        tracing::warn!(error = %e, "Cannot remove this instance from the PostgreSQL state.");
+    }
+}
+
+/// How often the requests of other instances are looked for.
+const REQUESTS_EVERY: Duration = Duration::from_millis(500);
+
+/// Answers the requests other instances received for the targets this one owns.
+pub(super) async fn serve_requests(shared: Arc<Shared>, tracker: TaskTracker) {
+    let me = me(&shared);
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tokio::time::sleep(REQUESTS_EVERY) => {}
+        }
+        let held: Vec<String> = shared
+            .store
+            .held()
+            .into_iter()
+            .filter(|t| shared.store.fence(t).is_some_and(|f| f.valid()))
+            .collect();
+        let taken = match shared.store.take_requests(&held, &me).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the requests of other instances.");
+                continue;
+            }
+        };
+        for q in taken {
+            let s = shared.clone();
+            tracker.spawn(async move {
+                let response = match serde_json::from_str::<Request>(&q.request) {
+                    Ok(r) if about(&r) == Some(q.target.as_str()) => {
+                        tracing::info!(request = ?r, "Request from another instance.");
+                        commands::execute(&s.ctx(), r).await
+                    }
+                    _ => Response::failed(EXIT_USAGE, "not a sync or provision of one target"),
+                };
+                let reply = serde_json::to_string(&response).unwrap_or_default();
+                if let Err(e) = s.store.answer(q.id, &reply).await {
+                    tracing::warn!(error = %e, "Cannot answer a request of another instance.");
+                }
+            });
+        }
+    }
+}
+
+/// The one target a forwarded request is about.
+fn about(r: &Request) -> Option<&str> {
+    match r {
+        Request::Sync {
+            target,
+            dry_run: false,
+            ..
+        }
+        | Request::Provision {
+            target,
+            dry_run: false,
+            ..
+        } => target.as_deref(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_start_at_different_targets_and_cover_all() {
+        let targets: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let one = rotated(&targets, "host-1:100");
+        let mut sorted = one.clone();
+        sorted.sort();
+        assert_eq!(sorted, targets);
+        let starts: std::collections::BTreeSet<String> = (0..20)
+            .map(|i| rotated(&targets, &format!("host:{i}"))[0].clone())
+            .collect();
+        assert!(starts.len() > 1, "{starts:?}");
+        assert!(rotated(&[], "x").is_empty());
+    }
+
+    #[test]
+    fn only_a_real_sync_or_provision_of_one_target_is_forwarded() {
+        let sync = |target: Option<&str>, dry_run| Request::Sync {
+            full: false,
+            target: target.map(String::from),
+            dry_run,
+            allow_deletes: false,
+            allow_clears: false,
+        };
+        assert_eq!(about(&sync(Some("a"), false)), Some("a"));
+        assert_eq!(about(&sync(None, false)), None);
+        assert_eq!(about(&sync(Some("a"), true)), None);
+        assert_eq!(about(&Request::Status), None);
+    }
+}
