@@ -78,6 +78,10 @@ pub struct StateConfig {
     /// PostgreSQL: the password, from a file or an environment variable.
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// PostgreSQL: the CA certificate(s), PEM, that sign the server's certificate. With it the
+    /// connection is TLS or nothing, the server's certificate and host name verified; without
+    /// it the server must be on this host.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `state.backend`.
@@ -126,6 +130,7 @@ impl Default for StateConfig {
             url: None,
             password_file: None,
             password_env: None,
+            ca_file: None,
         }
     }
 }

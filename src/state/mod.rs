@@ -8,6 +8,7 @@ pub mod dump;
 pub mod escrow;
 pub mod log;
 mod pg;
+mod pg_tls;
 pub mod quarantine;
 
 pub use escrow::EscrowEntry;
