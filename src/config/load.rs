@@ -173,6 +173,7 @@ impl Loader<'_> {
         let scope = scope.unwrap_or_default();
         state.path = base.join(&state.path);
         state.password_file = state.password_file.as_ref().map(|p| secret_path(base, p));
+        state.ca_file = state.ca_file.as_ref().map(|p| secret_path(base, p));
         self.check_state(&state);
         self.check_targets(&targets);
         if let SourceConfig::Ldap(ldap) = &source {
@@ -424,26 +425,17 @@ impl Loader<'_> {
                 "state.url",
                 "missing: backend = \"postgres\" needs url = \"postgres://user@host:port/database\"",
             ),
-            (StateBackend::Postgres, Some(url)) => {
-                match url.parse::<tokio_postgres::Config>() {
-                    Err(e) => self.problem("state.url", format!("is not a PostgreSQL URL: {e}")),
-                    Ok(c) if c.get_password().is_some() => self.problem(
-                        "state.url",
-                        "holds a password: give it in password_file or password_env",
-                    ),
-                    Ok(c) if !c.get_hosts().iter().all(is_local_host) => self.problem(
-                        "state.url",
-                        "names another host: scimsync does not speak TLS to PostgreSQL yet, so the state (personal data) and the password would cross the network in clear; use this host (127.0.0.1, ::1, localhost or a Unix socket directory)",
-                    ),
-                    Ok(_) => {}
-                }
-            }
+            (StateBackend::Postgres, Some(url)) => match url.parse::<tokio_postgres::Config>() {
+                Err(e) => self.problem("state.url", format!("is not a PostgreSQL URL: {e}")),
+                Ok(c) => self.check_postgres_url(&c, state.ca_file.is_some()),
+            },
             (StateBackend::Sled, _) => {
                 for (key, set) in [
                     ("url", state.url.is_some()),
                     ("password_file", state.password_file.is_some()),
                     ("password_env", state.password_env.is_some()),
                     ("lease_seconds", state.lease_seconds.is_some()),
+                    ("ca_file", state.ca_file.is_some()),
                 ] {
                     if set {
                         self.problem(
@@ -461,6 +453,48 @@ impl Loader<'_> {
             self.problem(
                 "state.lease_seconds",
                 format!("{n} is outside 3..=3600: an owner renews its leases every third of it, and another instance takes its targets over after it"),
+            );
+        }
+    }
+
+    /// `state.url` of the PostgreSQL state. With `ca_file` the connection is TLS and nothing
+    /// else, to any host; without it the state (personal data) and the password travel in
+    /// clear, so the server must be on this host.
+    fn check_postgres_url(&mut self, url: &tokio_postgres::Config, tls: bool) {
+        use tokio_postgres::config::{Host, SslMode};
+        if url.get_password().is_some() {
+            self.problem(
+                "state.url",
+                "holds a password: give it in password_file or password_env",
+            );
+        }
+        if tls {
+            if url.get_ssl_mode() == SslMode::Disable {
+                self.problem(
+                    "state.url",
+                    "sslmode=disable turns TLS off, but ca_file asks for it: with ca_file the connection is always TLS; remove sslmode=disable",
+                );
+            }
+            if let Some(Host::Unix(dir)) =
+                url.get_hosts().iter().find(|h| matches!(h, Host::Unix(_)))
+            {
+                self.problem(
+                    "state.ca_file",
+                    format!(
+                        "PostgreSQL speaks no TLS over a Unix socket ({}): name the server's host in url, or remove ca_file",
+                        dir.display()
+                    ),
+                );
+            }
+        } else if !url.get_hosts().iter().all(is_local_host) {
+            self.problem(
+                "state.url",
+                "names another host without ca_file: the state (personal data) and the password would cross the network in clear; set ca_file (the CA that signs the server's certificate) to connect over TLS, or use this host (127.0.0.1, ::1, localhost or a Unix socket directory)",
+            );
+        } else if url.get_ssl_mode() == SslMode::Require {
+            self.problem(
+                "state.url",
+                "sslmode=require needs ca_file (the CA that signs the server's certificate), which scimsync verifies the server against",
             );
         }
     }
@@ -665,7 +699,6 @@ impl Loader<'_> {
     }
 }
 
-/// An attribute type name or OID, with options (`member;range=0-*`, `userCertificate;binary`).
 /// Whether a PostgreSQL host is this machine: a Unix socket, or a loopback name or address.
 fn is_local_host(host: &tokio_postgres::config::Host) -> bool {
     match host {
@@ -681,6 +714,7 @@ fn is_local_host(host: &tokio_postgres::config::Host) -> bool {
     }
 }
 
+/// An attribute type name or OID, with options (`member;range=0-*`, `userCertificate;binary`).
 fn is_attribute_description(s: &str) -> bool {
     let mut parts = s.split(';');
     let base = parts.next().unwrap_or_default();

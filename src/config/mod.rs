@@ -81,6 +81,10 @@ pub struct StateConfig {
     /// PostgreSQL: how long a target's lease lasts without renewal; an instance that dies
     /// loses its targets to the others after at most this long. Default 30.
     pub lease_seconds: Option<u64>,
+    /// PostgreSQL: the CA certificate(s), PEM, that sign the server's certificate. With it the
+    /// connection is TLS or nothing, the server's certificate and host name verified; without
+    /// it the server must be on this host.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `state.backend`.
@@ -138,6 +142,7 @@ impl Default for StateConfig {
             password_file: None,
             password_env: None,
             lease_seconds: None,
+            ca_file: None,
         }
     }
 }

@@ -504,11 +504,70 @@ fn a_postgres_state_needs_a_local_url_without_a_password() {
         "backend = \"postgres\"\nurl = \"postgres://u@db.example.com/db\"\n",
     ));
     assert!(
-        remote[0].starts_with("state.url: names another host: scimsync does not speak TLS"),
+        remote[0].starts_with("state.url: names another host without ca_file"),
         "{remote:?}"
     );
     assert_eq!(
         problems(&with("url = \"postgres://u@127.0.0.1/db\"\n")),
         ["state.url: only used with backend = \"postgres\""]
+    );
+}
+
+#[test]
+fn a_postgres_state_on_another_host_needs_ca_file_and_tls_all_the_way() {
+    let with = |state: &str| {
+        GOOD.replace(
+            "[state]\npath = \"state\"\n",
+            &format!("[state]\npath = \"state\"\n{state}"),
+        )
+    };
+    let remote =
+        "backend = \"postgres\"\nurl = \"postgres://scimsync@db.example.com:5432/scimsync\"\n";
+
+    // With ca_file another host is fine, and the file is found next to the configuration.
+    let c = crate::target::parse(
+        Path::new("/etc/scimsync/test.toml"),
+        &with(&format!("{remote}ca_file = \"pg-ca.pem\"\n")),
+    )
+    .expect("valid");
+    assert_eq!(
+        c.state.ca_file.as_deref(),
+        Some(Path::new("/etc/scimsync/pg-ca.pem"))
+    );
+
+    // Without it the host is refused, and the message says what to set.
+    let p = problems(&with(remote));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("state.url: names another host without ca_file")
+            && p[0].contains("set ca_file"),
+        "{p:?}"
+    );
+
+    // TLS cannot be turned off under ca_file, nor asked for without it.
+    assert_eq!(
+        problems(&with(
+            "backend = \"postgres\"\nurl = \"postgres://u@db.example.com/db?sslmode=disable\"\nca_file = \"ca.pem\"\n"
+        )),
+        ["state.url: sslmode=disable turns TLS off, but ca_file asks for it: with ca_file the connection is always TLS; remove sslmode=disable"]
+    );
+    assert_eq!(
+        problems(&with(
+            "backend = \"postgres\"\nurl = \"postgres://u@127.0.0.1/db?sslmode=require\"\n"
+        )),
+        ["state.url: sslmode=require needs ca_file (the CA that signs the server's certificate), which scimsync verifies the server against"]
+    );
+    // PostgreSQL speaks no TLS over a Unix socket.
+    assert_eq!(
+        problems(&with(
+            "backend = \"postgres\"\nurl = \"postgres://u@%2Frun%2Fpostgresql/db\"\nca_file = \"ca.pem\"\n"
+        )),
+        ["state.ca_file: PostgreSQL speaks no TLS over a Unix socket (/run/postgresql): name the server's host in url, or remove ca_file"]
+    );
+
+    // ca_file belongs to the PostgreSQL state only.
+    assert_eq!(
+        problems(&with("ca_file = \"ca.pem\"\n")),
+        ["state.ca_file: only used with backend = \"postgres\""]
     );
 }

@@ -10,6 +10,7 @@ pub mod lease;
 pub mod log;
 mod owners;
 mod pg;
+mod pg_tls;
 pub mod quarantine;
 
 pub use escrow::EscrowEntry;

@@ -83,13 +83,16 @@ impl Pg {
         }
         config.connect_timeout(std::time::Duration::from_secs(10));
         config.application_name("scimsync");
-        let (client, connection) =
-            block(config.connect(NoTls)).map_err(|e| open(format!("cannot connect: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(error = %e, "The connection to the PostgreSQL state ended.");
+        let client = match &state.ca_file {
+            None => block(super::pg_tls::connect(&config, NoTls)),
+            Some(ca_file) => {
+                // TLS or nothing: never the clear text that sslmode=prefer falls back to.
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = super::pg_tls::connector(ca_file).map_err(open)?;
+                block(super::pg_tls::connect(&config, tls))
             }
-        });
+        }
+        .map_err(|e| open(format!("cannot connect: {e}")))?;
         let pg = Pg { client };
         pg.migrate().map_err(|e| open(e.to_string()))?;
         Ok(Arc::new(pg))

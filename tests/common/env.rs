@@ -245,11 +245,28 @@ rate_limit = 1000
     pub fn use_postgres(&mut self) {
         let pg = super::Postgres::start();
         let url = pg.database("state_1");
+        self.state_in(pg, &url, "");
+    }
+
+    /// Like [`Env::use_postgres`], on a server that takes TLS only, reached as `localhost`
+    /// with `ca_file = "pg-ca.pem"` (its CA, copied into the workspace).
+    pub fn use_postgres_tls(&mut self) {
+        let pg = super::Postgres::start_tls();
+        let url = pg.database("state_1").replace("@127.0.0.1:", "@localhost:");
+        self.ws.write(
+            "pg-ca.pem",
+            std::fs::read(pg.ca_pem_path()).expect("read the server's CA"),
+        );
+        self.state_in(pg, &url, "ca_file = \"pg-ca.pem\"\n");
+    }
+
+    /// Points `[state]` at `url` on `pg`, the password in a file, `extra` lines after it.
+    fn state_in(&mut self, pg: super::Postgres, url: &str, extra: &str) {
         self.ws.write("pg-password", format!("{}\n", pg.password));
         let config = self.ws.read("scimsync.toml").replacen(
             "[state]\npath = \"state\"\n",
             &format!(
-                "[state]\npath = \"state\"\nbackend = \"postgres\"\nurl = \"{url}\"\npassword_file = \"pg-password\"\n"
+                "[state]\npath = \"state\"\nbackend = \"postgres\"\nurl = \"{url}\"\npassword_file = \"pg-password\"\n{extra}"
             ),
             1,
         );

@@ -27,7 +27,7 @@ mod workspace;
 
 pub use django_server::{django_python, DjangoServer};
 pub use hostile::{Attack, HostileServer, Received, BASE_PATH, CONTROL_TEXT};
-pub use postgres::{Postgres, USER as POSTGRES_USER};
+pub use postgres::{unrelated_ca_pem, Postgres, USER as POSTGRES_USER};
 pub use proxy::{Deviation, Fault, RandomFaults, Recorded, RecordingProxy};
 pub use scim_client::ScimClient;
 pub use scim_server::ScimServer;

@@ -1,8 +1,10 @@
 //! A private PostgreSQL server on a free loopback port, for the state backend's tests: its own
 //! cluster in a temporary directory, password authentication over TCP, stopped and removed
 //! when dropped. As root (CI), it runs as the `postgres` user the Debian package creates.
+//! [`Postgres::start_tls`] starts one that accepts TCP over TLS only, with a certificate for
+//! `localhost` and `127.0.0.1` from a CA of its own ([`Postgres::ca_pem_path`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,8 +48,74 @@ fn as_owner(program: PathBuf) -> Command {
     }
 }
 
+/// A new CA: its parameters (to sign with) and key.
+fn new_ca(name: &str) -> (rcgen::CertificateParams, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    (params, rcgen::KeyPair::generate().expect("CA key"))
+}
+
+/// A self-signed CA certificate, PEM: one that signed nothing of the server's.
+pub fn unrelated_ca_pem() -> String {
+    let (params, key) = new_ca("scimsync test: an unrelated CA");
+    params.self_signed(&key).expect("self-sign").pem()
+}
+
+/// Writes a CA and a server certificate for `localhost` and `127.0.0.1` into `dir` (ca.pem,
+/// server.crt, server.key), the key readable by the server's user only, as PostgreSQL demands.
+fn write_tls_files(dir: &Path) {
+    let (ca_params, ca_key) = new_ca("scimsync test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let cert = params
+        .signed_by(&key, &issuer)
+        .expect("sign the server's certificate");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
+    std::fs::write(dir.join("server.crt"), cert.pem()).expect("write server.crt");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write server.key");
+    let _ = Command::new("chmod")
+        .arg("600")
+        .arg(dir.join("server.key"))
+        .status();
+    let _ = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(dir.join("server.crt"))
+        .arg(dir.join("server.key"))
+        .status();
+}
+
 impl Postgres {
+    /// A server that takes password authentication over plain TCP.
     pub fn start() -> Postgres {
+        Postgres::launch(false)
+    }
+
+    /// A server that takes TCP connections over TLS only (pg_hba.conf has `hostssl` lines and
+    /// no `host` line), with a certificate from the CA at [`Postgres::ca_pem_path`].
+    pub fn start_tls() -> Postgres {
+        Postgres::launch(true)
+    }
+
+    /// The CA that signed the server's certificate (after [`Postgres::start_tls`]).
+    pub fn ca_pem_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn launch(tls: bool) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("scimsync-pg-")
             .tempdir()
@@ -82,13 +150,35 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let child = as_owner(bin.join("postgres"))
+        let mut postgres = as_owner(bin.join("postgres"));
+        postgres
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+        if tls {
+            write_tls_files(dir.path());
+            // Over TCP only TLS; the harness's own psql keeps the Unix socket.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all all ::1/128 scram-sha-256\n",
+            )
+            .expect("write pg_hba.conf");
+            postgres.args(["-c", "ssl=on"]);
+            for (setting, file) in [
+                ("ssl_cert_file", "server.crt"),
+                ("ssl_key_file", "server.key"),
+            ] {
+                postgres
+                    .arg("-c")
+                    .arg(format!("{setting}={}", dir.path().join(file).display()));
+            }
+        }
+        let child = postgres
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -112,23 +202,25 @@ impl Postgres {
 
     /// Creates a database and returns its URL (without the password).
     pub fn database(&self, name: &str) -> String {
+        self.query("postgres", &format!("CREATE DATABASE {name}"));
+        format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs SQL in `database` as the superuser, over the Unix socket; returns what it printed
+    /// (unaligned, tuples only).
+    pub fn query(&self, database: &str, sql: &str) -> String {
         let out = as_owner(bin_dir().join("psql"))
             .args(["-h", &self.dir.path().display().to_string()])
-            .args(["-p", &self.port.to_string(), "-U", USER, "-d", "postgres"])
-            .args([
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
+            .args(["-p", &self.port.to_string(), "-U", USER, "-d", database])
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("run psql");
         assert!(
             out.status.success(),
-            "CREATE DATABASE failed: {}",
+            "{sql}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
 
