@@ -45,6 +45,9 @@ const MIGRATIONS: &[&str] = &[
 /// The advisory lock `state import` holds ("scimsync" in ASCII).
 const LOCK_KEY: i64 = 0x7363_696d_7379_6e63;
 
+/// The advisory lock held while the schema is migrated.
+const MIGRATE_KEY: i64 = LOCK_KEY + 1;
+
 /// Rows per query of a scan: a snapshot of a million users is read without holding it twice.
 const PAGE: i64 = 5000;
 
@@ -53,8 +56,12 @@ fn block<F: Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
+/// A failed query, with the server's own message (tokio-postgres says only "db error").
 pub(super) fn storage(e: tokio_postgres::Error) -> StateError {
-    StateError::Storage(format!("PostgreSQL: {e}"))
+    match e.as_db_error() {
+        Some(db) => StateError::Storage(format!("PostgreSQL: {}: {}", db.severity(), db.message())),
+        None => StateError::Storage(format!("PostgreSQL: {e}")),
+    }
 }
 
 /// A connection to the state's database.
@@ -115,7 +122,23 @@ impl Pg {
     }
 
     /// Applies the migrations this database lacks; refuses a schema newer than this scimsync.
+    /// Instances starting together migrate one after the other (a session advisory lock).
     fn migrate(&self) -> Result<(), StateError> {
+        block(
+            self.client
+                .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_KEY]),
+        )
+        .map_err(storage)?;
+        let result = self.migrate_locked();
+        let unlocked = block(
+            self.client
+                .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_KEY]),
+        );
+        result?;
+        unlocked.map(|_| ()).map_err(storage)
+    }
+
+    fn migrate_locked(&self) -> Result<(), StateError> {
         block(self.client.batch_execute(
             "CREATE TABLE IF NOT EXISTS scimsync_schema (version INTEGER NOT NULL)",
         ))

@@ -14,6 +14,7 @@
 //! - [`HostileServer`]: an in-memory SCIM server that attacks its client ([`Attack`]).
 #![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 mod django_server;
 pub mod env;
 mod hostile;
