@@ -240,6 +240,11 @@ fn sync_and_provision_work_from_either_instance_and_run_in_the_owner() {
     out.assert_success();
     assert!(target_users(&c.targets[&theirs].0).contains_key("u0004"));
 
+    // The provisioning log is read from either instance.
+    let out = c.run("two", &["logs", "--user", "u0004", "--target", &theirs]);
+    out.assert_success();
+    assert!(out.stdout.contains("u0004"), "{out}");
+
     // A sync from "two" of every target: each owner runs its own, the answer names it.
     let out = c.run("two", &["sync"]);
     out.assert_success();
@@ -264,7 +269,14 @@ fn sync_and_provision_work_from_either_instance_and_run_in_the_owner() {
         assert_eq!(c.proxy(t).count(), 0, "target {t}");
     }
     // Two daemons on one host each need their own runtime directory.
-    let third = c.spawn("one");
+    let run_one = c.ws.path("run-one").display().to_string();
+    let third = c.ws.spawn_with_env(
+        &["--config", "scimsync.toml", "run"],
+        &[
+            ("SCIMSYNC_INSTANCE", "three"),
+            ("RUNTIME_DIRECTORY", &run_one),
+        ],
+    );
     let out = third.wait(Duration::from_secs(30));
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("own RUNTIME_DIRECTORY"), "{out}");
@@ -276,6 +288,45 @@ fn sync_and_provision_work_from_either_instance_and_run_in_the_owner() {
         c.leases()
     );
     exact(&c, 5);
+}
+
+#[test]
+fn a_daemon_whose_database_goes_away_stops_with_an_error_and_a_name_is_one_instance() {
+    let mut c = Cluster::start(&["a"], "0 0 0 1 1 *", 1000, LEASE);
+    c.directory(2);
+    let daemon = c.spawn("one");
+    wait_until(LONG, "a owned and synced", || {
+        !owners(&c).is_empty() && c.snapshot_users("a") == 2
+    });
+    // A second live instance under the same name is refused (its own runtime directory).
+    std::fs::create_dir_all(c.ws.path("run-other")).expect("mkdir");
+    let out = c.ws.run_with_env(
+        &["--config", "scimsync.toml", "run"],
+        &[
+            ("SCIMSYNC_INSTANCE", "one"),
+            (
+                "RUNTIME_DIRECTORY",
+                &c.ws.path("run-other").display().to_string(),
+            ),
+        ],
+    );
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("another scimsync instance named \"one\" is alive"),
+        "{out}"
+    );
+
+    // The database stops: the daemon cannot keep its leases and exits non-zero, for systemd's
+    // Restart=on-failure to start it again.
+    c.pg.stop();
+    let out = daemon.wait(Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("The connection to the PostgreSQL state is closed"),
+        "{out}"
+    );
 }
 
 /// `scripts/bench-failover`: the time from an owner's death (`kill -9`) to the first request
@@ -306,6 +357,10 @@ fn failover_timing() {
         // A change only the next owner will send: the schedule never fires by itself.
         c.directory(3 + k);
         c.proxy("a").clear();
+        // The kill comes at a different point of the owner's renewal period each time (a
+        // death right after a renewal costs the whole lease, right before one a third less).
+        let spread = Duration::from_millis(lease * 1000 * ((k as u64 * 37) % 100) / 300);
+        std::thread::sleep(spread);
         let owner = owners(&c).pop().expect("an owner").1;
         let at = running
             .iter()

@@ -36,6 +36,10 @@ pub(super) async fn keep(shared: Arc<Shared>, tracker: TaskTracker) {
         if let Err(e) = round(&shared, &tracker, &mut owned, stopping).await {
             tracing::warn!(error = %e, "Cannot reach the PostgreSQL state to keep the leases; a lease not renewed in time stops its target here.");
             drop_lapsed(&shared, &mut owned);
+            if shared.store.connection_closed() && !stopping {
+                tracing::error!("The connection to the PostgreSQL state is closed; stopping, for the service manager to start scimsync again.");
+                shared.fail();
+            }
         }
         if stopping && !shared.tasks_running() {
             return;
@@ -46,6 +50,18 @@ pub(super) async fn keep(shared: Arc<Shared>, tracker: TaskTracker) {
             _ = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// Refuses to start a second live instance under the same name (`SCIMSYNC_INSTANCE`): the two
+/// would take each other's leases.
+pub(super) async fn unique(store: &crate::state::Store, name: &str) -> Result<(), String> {
+    let live = store.live_instances().await.map_err(|e| e.to_string())?;
+    if live.iter().any(|n| n == name) {
+        return Err(format!(
+            "another scimsync instance named {name:?} is alive on this state (its heartbeat is younger than lease_seconds); give each instance its own SCIMSYNC_INSTANCE, or start this one again after lease_seconds"
+        ));
+    }
+    Ok(())
 }
 
 /// Stops the targets whose lease lapsed without renewal.
@@ -94,6 +110,7 @@ async fn round(
     for name in gone {
         give_back(shared, owned, &name, "it left the configuration").await?;
     }
+    store.prune_requests().await?;
     let live = store.live_instances().await?.len().max(1);
     let share = configured.len().div_ceil(live);
     while owned.len() > share {

@@ -12,9 +12,14 @@
 //! flight finish (for at most [`GRACE`]), the snapshot is flushed and the process exits 0.
 //! `SIGHUP` reloads the configuration; an invalid one is logged and the old one kept.
 
+mod journal;
 mod leases;
 pub(crate) mod notify;
 mod socket;
+mod supervise;
+
+use journal::{log_cycle, summary};
+use supervise::{record_failure, supervise};
 
 use crate::config::Config;
 use crate::control::status::{CycleFailure, LAST_FAILURE};
@@ -48,6 +53,9 @@ pub(crate) struct Shared {
     summaries: Mutex<BTreeMap<String, String>>,
     /// Each target's supervised scheduler.
     tasks: Mutex<BTreeMap<String, JoinHandle<()>>>,
+    /// Set when the daemon stops because it cannot go on (the PostgreSQL state's connection
+    /// closed): it exits non-zero, for the service manager to start it again.
+    fatal: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -78,6 +86,16 @@ impl Shared {
             .targets
             .iter()
             .all(|t| tasks.get(&t.name).is_some_and(|h| !h.is_finished()))
+    }
+
+    /// Stops the daemon because it cannot go on; it exits non-zero.
+    fn fail(&self) {
+        self.fatal.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    fn failed(&self) -> bool {
+        self.fatal.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether any target's scheduler still runs.
@@ -121,6 +139,13 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
             return EXIT_FATAL;
         }
     };
+    let instance = store.shared().then(crate::state::lease::instance_name);
+    if let Some(name) = &instance {
+        if let Err(e) = leases::unique(&store, name).await {
+            eprintln!("{e}");
+            return EXIT_FATAL;
+        }
+    }
     let signals = (|| {
         Ok::<_, std::io::Error>((
             signal(SignalKind::terminate())?,
@@ -159,7 +184,7 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         tracing::info!(address = %addr, "Serving Prometheus metrics on /metrics.");
     }
     let targets = config.targets.len();
-    let instance = store.shared().then(crate::state::lease::instance_name);
+
     let shared = Arc::new(Shared {
         config: watch::Sender::new(Arc::new(config)),
         store: Arc::new(store),
@@ -173,6 +198,7 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         },
         summaries: Mutex::default(),
         tasks: Mutex::default(),
+        fatal: Default::default(),
     });
     let tracker = TaskTracker::new();
     tracker.spawn(socket::serve(
@@ -207,10 +233,16 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
                 break;
             }
             _ = hup.recv() => reload(config_path, &shared, &tracker),
+            _ = shared.stop.cancelled() => break,
         }
     }
 
-    shut_down(&shared, &tracker, &bound.files).await
+    let code = shut_down(&shared, &tracker, &bound.files).await;
+    if shared.failed() {
+        EXIT_FATAL
+    } else {
+        code
+    }
 }
 
 /// The end of `run`: the tasks stopped (calls in flight given [`GRACE`]), the snapshot
@@ -294,68 +326,6 @@ fn spawn_target(
         .insert(name.to_owned(), handle);
 }
 
-/// How long a target's scheduler waits before it is started again after it failed, at most.
-const RESTART_MAX: Duration = Duration::from_secs(300);
-
-/// Runs a target's scheduler, and starts it again (after a pause that grows with each
-/// failure) when it stops by failing rather than by returning: a bug in one target's cycle
-/// never silently ends its schedule. Each failure is reported through `failed`.
-async fn supervise<F, Fut>(
-    name: String,
-    stop: CancellationToken,
-    mut run: F,
-    failed: impl Fn(&str, String),
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let mut failures: u32 = 0;
-    loop {
-        match tokio::spawn(run()).await {
-            Ok(()) => return,
-            Err(e) if e.is_cancelled() || stop.is_cancelled() => return,
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let why = match e.try_into_panic() {
-                    Ok(p) => p
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic".into()),
-                    Err(e) => e.to_string(),
-                };
-                let pause = Duration::from_secs(1u64 << failures.min(8)).min(RESTART_MAX);
-                tracing::error!(target = %name, failures, error = %why, restart_in_seconds = pause.as_secs(), "The target's scheduler stopped by failing; restarting it.");
-                failed(
-                    &name,
-                    format!("the scheduler stopped by failing ({why}); restarted"),
-                );
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-            }
-        }
-    }
-}
-
-/// Records a scheduler's failure as the target's last failure, for `status`.
-fn record_failure(shared: Arc<Shared>) -> impl Fn(&str, String) {
-    move |name, error| {
-        let failure = CycleFailure {
-            at: state::now(),
-            error,
-        };
-        if let Err(e) = shared
-            .store
-            .snapshot(&TargetName(name.to_owned()))
-            .and_then(|s| s.set_meta(LAST_FAILURE, &failure))
-        {
-            tracing::error!(target = %name, error = %e, "Could not record the failure.");
-        }
-    }
-}
-
 /// `SIGHUP`: loads the configuration again; the tasks pick it up at their next wake-up.
 fn reload(path: &Path, shared: &Arc<Shared>, tracker: &TaskTracker) {
     notify::reloading();
@@ -372,6 +342,15 @@ fn reload(path: &Path, shared: &Arc<Shared>, tracker: &TaskTracker) {
                     "SIGHUP: state.path changed; it takes effect at the next restart."
                 );
                 new.state.path = old.state.path.clone();
+            }
+            let (a, b) = (&old.state, &new.state);
+            if a.backend != b.backend
+                || a.url != b.url
+                || a.password_file != b.password_file
+                || a.password_env != b.password_env
+                || a.ca_file != b.ca_file
+            {
+                tracing::warn!("SIGHUP: the state's backend, url, password or ca_file changed; the open state is kept until the next restart.");
             }
             let targets = new.targets.len();
             shared.config.send_replace(Arc::new(new));
@@ -511,130 +490,5 @@ async fn cycle(shared: &Shared, name: &str, stop: &CancellationToken) {
             }
             shared.summary(name, format!("{} cycle failed: {error}", failure.at));
         }
-    }
-}
-
-/// The journal's line for a finished cycle, and a warning for what needs the administrator:
-/// held deprovisions, a quarantine begun or lifted. Each object not in step is a debug record
-/// (the provisioning log and `status` keep them).
-fn log_cycle(r: &CycleReport, took: Duration, schedule: &str) {
-    let next = crate::schedule::next_run(schedule, chrono::Utc::now())
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "never".into());
-    let next = match &r.quarantine {
-        Some(q) => q.next_cycle.clone(),
-        None => next,
-    };
-    let counts = |c: &engine::Counts| {
-        format!(
-            "+{} ~{} -{} ={} skipped {} failed {}",
-            c.created, c.updated, c.deprovisioned, c.unchanged, c.skipped, c.failed
-        )
-    };
-    // The counts are in the message itself: the journal shows a message, not its fields.
-    tracing::info!(
-        target_name = %r.target,
-        "Cycle finished: users {}; groups {}; {} requests; {} not in step; {:.1} s; next run {next}.",
-        counts(&r.users),
-        counts(&r.groups),
-        r.requests,
-        r.problems.len(),
-        took.as_secs_f64(),
-    );
-    for p in &r.problems {
-        tracing::debug!(target_name = %r.target, problem = %crate::text::escape(p), "Not in step.");
-    }
-    for hold in &r.held_clears {
-        tracing::warn!(target_name = %r.target, "Clears held: {hold}; run `scimsync sync --allow-clears --target {}` to clear it.", r.target);
-    }
-    if let Some(hold) = &r.hold {
-        tracing::warn!(target_name = %r.target, held = r.held, "Deprovisions held: {hold}; run `scimsync sync --allow-deletes --target {}` to carry them out.", r.target);
-    }
-    match (&r.quarantined_before, &r.quarantine) {
-        (None, Some(q)) => {
-            tracing::warn!(target_name = %r.target, reason = %crate::text::escape(&q.reason), next_cycle = %q.next_cycle, "Target quarantined.")
-        }
-        (Some(_), None) => {
-            tracing::info!(target_name = %r.target, "Quarantine lifted after a successful cycle.")
-        }
-        _ => {}
-    }
-}
-
-/// The one-line summary of a cycle for `STATUS=`.
-fn summary(r: &CycleReport) -> String {
-    format!(
-        "{} users +{} ~{} -{} ={}, groups +{} ~{} -{} ={}, {} requests, {} problems",
-        r.started_at,
-        r.users.created,
-        r.users.updated,
-        r.users.deprovisioned,
-        r.users.unchanged,
-        r.groups.created,
-        r.groups.updated,
-        r.groups.deprovisioned,
-        r.groups.unchanged,
-        r.requests,
-        r.problems.len()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[tokio::test(start_paused = true)]
-    async fn a_scheduler_that_fails_is_started_again_and_reported() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let (r, f) = (runs.clone(), failures.clone());
-        supervise(
-            "app".into(),
-            CancellationToken::new(),
-            move || {
-                let n = r.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if n < 2 {
-                        panic!("cycle bug {n}");
-                    }
-                }
-            },
-            move |name: &str, why: String| {
-                f.lock().expect("lock").push(format!("{name}: {why}"));
-            },
-        )
-        .await;
-        assert_eq!(
-            runs.load(Ordering::SeqCst),
-            3,
-            "two failures, then a normal end"
-        );
-        let failures = failures.lock().expect("lock").clone();
-        assert_eq!(failures.len(), 2);
-        assert!(
-            failures[0].starts_with("app: the scheduler stopped by failing (cycle bug 0)"),
-            "{failures:?}"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_scheduler_is_not_restarted_after_shutdown() {
-        let stop = CancellationToken::new();
-        let runs = Arc::new(AtomicUsize::new(0));
-        let r = runs.clone();
-        let s = stop.clone();
-        supervise(
-            "app".into(),
-            stop,
-            move || {
-                r.fetch_add(1, Ordering::SeqCst);
-                s.cancel();
-                async { panic!("fails while stopping") }
-            },
-            |_: &str, _: String| {},
-        )
-        .await;
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 }

@@ -90,6 +90,11 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) {
             return;
         },
     }
+    if line.is_empty() {
+        // Connected and closed without a request: another daemon asking whether this one
+        // answers (two instances on one host).
+        return;
+    }
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             tracing::info!(?request, "Control socket request.");

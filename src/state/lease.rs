@@ -117,7 +117,8 @@ fn interval_ms(lease: Duration) -> f64 {
 }
 
 impl Pg {
-    /// Takes the target's lease if it is free, expired, or already this owner's: a new epoch.
+    /// Takes the target's lease if it is free or expired: a new epoch. Never a live lease, not
+    /// even one under this owner's name.
     pub(crate) async fn acquire(
         &self,
         target: &str,
@@ -132,7 +133,7 @@ impl Pg {
                  VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond') \
                  ON CONFLICT (target) DO UPDATE SET owner = EXCLUDED.owner, \
                    epoch = scimsync_lease.epoch + 1, expires_at = EXCLUDED.expires_at \
-                 WHERE scimsync_lease.expires_at <= now() OR scimsync_lease.owner = EXCLUDED.owner \
+                 WHERE scimsync_lease.expires_at <= now() \
                  RETURNING epoch",
                 &[&target, &owner, &interval_ms(lease)],
             )
@@ -314,6 +315,17 @@ impl Pg {
             taken_by: r.get(0),
             reply: r.get(1),
         }))
+    }
+
+    /// Removes the requests left for a day (their requester stopped before it read them).
+    pub(crate) async fn prune_requests(&self) -> Result<u64, StateError> {
+        self.client
+            .execute(
+                "DELETE FROM scimsync_request WHERE created_at < now() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(storage)
     }
 
     /// Forgets a request (answered, or given up on).

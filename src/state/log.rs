@@ -18,8 +18,14 @@ use std::sync::Arc;
 /// Length of a key: 8 bytes of nanoseconds, 8 bytes of sequence.
 pub const KEY_LEN: usize = 16;
 
-/// Distinguishes records written in the same nanosecond by this process.
-static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+/// Distinguishes records written in the same nanosecond: counts from a random start (its
+/// high 32 bits), so that instances sharing a PostgreSQL state never write the same key.
+fn next_sequence() -> u64 {
+    static SEQUENCE: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    SEQUENCE
+        .get_or_init(|| AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0 << 32))
+        .fetch_add(1, Ordering::Relaxed)
+}
 
 /// The key of a record written at `at`, with sequence number `seq`.
 pub fn key(at: DateTime<Utc>, seq: u64) -> [u8; KEY_LEN] {
@@ -143,7 +149,7 @@ impl Log {
         let value = serde_json::to_vec(entry).map_err(|e| {
             StateError::Storage(format!("cannot encode a provisioning log record: {e}"))
         })?;
-        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let seq = next_sequence();
         self.tree.insert(&key(at, seq), value)
     }
 

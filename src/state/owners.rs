@@ -32,6 +32,12 @@ impl Store {
             .collect()
     }
 
+    /// Whether the connection to the PostgreSQL state closed (the server restarted, say): it is
+    /// not opened again; the daemon stops for its service manager to start it afresh.
+    pub fn connection_closed(&self) -> bool {
+        self.pg.as_ref().is_some_and(|p| p.client.is_closed())
+    }
+
     fn pg(&self) -> Result<&super::pg::Pg, StateError> {
         self.pg
             .as_deref()
@@ -119,6 +125,10 @@ impl Store {
 
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestState>, StateError> {
         self.pg()?.request_state(id).await
+    }
+
+    pub async fn prune_requests(&self) -> Result<u64, StateError> {
+        self.pg()?.prune_requests().await
     }
 
     pub async fn forget_request(&self, id: i64) -> Result<(), StateError> {

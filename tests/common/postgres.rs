@@ -224,8 +224,9 @@ impl Postgres {
     }
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
+impl Postgres {
+    /// Stops the server (a fast shutdown: every connection is closed).
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGINT to the postmaster itself (runuser does not pass it on): PostgreSQL's fast
             // shutdown. Its pid is the first line of postmaster.pid.
@@ -245,5 +246,11 @@ impl Drop for Postgres {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
