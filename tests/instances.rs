@@ -2,7 +2,7 @@
 //! three real scim2-servers behind recording proxies): two daemons split the targets; an owner
 //! killed with `kill -9` in the middle of a cycle loses its targets to the other, which
 //! finishes the work with no duplicate account; an owner paused past its lease (SIGSTOP) and
-//! resumed (SIGCONT) sends and writes nothing more under its old lease; `sync` and `provision`
+//! resumed (SIGCONT) starts no call and writes nothing under its old lease; `sync` and `provision`
 //! work from either instance. The failover time is measured by `scripts/bench-failover` (the
 //! ignored test at the end), never asserted here.
 
@@ -149,7 +149,7 @@ fn two_instances_split_the_targets_and_a_killed_owner_is_taken_over_without_a_du
 }
 
 #[test]
-fn a_paused_owner_sends_and_writes_nothing_after_the_takeover() {
+fn a_paused_owner_starts_no_call_and_writes_nothing_after_the_takeover() {
     let c = Cluster::start(&TARGETS, OFTEN, 20, LEASE);
     let (one, two) = split(&c, 4);
     // Pause the owner of "a" in the middle of creating 80 users.
@@ -192,16 +192,28 @@ fn a_paused_owner_sends_and_writes_nothing_after_the_takeover() {
     }
     let digest = c.snapshot_digest();
 
-    // Resumed: its old cycle of "a" had users left to create; it sends none and writes none.
+    // Resumed: its old cycle of "a" had users left to create. It starts none of them and
+    // writes nothing to the state. A request it had already handed to its HTTP connection
+    // when it was frozen leaves as it resumes (at most `concurrency` = 2 per target); on this
+    // server, whose userNames are unique, such a late create is refused and changes nothing.
     let resumed = Instant::now();
     signal(paused.pid(), "-CONT");
     std::thread::sleep(Duration::from_secs(3 * LEASE));
     for t in TARGETS {
-        assert_eq!(
-            c.writes(t),
-            Vec::<String>::new(),
-            "target {t} after SIGCONT"
-        );
+        let late: Vec<String> = c
+            .proxy(t)
+            .records()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect();
+        assert!(late.len() <= 2, "target {t} after SIGCONT: {late:?}");
+        for w in &late {
+            assert!(
+                w.ends_with(" 409"),
+                "target {t}: a late write changed something: {late:?}"
+            );
+        }
     }
     assert_eq!(
         c.snapshot_digest(),
@@ -329,6 +341,17 @@ fn a_daemon_whose_database_goes_away_stops_with_an_error_and_a_name_is_one_insta
     );
 }
 
+/// Waits until the proxy of `target` saw no request for 1.5 s.
+fn quiet(c: &Cluster, target: &str) {
+    loop {
+        let n = c.proxy(target).count();
+        std::thread::sleep(Duration::from_millis(1500));
+        if c.proxy(target).count() == n {
+            return;
+        }
+    }
+}
+
 /// `scripts/bench-failover`: the time from an owner's death (`kill -9`) to the first request
 /// of the instance taking its target over, over `FAILOVER_KILLS` kills (10), with
 /// `FAILOVER_LEASE` seconds of lease (30).
@@ -354,6 +377,8 @@ fn failover_timing() {
     });
     let mut times = Vec::new();
     for k in 0..kills {
+        // The last cycle's tail (its group's members) over before the change.
+        quiet(&c, "a");
         // A change only the next owner will send: the schedule never fires by itself.
         c.directory(3 + k);
         c.proxy("a").clear();

@@ -175,6 +175,15 @@ impl TargetLocks {
         lock.lock_owned().await
     }
 
+    /// The target's lock, if nothing holds it now.
+    pub(crate) fn try_lock(&self, target: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(target.to_owned()).or_default().clone()
+        };
+        lock.try_lock_owned().ok()
+    }
+
     /// Whether a cycle (or command) of `target` runs now.
     pub(crate) fn busy(&self, target: &str) -> bool {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -62,6 +62,13 @@ async fn renew(store: Arc<Store>, fence: Arc<Fence>, lease: Duration) {
     }
 }
 
+impl Drop for Borrowed {
+    /// However the command ends, the lease is renewed no more (it expires if not released).
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
 /// Gives back a lease taken for one command.
 pub(crate) async fn give_back(store: &Store, borrowed: Option<Borrowed>) {
     if let Some(b) = borrowed {
@@ -123,7 +130,10 @@ async fn wait(ctx: &Ctx, target: &str, id: i64) -> Result<(Response, String), St
                 ))
             }
             Some(_) => {}
-            None if asked.elapsed() > 3 * lease => {
+            // Given up only if it is still nobody's: an owner may take it at the last moment.
+            None if asked.elapsed() > 3 * lease
+                && store.forget_untaken(id).await.map_err(|e| e.to_string())? =>
+            {
                 let holder = store
                     .leases()
                     .await

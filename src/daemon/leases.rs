@@ -9,7 +9,7 @@
 //! a target this one owns are taken from `scimsync_request` twice a second and answered there.
 
 use super::{spawn_target, Shared};
-use crate::control::{commands, Request, Response, EXIT_USAGE};
+use crate::control::{commands, Request, Response, EXIT_FATAL, EXIT_USAGE};
 use crate::state::lease::{Fence, LeaseRow};
 use crate::state::StateError;
 use std::collections::BTreeMap;
@@ -33,18 +33,36 @@ pub(super) async fn keep(shared: Arc<Shared>, tracker: TaskTracker) {
     let mut owned: BTreeMap<String, Owned> = BTreeMap::new();
     loop {
         let stopping = shared.stop.is_cancelled();
-        if let Err(e) = round(&shared, &tracker, &mut owned, stopping).await {
-            tracing::warn!(error = %e, "Cannot reach the PostgreSQL state to keep the leases; a lease not renewed in time stops its target here.");
-            drop_lapsed(&shared, &mut owned);
-            if shared.store.connection_closed() && !stopping {
-                tracing::error!("The connection to the PostgreSQL state is closed; stopping, for the service manager to start scimsync again.");
-                shared.fail();
+        let third = shared.current().state.lease() / 3;
+        // A round that hangs (a connection dropped without a word) counts as failed.
+        let result = tokio::time::timeout(third, round(&shared, &tracker, &mut owned, stopping))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StateError::Storage(
+                    "no answer within a third of lease_seconds".into(),
+                ))
+            });
+        let mut pause = third;
+        match result {
+            Ok(()) => shared.kept_at.store(
+                crate::state::lease::clock(),
+                std::sync::atomic::Ordering::SeqCst,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot reach the PostgreSQL state to keep the leases; a lease not renewed in time stops its target here.");
+                drop_lapsed(&shared, &mut owned);
+                if shared.store.connection_closed() && !stopping {
+                    tracing::error!("The connection to the PostgreSQL state is closed; stopping, for the service manager to start scimsync again.");
+                    shared.fail();
+                }
+                // Again soon: two failed rounds in a row must not cost the leases.
+                pause = Duration::from_secs(1).min(third);
             }
         }
-        if stopping && !shared.tasks_running() {
+        let working = shared.tasks_running() || owned.keys().any(|n| shared.locks.busy(n));
+        if stopping && !working {
             return;
         }
-        let pause = shared.current().state.lease() / 3;
         tokio::select! {
             _ = shared.stop.cancelled(), if !stopping => {}
             _ = tokio::time::sleep(pause) => {}
@@ -89,7 +107,7 @@ async fn round(
     let lease = config.state.lease();
     let store = &shared.store;
     let me = me(shared);
-    store.heartbeat(&me, lease).await?;
+    // Renewals first: they are what keeps the targets.
     for (name, o) in owned.iter() {
         if !store.renew(&o.fence, lease).await? {
             tracing::error!(target_name = %name, epoch = o.fence.epoch(), "Lost the lease on the target to another instance; stopping its cycles here.");
@@ -98,6 +116,7 @@ async fn round(
         }
     }
     owned.retain(|_, o| o.fence.valid());
+    store.heartbeat(&me, lease).await?;
     if stopping {
         return Ok(());
     }
@@ -114,7 +133,12 @@ async fn round(
     let live = store.live_instances().await?.len().max(1);
     let share = configured.len().div_ceil(live);
     while owned.len() > share {
-        let Some(name) = owned.keys().find(|n| !shared.locks.busy(n)).cloned() else {
+        // Never a target in the middle of a cycle or command: its lock is held while it is
+        // given back, so none starts meanwhile.
+        let free = owned
+            .keys()
+            .find_map(|n| shared.locks.try_lock(n).map(|g| (n.clone(), g)));
+        let Some((name, _held)) = free else {
             break;
         };
         let why = format!("{live} instances share {} targets", configured.len());
@@ -186,13 +210,20 @@ async fn give_back(
     Ok(())
 }
 
-/// At shutdown, once the schedulers ended: every lease released for the others to take at
-/// once, and this instance's row removed.
-pub(super) async fn leave(shared: &Shared) {
+/// At shutdown: this instance's row removed and, once nothing runs under them (`finished`),
+/// every lease released for the others to take at once. Leases of work abandoned after the
+/// grace period are left to expire.
+pub(super) async fn leave(shared: &Shared, finished: bool) {
     if !shared.store.shared() {
         return;
     }
-    for name in shared.store.held() {
+    let held = if finished {
+        shared.store.held()
+    } else {
+        tracing::warn!("Leases are left to expire: calls may still be in flight under them.");
+        Vec::new()
+    };
+    for name in held {
         if let Some(fence) = shared.store.fence(&name) {
             if let Err(e) = shared.store.release(&fence).await {
                 tracing::warn!(target_name = %name, error = %e, "Cannot release the lease; another instance takes the target after it expires.");
@@ -234,15 +265,32 @@ pub(super) async fn serve_requests(shared: Arc<Shared>, tracker: TaskTracker) {
                 let response = match serde_json::from_str::<Request>(&q.request) {
                     Ok(r) if about(&r) == Some(q.target.as_str()) => {
                         tracing::info!(request = ?r, "Request from another instance.");
-                        commands::execute(&s.ctx(), r).await
+                        let ctx = s.ctx();
+                        // A command that fails by panicking still gets an answer.
+                        tokio::spawn(async move { commands::execute(&ctx, r).await })
+                            .await
+                            .unwrap_or_else(|e| {
+                                Response::failed(EXIT_FATAL, format!("the command stopped: {e}"))
+                            })
                     }
                     _ => Response::failed(EXIT_USAGE, "not a sync or provision of one target"),
                 };
-                let reply = serde_json::to_string(&response).unwrap_or_default();
-                if let Err(e) = s.store.answer(q.id, &reply).await {
-                    tracing::warn!(error = %e, "Cannot answer a request of another instance.");
-                }
+                answer(&s, q.id, &response).await;
             });
+        }
+    }
+}
+
+/// Writes the answer to a forwarded request, trying a few times: the requester waits for it.
+async fn answer(shared: &Shared, id: i64, response: &Response) {
+    let reply = serde_json::to_string(response).unwrap_or_default();
+    for attempt in 1..=5u32 {
+        match shared.store.answer(id, &reply).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "Cannot answer a request of another instance.");
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
         }
     }
 }

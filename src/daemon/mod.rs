@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// Set when the daemon stops because it cannot go on (the PostgreSQL state's connection
     /// closed): it exits non-zero, for the service manager to start it again.
     fatal: std::sync::atomic::AtomicBool,
+    /// When (ms of [`crate::state::lease::clock`]) the lease keeper last finished a round.
+    kept_at: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -80,12 +82,19 @@ impl Shared {
     fn every_target_scheduled(&self) -> bool {
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         if self.store.shared() {
-            return tasks.values().all(|h| !h.is_finished());
+            return tasks.values().all(|h| !h.is_finished()) && self.leases_kept();
         }
         self.current()
             .targets
             .iter()
             .all(|t| tasks.get(&t.name).is_some_and(|h| !h.is_finished()))
+    }
+
+    /// Whether the lease keeper finished a round within the last two leases.
+    fn leases_kept(&self) -> bool {
+        let at = self.kept_at.load(std::sync::atomic::Ordering::SeqCst);
+        let lease = crate::state::lease::clock().saturating_sub(at);
+        u128::from(lease) < 2 * self.current().state.lease().as_millis()
     }
 
     /// Stops the daemon because it cannot go on; it exits non-zero.
@@ -199,6 +208,7 @@ pub(crate) async fn run(config_path: &Path) -> i32 {
         summaries: Mutex::default(),
         tasks: Mutex::default(),
         fatal: Default::default(),
+        kept_at: crate::state::lease::clock().into(),
     });
     let tracker = TaskTracker::new();
     tracker.spawn(socket::serve(
@@ -251,14 +261,16 @@ async fn shut_down(shared: &Shared, tracker: &TaskTracker, files: &[std::path::P
     notify::stopping();
     shared.stop.cancel();
     tracker.close();
-    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+    let finished = tokio::time::timeout(GRACE, tracker.wait()).await.is_ok();
+    if !finished {
         tracing::warn!(
             grace_seconds = GRACE.as_secs(),
             "Calls still in flight after the grace period are abandoned."
         );
     }
     let mut code = EXIT_OK;
-    leases::leave(shared).await;
+    // Leases are given back only when nothing runs under them any more; otherwise they expire.
+    leases::leave(shared, finished).await;
     if let Err(e) = shared.store.flush().await {
         tracing::error!(error = %e, "Could not flush the snapshot.");
         code = EXIT_FATAL;

@@ -294,7 +294,7 @@ pub(crate) async fn run_target_with(
     );
     let client = Client::new(target, c.profile.clone())?
         .stopping_on(stop.clone())
-        .holding(store.fence(&target.name));
+        .holding(store.gate(&target.name));
     // Nothing to send, nothing held, nothing in escrow: the snapshot will not change, so the
     // group plan made with the users stands and no claim, second plan or cleanup is needed.
     let idle = planned.users.ops.is_empty()

@@ -122,7 +122,7 @@ pub(crate) async fn provision(
     }
     let client = Client::new(target, profile)?
         .without_bulk()
-        .holding(store.fence(&target.name));
+        .holding(store.gate(&target.name));
     // A dry run stores nothing.
     let log = if dry_run {
         None

@@ -65,6 +65,12 @@ impl Client {
             Ok(b) => used.insert(b),
             Err(e) => return Err((ScimError::from(e), None)),
         };
+        // The waits above (a slot, the rate, a token) may have outlasted this instance's lease
+        // on the target: a write leaves only while it is surely held.
+        let write = matches!(*method, Method::POST | Method::PATCH | Method::DELETE);
+        if write && self.lease_lapsed() {
+            return Err((self.interrupted(method, route), None));
+        }
         let Some(req) = self.request(method, route, body, bearer) else {
             let why = "the token holds characters not allowed in an HTTP header";
             return Err(fail(Cause::Invalid, why.into()));

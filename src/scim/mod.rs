@@ -141,7 +141,7 @@ pub struct Client {
     /// Cancelled at shutdown: from then on no new write is sent (in-flight calls finish).
     stop: tokio_util::sync::CancellationToken,
     /// Several instances: the lease on this target; once it lapses no new write is sent.
-    lease: Option<Arc<crate::state::lease::Fence>>,
+    lease: crate::state::lease::Gate,
 }
 
 impl Client {
@@ -193,13 +193,14 @@ impl Client {
             concurrency: target.concurrency.max(1),
             bulk: tokio::sync::OnceCell::new(),
             stop: tokio_util::sync::CancellationToken::new(),
-            lease: None,
+            lease: crate::state::lease::Gate::Open,
         })
     }
 
-    /// The same client sending no write once `lease` (this instance's on the target) lapses:
-    /// an owner resumed after a pause longer than its lease sends nothing more.
-    pub fn holding(mut self, lease: Option<Arc<crate::state::lease::Fence>>) -> Client {
+    /// The same client sending writes only under `lease` (this instance's on the target, when
+    /// several share the state): none once it lapses, none without one, and none before a
+    /// takeover's hold ends. Checked again just before each write leaves.
+    pub fn holding(mut self, lease: crate::state::lease::Gate) -> Client {
         self.lease = lease;
         self
     }
@@ -258,8 +259,8 @@ impl Client {
         }
     }
 
-    fn lease_lapsed(&self) -> bool {
-        self.lease.as_ref().is_some_and(|l| !l.valid())
+    pub(crate) fn lease_lapsed(&self) -> bool {
+        self.lease.closed()
     }
 
     /// Why this client sends nothing more, if it does not.
@@ -643,6 +644,11 @@ impl Client {
     ) -> http::Attempt {
         let write =
             matches!(method, Method::POST | Method::PATCH | Method::DELETE) && route.is_resource();
+        if write {
+            if let Some(hold) = self.lease.hold() {
+                tokio::time::sleep(hold).await;
+            }
+        }
         if write && (self.stop.is_cancelled() || self.lease_lapsed()) {
             return Err((self.interrupted(&method, route), None));
         }

@@ -11,8 +11,8 @@
 use super::pg::{storage, Pg};
 use super::StateError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A held lease on one target.
 #[derive(Debug)]
@@ -20,27 +20,43 @@ pub struct Fence {
     pub(crate) target: String,
     pub(crate) owner: String,
     pub(crate) epoch: i64,
-    /// Milliseconds after [`base`] until which the lease is surely held.
+    /// Milliseconds of [`clock`] until which the lease is surely held.
     valid_until: AtomicU64,
+    /// Milliseconds of [`clock`] before which no write is sent: a target taken over from an
+    /// owner that died waits for that owner's last calls to land.
+    hold_until: u64,
     lost: AtomicBool,
 }
 
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
+/// Milliseconds since boot, counting time suspended (`CLOCK_BOOTTIME`): a host that slept or a
+/// process that was paused sees all the time that passed.
+pub(crate) fn clock() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1000).saturating_add(nanos / 1_000_000)
 }
 
-fn millis(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(base()).as_millis()).unwrap_or(u64::MAX)
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Fence {
-    fn new(target: &str, owner: &str, epoch: i64, asked: Instant, lease: Duration) -> Fence {
+    /// A lease granted by a query sent at `asked`; its writes wait `hold` (a takeover).
+    fn new(
+        target: &str,
+        owner: &str,
+        epoch: i64,
+        asked: u64,
+        lease: Duration,
+        hold: Duration,
+    ) -> Fence {
         let f = Fence {
             target: target.to_owned(),
             owner: owner.to_owned(),
             epoch,
             valid_until: AtomicU64::new(0),
+            hold_until: asked.saturating_add(ms(hold)),
             lost: AtomicBool::new(false),
         };
         f.extend(asked, lease);
@@ -49,13 +65,20 @@ impl Fence {
 
     /// Whether the lease is surely still held: not lost, and renewed recently enough.
     pub fn valid(&self) -> bool {
-        !self.lost.load(Ordering::SeqCst)
-            && millis(Instant::now()) < self.valid_until.load(Ordering::SeqCst)
+        !self.lost.load(Ordering::SeqCst) && clock() < self.valid_until.load(Ordering::SeqCst)
     }
 
-    /// The lease was renewed by a query sent at `asked`.
-    fn extend(&self, asked: Instant, lease: Duration) {
-        let until = millis(asked).saturating_add(u64::try_from(lease.as_millis()).unwrap_or(0));
+    /// How long a write must still wait (after a takeover), if at all.
+    pub fn hold(&self) -> Option<Duration> {
+        let now = clock();
+        (now < self.hold_until).then(|| Duration::from_millis(self.hold_until - now))
+    }
+
+    /// The lease was renewed by a query sent at `asked` (ms of [`clock`]). It is taken as held
+    /// for two thirds of `lease` from then, not all of it: a call sent just before that
+    /// deadline has a third of the lease to land before another instance may take over.
+    fn extend(&self, asked: u64, lease: Duration) {
+        let until = asked.saturating_add(ms(lease) * 2 / 3);
         self.valid_until.fetch_max(until, Ordering::SeqCst);
     }
 
@@ -66,6 +89,36 @@ impl Fence {
 
     pub fn epoch(&self) -> i64 {
         self.epoch
+    }
+}
+
+/// What a SCIM client of one target may send under this process's lease.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// One process holds the whole state (sled, or an import): no lease to check.
+    Open,
+    /// Writes while this lease is surely held (and after its hold).
+    Held(Arc<Fence>),
+    /// No write: the state is shared and this process holds no lease on the target.
+    Refused,
+}
+
+impl Gate {
+    /// Whether a write must not be sent now.
+    pub fn closed(&self) -> bool {
+        match self {
+            Gate::Open => false,
+            Gate::Held(f) => !f.valid(),
+            Gate::Refused => true,
+        }
+    }
+
+    /// How long a write must wait first (a takeover's hold).
+    pub fn hold(&self) -> Option<Duration> {
+        match self {
+            Gate::Held(f) => f.hold(),
+            _ => None,
+        }
     }
 }
 
@@ -118,33 +171,42 @@ fn interval_ms(lease: Duration) -> f64 {
 
 impl Pg {
     /// Takes the target's lease if it is free or expired: a new epoch. Never a live lease, not
-    /// even one under this owner's name.
+    /// even one under this owner's name. A lease that expired (its owner died or was cut off,
+    /// rather than giving it back) is taken with a hold of a third of `lease` before the first
+    /// write: with the owner's own margin, the calls it sent last have two thirds of the lease
+    /// to land first.
     pub(crate) async fn acquire(
         &self,
         target: &str,
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Fence>, StateError> {
-        let asked = Instant::now();
+        let asked = clock();
         let row = self
             .client
             .query_opt(
-                "INSERT INTO scimsync_lease (target, owner, epoch, expires_at) \
+                "WITH before AS (SELECT expires_at FROM scimsync_lease WHERE target = $1) \
+                 INSERT INTO scimsync_lease (target, owner, epoch, expires_at) \
                  VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond') \
                  ON CONFLICT (target) DO UPDATE SET owner = EXCLUDED.owner, \
                    epoch = scimsync_lease.epoch + 1, expires_at = EXCLUDED.expires_at \
                  WHERE scimsync_lease.expires_at <= now() \
-                 RETURNING epoch",
+                 RETURNING epoch, \
+                   COALESCE((SELECT expires_at <> '-infinity' FROM before), false)",
                 &[&target, &owner, &interval_ms(lease)],
             )
             .await
             .map_err(storage)?;
-        Ok(row.map(|r| Fence::new(target, owner, r.get(0), asked, lease)))
+        Ok(row.map(|r| {
+            let expired: bool = r.get(1);
+            let hold = if expired { lease / 3 } else { Duration::ZERO };
+            Fence::new(target, owner, r.get(0), asked, lease, hold)
+        }))
     }
 
     /// Renews a held lease; false when it is no longer this fence's (taken over, released).
     pub(crate) async fn renew(&self, fence: &Fence, lease: Duration) -> Result<bool, StateError> {
-        let asked = Instant::now();
+        let asked = clock();
         let n = self
             .client
             .execute(
@@ -328,6 +390,18 @@ impl Pg {
             .map_err(storage)
     }
 
+    /// Forgets a request nobody took yet; false when an owner took it meanwhile.
+    pub(crate) async fn forget_untaken(&self, id: i64) -> Result<bool, StateError> {
+        self.client
+            .execute(
+                "DELETE FROM scimsync_request WHERE id = $1 AND taken_by IS NULL",
+                &[&id],
+            )
+            .await
+            .map(|n| n == 1)
+            .map_err(storage)
+    }
+
     /// Forgets a request (answered, or given up on).
     pub(crate) async fn forget_request(&self, id: i64) -> Result<(), StateError> {
         self.client
@@ -343,15 +417,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fence_is_valid_until_its_lease_lapses_or_it_is_lost() {
-        let f = Fence::new("t", "a", 1, Instant::now(), Duration::from_millis(200));
+    fn a_fence_is_valid_for_two_thirds_of_its_lease_unless_lost() {
+        let f = Fence::new(
+            "t",
+            "a",
+            1,
+            clock(),
+            Duration::from_millis(300),
+            Duration::ZERO,
+        );
         assert!(f.valid());
+        assert_eq!(f.hold(), None);
         std::thread::sleep(Duration::from_millis(250));
-        assert!(!f.valid(), "lapsed");
-        f.extend(Instant::now(), Duration::from_secs(30));
+        assert!(!f.valid(), "lapsed after two thirds");
+        f.extend(clock(), Duration::from_secs(30));
         assert!(f.valid(), "renewed");
         f.lose();
         assert!(!f.valid(), "lost");
+    }
+
+    #[test]
+    fn a_takeover_holds_its_writes() {
+        let f = Fence::new(
+            "t",
+            "a",
+            2,
+            clock(),
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        );
+        let hold = f.hold().expect("a hold");
+        assert!(
+            hold > Duration::from_secs(9) && hold <= Duration::from_secs(10),
+            "{hold:?}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the instances alive, and the requests one instance passes to the owner of a target. On sled
 //! (one process holds the whole state) every target is this process's and none of this is used.
 
-use super::lease::{Fence, LeaseRow, Queued, RequestState};
+use super::lease::{Fence, Gate, LeaseRow, Queued, RequestState};
 use super::{StateError, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,18 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .get(target)
             .cloned()
+    }
+
+    /// What a client of `target` may send: anything (one process holds the state), under
+    /// this process's lease, or nothing (the state is shared and the lease is not ours).
+    pub fn gate(&self, target: &str) -> Gate {
+        if !self.shared() {
+            return Gate::Open;
+        }
+        match self.fence(target) {
+            Some(f) => Gate::Held(f),
+            None => Gate::Refused,
+        }
     }
 
     /// The targets this process holds a lease on.
@@ -129,6 +141,10 @@ impl Store {
 
     pub async fn prune_requests(&self) -> Result<u64, StateError> {
         self.pg()?.prune_requests().await
+    }
+
+    pub async fn forget_untaken(&self, id: i64) -> Result<bool, StateError> {
+        self.pg()?.forget_untaken(id).await
     }
 
     pub async fn forget_request(&self, id: i64) -> Result<(), StateError> {

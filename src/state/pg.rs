@@ -90,6 +90,14 @@ impl Pg {
         }
         config.connect_timeout(std::time::Duration::from_secs(10));
         config.application_name("scimsync");
+        // A connection that dies without a word is noticed: the leases depend on it.
+        let lease = state.lease();
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(5))
+            .keepalives_interval(std::time::Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(lease / 3);
         let client = match &state.ca_file {
             None => block(super::pg_tls::connect(&config, NoTls)),
             Some(ca_file) => {
@@ -102,20 +110,35 @@ impl Pg {
         .map_err(|e| open(format!("cannot connect: {e}")))?;
         let pg = Pg { client };
         pg.migrate().map_err(|e| open(e.to_string()))?;
+        // Every process using the state holds the lock shared; `state import` needs it alone.
+        let shared: bool = block(
+            pg.client
+                .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&LOCK_KEY]),
+        )
+        .map_err(storage)?
+        .get(0);
+        if !shared {
+            return Err(StateError::Locked { path: url.into() });
+        }
         Ok(Arc::new(pg))
     }
 
     /// Makes this connection the state's only user, for `state import`: refused while another
-    /// process holds the lock or any instance is alive.
+    /// process uses the state (holds the lock shared), or any instance or lease is alive.
     pub(crate) fn exclusive(&self, url: &str) -> Result<(), StateError> {
-        let locked: bool = block(
+        let locked: bool = block(async {
             self.client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY]),
-        )
+                .execute("SELECT pg_advisory_unlock_shared($1)", &[&LOCK_KEY])
+                .await?;
+            self.client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+                .await
+        })
         .map_err(storage)?
         .get(0);
         let live = block(self.live_instances())?;
-        if !locked || !live.is_empty() {
+        let leased = block(self.leases())?.iter().any(|l| l.live);
+        if !locked || !live.is_empty() || leased {
             return Err(StateError::Locked { path: url.into() });
         }
         Ok(())
