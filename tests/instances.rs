@@ -35,6 +35,26 @@ fn owners(c: &Cluster) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The instance owning `target`'s live lease.
+fn owner_of(c: &Cluster, target: &str) -> String {
+    owners(c)
+        .into_iter()
+        .find(|(t, _)| t == target)
+        .map(|(_, i)| i)
+        .expect("an owner")
+}
+
+/// Waits until `target`'s cycle has created 10 users.
+fn under_way(c: &Cluster, target: &str) {
+    wait_until(LONG, "the cycle is under way", || {
+        c.writes(target)
+            .iter()
+            .filter(|w| w.starts_with("POST"))
+            .count()
+            >= 10
+    });
+}
+
 /// Starts "one" and "two" and waits until they split the three targets and the first
 /// cycles are done with `n` users.
 fn split(c: &Cluster, n: usize) -> (common::Running, common::Running) {
@@ -113,18 +133,8 @@ fn two_instances_split_the_targets_and_a_killed_owner_is_taken_over_without_a_du
 
     // 60 new hires: kill -9 the owner of target "a" while it creates them.
     c.directory(64);
-    let victim = owners(&c)
-        .into_iter()
-        .find(|(t, _)| t == "a")
-        .map(|(_, i)| i)
-        .expect("an owner of a");
-    wait_until(LONG, "the cycle of a is under way", || {
-        c.writes("a")
-            .iter()
-            .filter(|w| w.starts_with("POST"))
-            .count()
-            >= 10
-    });
+    let victim = owner_of(&c, "a");
+    under_way(&c, "a");
     let (dead, mut alive, survivor) = if victim == "one" {
         (one, two, "two")
     } else {
@@ -154,23 +164,13 @@ fn a_paused_owner_starts_no_call_and_writes_nothing_after_the_takeover() {
     let (one, two) = split(&c, 4);
     // Pause the owner of "a" in the middle of creating 80 users.
     c.directory(84);
-    let victim = owners(&c)
-        .into_iter()
-        .find(|(t, _)| t == "a")
-        .map(|(_, i)| i)
-        .expect("an owner of a");
+    let victim = owner_of(&c, "a");
     let (paused, other, survivor) = if victim == "one" {
         (one, two, "two")
     } else {
         (two, one, "one")
     };
-    wait_until(LONG, "the cycle of a is under way", || {
-        c.writes("a")
-            .iter()
-            .filter(|w| w.starts_with("POST"))
-            .count()
-            >= 10
-    });
+    under_way(&c, "a");
     signal(paused.pid(), "-STOP");
     let left = 84 - c.snapshot_users("a");
     assert!(left > 10, "the pause came too late: {left} users left");
