@@ -341,6 +341,29 @@ fn a_daemon_whose_database_goes_away_stops_with_an_error_and_a_name_is_one_insta
     );
 }
 
+#[test]
+fn a_target_held_by_another_command_is_named_at_once() {
+    let c = Cluster::start(&["a"], "0 0 0 1 1 *", 1000, LEASE);
+    c.directory(2);
+    c.run("cli", &["sync"]).assert_success();
+    c.proxy("a").clear();
+    // A command on another host holds the lease (it runs, or was stopped a moment ago).
+    c.psql(
+        "UPDATE scimsync_lease SET owner = 'db2:77 (command line)', \
+         expires_at = now() + interval '30 seconds' WHERE target = 'a'",
+    );
+    let started = Instant::now();
+    let out = c.run("cli", &["sync"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.to_string()
+            .contains("target a is held by db2:77 (command line) until"),
+        "{out}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "not at once");
+    assert_eq!(c.writes("a"), Vec::<String>::new());
+}
+
 /// Waits until the proxy of `target` saw no request for 1.5 s.
 fn quiet(c: &Cluster, target: &str) {
     loop {

@@ -41,9 +41,27 @@ pub(crate) async fn place(ctx: &Ctx, target: &str) -> Result<Place, String> {
             renewer: tokio::spawn(renew(store.clone(), fence.clone(), lease)),
             fence,
         }))),
-        Ok(None) => Ok(Place::Owner),
+        Ok(None) => held_by_a_daemon(store, target).await.map(|()| Place::Owner),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Whether the live lease on `target` is a daemon's (which answers forwarded requests) rather
+/// than another command's, which would never answer.
+async fn held_by_a_daemon(store: &Store, target: &str) -> Result<(), String> {
+    let leases = store.leases().await.map_err(|e| e.to_string())?;
+    let Some(lease) = leases.into_iter().find(|l| l.target == target && l.live) else {
+        return Ok(());
+    };
+    let daemons = store.live_instances().await.map_err(|e| e.to_string())?;
+    if daemons.contains(&lease.owner) {
+        return Ok(());
+    }
+    Err(format!(
+        "target {target} is held by {} until {}: another command that runs (or stopped less than lease_seconds ago); run this one after it",
+        crate::text::escape(&lease.owner),
+        lease.expires_at
+    ))
 }
 
 async fn renew(store: Arc<Store>, fence: Arc<Fence>, lease: Duration) {
