@@ -117,14 +117,6 @@ impl StateConfig {
     pub fn lease(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS))
     }
-
-    /// The provisioning log's retention.
-    pub fn log_retention(&self) -> crate::state::Retention {
-        crate::state::Retention {
-            max_age: chrono::Duration::days(i64::from(self.log_retention_days)),
-            max_records: self.log_max_records,
-        }
-    }
 }
 
 fn default_state_path() -> PathBuf {

@@ -380,7 +380,10 @@ fn log_retention_has_defaults_and_rejects_zero() {
         (c.state.log_retention_days, c.state.log_max_records),
         (30, 100_000)
     );
-    assert_eq!(c.state.log_retention().max_age, chrono::Duration::days(30));
+    assert_eq!(
+        crate::state::Retention::of(&c.state).max_age,
+        chrono::Duration::days(30)
+    );
     let set = GOOD.replace(
         "path = \"state\"",
         "path = \"state\"\nlog_retention_days = 7\nlog_max_records = 500",

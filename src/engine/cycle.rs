@@ -724,7 +724,7 @@ pub(crate) fn open_log(store: &Store, target: &str) -> Option<state::Log> {
 /// Applies the log's retention; a failure is a warning. Pruning scans the log's keys, so it
 /// runs on a blocking thread rather than on the workers that carry the other targets' cycles.
 async fn prune_log(log: &state::Log, config: &Config) {
-    let (log, retention) = (log.clone(), config.state.log_retention());
+    let (log, retention) = (log.clone(), state::Retention::of(&config.state));
     let pruned =
         tokio::task::spawn_blocking(move || log.prune(&retention, chrono::Utc::now())).await;
     match pruned {

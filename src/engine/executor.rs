@@ -17,6 +17,10 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// Users whose manager has no account yet, each with the manager's objectId
+/// ([`super::references`]).
+pub(crate) type Pending = std::collections::BTreeMap<crate::ids::SourceId, crate::ids::SourceId>;
+
 pub(crate) struct Executor<'a> {
     pub(crate) client: &'a Client,
     pub(crate) snapshot: &'a Snapshot,
@@ -32,7 +36,7 @@ pub(crate) struct Executor<'a> {
     /// than leaving it to the next cycle's plan and its attribute-wipe guard.
     pub(crate) allow_clears: bool,
     /// Users whose manager had no account when the cycle was planned.
-    pub(crate) pending: super::references::Pending,
+    pub(crate) pending: Pending,
 }
 
 impl<'a> Executor<'a> {

@@ -24,8 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(crate) const MANAGER: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager";
 
-/// Users whose manager has no account yet, each with the manager's objectId.
-pub(crate) type Pending = BTreeMap<SourceId, SourceId>;
+pub(crate) use super::executor::Pending;
 
 /// What [`resolve`] asks of the target's snapshot.
 pub(crate) struct Accounts<'a> {

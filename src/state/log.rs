@@ -63,6 +63,16 @@ pub struct Retention {
     pub max_records: usize,
 }
 
+impl Retention {
+    /// The retention `[state]` configures.
+    pub fn of(state: &crate::config::StateConfig) -> Retention {
+        Retention {
+            max_age: chrono::Duration::days(i64::from(state.log_retention_days)),
+            max_records: state.log_max_records,
+        }
+    }
+}
+
 /// What `scimsync logs` asks for. Every field narrows the answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogQuery {

@@ -6,6 +6,7 @@
 
 pub mod dump;
 pub mod escrow;
+mod fence;
 mod kv;
 pub mod lease;
 pub mod log;
@@ -117,7 +118,7 @@ pub struct Store {
     /// The state directory, for an on-disk store.
     path: Option<PathBuf>,
     /// PostgreSQL: the leases this process holds, by target.
-    fences: Mutex<BTreeMap<String, Arc<lease::Fence>>>,
+    fences: Mutex<BTreeMap<String, Arc<fence::Fence>>>,
     /// PostgreSQL: held exclusively (`state import`), writes need no lease.
     exclusive: bool,
 }

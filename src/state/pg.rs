@@ -6,7 +6,7 @@
 //! [`KvTree`] is synchronous (sled's calls are); each call here waits for its query on the
 //! multi-threaded runtime (`block_in_place`), which every command of scimsync runs on.
 
-use super::lease::Fence;
+use super::fence::Fence;
 use super::{KvTree, StateError, Visit, Visitor};
 use crate::config::StateConfig;
 use std::future::Future;
