@@ -241,30 +241,23 @@ async fn forwarded_cycle(ctx: &Ctx, target: &str, opts: CycleOptions) -> TargetR
         allow_deletes: opts.allow_deletes,
         allow_clears: opts.allow_clears,
     };
-    let failed = |error: String| TargetRun {
-        target: target.to_owned(),
-        notes: Vec::new(),
-        outcome: RunOutcome::Failed { error },
+    let runs = |r| match r {
+        Response::Cycles { targets } => Some(targets),
+        _ => None,
     };
-    match owner::forward(ctx, target, &request).await {
-        Ok((Response::Cycles { targets }, by)) => match targets.into_iter().next() {
-            Some(mut run) => {
-                run.notes.insert(
-                    0,
-                    format!(
-                        "run by instance {}, the target's owner",
-                        crate::text::escape(&by)
-                    ),
-                );
-                run
-            }
-            None => failed(format!("instance {by} answered without this target")),
-        },
-        Ok((Response::Failed { errors, .. }, by)) => {
-            failed(format!("instance {by}: {}", errors.join("; ")))
+    match owner::forward_one(ctx, target, &request, runs).await {
+        Ok((mut run, by)) => {
+            run.notes
+                .insert(0, format!("run by instance {by}, the target's owner"));
+            run
         }
-        Ok((_, by)) => failed(format!("instance {by} answered another command")),
-        Err(e) => failed(format!("the target's owner did not run the cycle: {e}")),
+        Err(e) => TargetRun {
+            target: target.to_owned(),
+            notes: Vec::new(),
+            outcome: RunOutcome::Failed {
+                error: format!("the target's owner did not run the cycle: {e}"),
+            },
+        },
     }
 }
 
@@ -275,22 +268,18 @@ async fn forwarded_provision(ctx: &Ctx, target: &str, user: &str) -> ProvisionRu
         target: Some(target.to_owned()),
         dry_run: false,
     };
-    let failed = |error: String| ProvisionRun {
-        target: target.to_owned(),
-        outcome: ProvisionOutcome::Failed { error },
+    let runs = |r| match r {
+        Response::Provision { targets } => Some(targets),
+        _ => None,
     };
-    match owner::forward(ctx, target, &request).await {
-        Ok((Response::Provision { targets }, by)) => targets
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| failed(format!("instance {by} answered without this target"))),
-        Ok((Response::Failed { errors, .. }, by)) => {
-            failed(format!("instance {by}: {}", errors.join("; ")))
-        }
-        Ok((_, by)) => failed(format!("instance {by} answered another command")),
-        Err(e) => failed(format!(
-            "the target's owner did not provision the user: {e}"
-        )),
+    match owner::forward_one(ctx, target, &request, runs).await {
+        Ok((run, _)) => run,
+        Err(e) => ProvisionRun {
+            target: target.to_owned(),
+            outcome: ProvisionOutcome::Failed {
+                error: format!("the target's owner did not provision the user: {e}"),
+            },
+        },
     }
 }
 

@@ -102,11 +102,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// Runs `request` (about `target` only) in the target's owner and returns its answer and the
 /// instance that gave it.
-pub(crate) async fn forward(
-    ctx: &Ctx,
-    target: &str,
-    request: &Request,
-) -> Result<(Response, String), String> {
+async fn forward(ctx: &Ctx, target: &str, request: &Request) -> Result<(Response, String), String> {
     let store = &ctx.store;
     let text = serde_json::to_string(request).map_err(|e| e.to_string())?;
     let id = store
@@ -118,6 +114,30 @@ pub(crate) async fn forward(
         tracing::warn!(error = %e, "Cannot remove a forwarded request.");
     }
     result
+}
+
+/// Runs `request` (about `target` only) in the target's owner and returns the one run its
+/// answer holds (taken out by `runs`) and the owner's name, escaped; any other answer is the
+/// error.
+pub(crate) async fn forward_one<T>(
+    ctx: &Ctx,
+    target: &str,
+    request: &Request,
+    runs: impl FnOnce(Response) -> Option<Vec<T>>,
+) -> Result<(T, String), String> {
+    let (response, by) = forward(ctx, target, request).await?;
+    let by = crate::text::escape(&by);
+    if let Response::Failed { errors, .. } = &response {
+        return Err(format!("instance {by}: {}", errors.join("; ")));
+    }
+    match runs(response) {
+        Some(runs) => runs
+            .into_iter()
+            .next()
+            .map(|run| (run, by.clone()))
+            .ok_or_else(|| format!("instance {by} answered without this target")),
+        None => Err(format!("instance {by} answered another command")),
+    }
 }
 
 async fn wait(ctx: &Ctx, target: &str, id: i64) -> Result<(Response, String), String> {
@@ -140,9 +160,14 @@ async fn wait(ctx: &Ctx, target: &str, id: i64) -> Result<(Response, String), St
                 .map(|r| (r, by))
                 .map_err(|e| format!("the owner's answer is unreadable: {e}"));
         }
-        let live = store.live_instances().await.map_err(|e| e.to_string())?;
         match state.taken_by {
-            Some(owner) if !live.contains(&owner) => {
+            Some(owner)
+                if !store
+                    .live_instances()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .contains(&owner) =>
+            {
                 return Err(format!(
                     "instance {owner} stopped while running it; the instance taking target {target} over runs a cycle at once (see scimsync status)"
                 ))

@@ -24,6 +24,14 @@ struct Owned {
     stop: CancellationToken,
 }
 
+impl Owned {
+    /// Stops the target's scheduler here (its lease lost, lapsed or given back).
+    fn stop(&self, shared: &Shared, name: &str) {
+        self.stop.cancel();
+        shared.untrack(name);
+    }
+}
+
 fn me(shared: &Shared) -> String {
     shared.info.instance.clone().unwrap_or_default()
 }
@@ -88,8 +96,7 @@ fn drop_lapsed(shared: &Shared, owned: &mut BTreeMap<String, Owned>) {
         let keep = o.fence.valid();
         if !keep {
             tracing::error!(target_name = %name, "The lease on the target lapsed; this instance stops its cycles there.");
-            o.stop.cancel();
-            shared.untrack(name);
+            o.stop(shared, name);
             shared.store.forget(&o.fence);
         }
         keep
@@ -111,8 +118,7 @@ async fn round(
     for (name, o) in owned.iter() {
         if !store.renew(&o.fence, lease).await? {
             tracing::error!(target_name = %name, epoch = o.fence.epoch(), "Lost the lease on the target to another instance; stopping its cycles here.");
-            o.stop.cancel();
-            shared.untrack(name);
+            o.stop(shared, name);
         }
     }
     owned.retain(|_, o| o.fence.valid());
@@ -202,8 +208,7 @@ async fn give_back(
     why: &str,
 ) -> Result<(), StateError> {
     if let Some(o) = owned.remove(name) {
-        o.stop.cancel();
-        shared.untrack(name);
+        o.stop(shared, name);
         shared.store.release(&o.fence).await?;
         tracing::info!(target_name = %name, "Gave the target back: {why}.");
     }

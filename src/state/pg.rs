@@ -331,9 +331,6 @@ impl KvTree for PgTree {
         Ok(row.map(|r| r.get(0)))
     }
     fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), StateError> {
-        let upsert = "INSERT INTO scimsync_kv (tree, key, value) \
-             SELECT $1::text, $2::bytea, $6::bytea FROM lease \
-             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
         if let Guard::Free = self.guard {
             return block(self.pg.client.execute(
                 "INSERT INTO scimsync_kv (tree, key, value) VALUES ($1, $2, $3) \
@@ -343,6 +340,9 @@ impl KvTree for PgTree {
             .map(|_| ())
             .map_err(storage);
         }
+        let upsert = "INSERT INTO scimsync_kv (tree, key, value) \
+             SELECT $1::text, $2::bytea, $6::bytea FROM lease \
+             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
         self.fenced(upsert, key, Some(&value))
     }
     fn remove(&self, key: &[u8]) -> Result<(), StateError> {
